@@ -1,0 +1,125 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else. Never pickles.
+
+A checkpoint ``name.safetensors`` holds the tensors; its sidecar ``name.safetensors.json`` holds the
+architecture spec (enough to rebuild the module without knowing how it was trained), preprocessing,
+classes, metrics and hashes. Nested states (optimizer) are flattened to ``prefix.path.to.tensor`` keys
+with their non-tensor skeleton in JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compress.artifacts import atomic_path, read_sidecar, sha256_file, write_sidecar
+from compress.errors import CheckpointError
+
+_TENSOR = "__tensor__"
+
+
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Move every tensor of a nested dict/list into ``tensors``; return the JSON-able skeleton."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous()
+        return {_TENSOR: prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[flatten_state(k, f"{prefix}.k{i}", tensors), flatten_state(v, f"{prefix}.{i}", tensors)]
+                             for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        kind = "__list__" if isinstance(obj, list) else "__tuple__"
+        return {kind: [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict):
+        if _TENSOR in skeleton:
+            return tensors[skeleton[_TENSOR]]
+        if "__dict__" in skeleton:
+            return {unflatten_state(k, tensors): unflatten_state(v, tensors) for k, v in skeleton["__dict__"]}
+        if "__list__" in skeleton:
+            return [unflatten_state(v, tensors) for v in skeleton["__list__"]]
+        if "__tuple__" in skeleton:
+            return tuple(unflatten_state(v, tensors) for v in skeleton["__tuple__"])
+    return skeleton
+
+
+def save_tensors(
+    path: str | os.PathLike[str],
+    tensors: dict[str, torch.Tensor],
+    kind: str,
+    meta: dict[str, Any] | None = None,
+    inputs: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write tensors atomically as safetensors, then the sidecar. Returns the sidecar record."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    # safetensors refuses tensors that share storage; clone those views once.
+    seen: dict[int, str] = {}
+    clean: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        value = value.detach().cpu().contiguous()
+        ptr = value.untyped_storage().data_ptr() if value.numel() else -1
+        clean[key] = value.clone() if ptr in seen and ptr != -1 else value
+        seen[ptr] = key
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata={"format": "compress/1", "kind": kind})
+    return write_sidecar(path, kind, meta, inputs)
+
+
+def load_tensors(path: str | os.PathLike[str], verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a safetensors checkpoint and its verified sidecar."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    record = read_sidecar(path, verify=verify)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint ({exc}); re-create it") from None
+    return tensors, record
+
+
+def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A third-party weights file: safetensors, or a PyTorch file loaded with ``weights_only=True``.
+
+    ``weights_only`` makes torch's unpickler refuse anything but tensors and plain containers, so a
+    crafted file cannot run code; such a file is reported, not loaded.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"weights file '{path}' does not exist: check the path")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"refused to load '{path}': it contains Python objects that could run code ({first[:120]}); "
+                "save a plain state_dict (or safetensors) instead"
+            ) from None
+        raise CheckpointError(f"'{path}' is not a readable PyTorch weights file ({first[:160]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"'{path}' does not hold a state_dict (name -> tensor); save model.state_dict()")
+    return state
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    return sha256_file(path)

@@ -1,0 +1,179 @@
+"""Datasets: one registry; every dataset yields normalised float batches and its preprocessing record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compress.data.loaders import Augment, BatchLoader, DataLoaderAdapter, TensorLoader
+from compress.data.preprocessing import Preprocessing
+from compress.data import sources
+from compress.errors import ConfigError, DataError
+from compress.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    channels: int
+    image_size: int  # native (or default model) input size
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    description: str
+    resize_size: int | None = None
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+for _info in (
+    DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), "Fashion-MNIST 60k/10k 28x28 grey (Debian package)"),
+    DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "CIFAR-10 (torchvision)"),
+    DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "CIFAR-100 (torchvision)"),
+    DatasetInfo("imagefolder", 0, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                "ImageNet layout: DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg", resize_size=256),
+    DatasetInfo("synthetic", 10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "random pixels, for speed benchmarks"),
+):
+    DATASETS.add(_info.name, _info, *(("fmnist",) if _info.name == "fashion-mnist" else
+                                     ("imagenet",) if _info.name == "imagefolder" else ()))
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    train_limit: int | None = None
+    val_limit: int | None = None
+    image_size: int | None = None  # only for imagefolder / synthetic
+    channels: int | None = None  # model input channels; default: the data's
+    augment: bool = True
+    workers: int = 4
+    seed: int = 0
+    synthetic_size: tuple[int, int] = (2048, 512)
+
+    def validate(self) -> None:
+        for field_name in ("batch_size", "eval_batch_size"):
+            if getattr(self, field_name) < 1:
+                raise ConfigError(f"{field_name.replace('_', '-')} must be at least 1, got {getattr(self, field_name)}")
+        for field_name in ("train_limit", "val_limit"):
+            value = getattr(self, field_name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{field_name.replace('_', '-')} must be at least 1, got {value}")
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"image size must be at least 8 px, got {self.image_size}")
+
+
+@dataclass
+class DataBundle:
+    train: BatchLoader
+    val: BatchLoader
+    info: DatasetInfo
+    num_classes: int
+    preprocessing: Preprocessing  # for the model's channel count
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocessing.image_size
+
+
+def _subset(split: sources.ArraySplit, limit: int | None, seed: int) -> sources.ArraySplit:
+    """A deterministic subset: the first ``limit`` items of a fixed permutation (seed-independent of training)."""
+    if limit is None or limit >= len(split.labels):
+        return split
+    order = np.random.default_rng(seed).permutation(len(split.labels))[:limit]
+    order.sort()
+    return sources.ArraySplit(split.images[order], split.labels[order])
+
+
+def augment_for(image_size: int) -> Augment:
+    """Standard augmentation: pad-crop + flip up to 64 px (RandomResizedCrop is used for folders)."""
+    return Augment(pad=max(2, image_size // 8), flip=True)
+
+
+def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last: bool = False,
+              rank: int = 0, world_size: int = 1) -> DataBundle:
+    cfg.validate()
+    info = DATASETS.get(cfg.name)
+    if info.name == "imagefolder":
+        return _load_image_folder(cfg, info, device, channels_last, rank, world_size)
+    class_names: tuple[str, ...]
+    if info.name == "fashion-mnist":
+        splits, class_names = sources.load_fashion_mnist(cfg.data_dir, cfg.download), sources.FASHION_MNIST_CLASSES
+    elif info.name in ("cifar10", "cifar100"):
+        splits, class_names = sources.load_cifar(info.name, cfg.data_dir, cfg.download)
+    else:
+        size = cfg.image_size or info.image_size
+        splits = sources.synthetic(info.num_classes, size, info.channels, *cfg.synthetic_size, seed=cfg.seed)
+        class_names = tuple(str(i) for i in range(info.num_classes))
+        info = DatasetInfo(info.name, info.num_classes, info.channels, size, info.mean, info.std, info.description)
+    if cfg.image_size is not None and cfg.image_size != info.image_size:
+        raise ConfigError(f"{info.name} images are {info.image_size} px; --image-size {cfg.image_size} is only for "
+                          "imagefolder and synthetic data")
+    train = _subset(splits["train"], cfg.train_limit, 0)
+    val = _subset(splits["val"], cfg.val_limit, 1)
+    channels = cfg.channels or info.channels
+    pre = Preprocessing(info.mean, info.std, info.image_size, info.channels, info.channels,
+                        None, class_names).for_channels(channels)
+    common = dict(device=device, channels_last=channels_last, rank=rank, world_size=world_size)
+    train_loader = TensorLoader(torch.from_numpy(train.images), torch.from_numpy(train.labels), cfg.batch_size, pre,
+                                shuffle=True, augment=augment_for(info.image_size) if cfg.augment else Augment(),
+                                drop_last=len(train.labels) > cfg.batch_size, seed=cfg.seed, **common)
+    val_loader = TensorLoader(torch.from_numpy(val.images), torch.from_numpy(val.labels), cfg.eval_batch_size, pre,
+                              shuffle=False, **common)
+    return DataBundle(train_loader, val_loader, info, info.num_classes, pre)
+
+
+def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device | str, channels_last: bool,
+                       rank: int, world_size: int) -> DataBundle:
+    from torchvision import datasets, transforms
+
+    if not cfg.data_dir:
+        raise DataError("imagefolder needs --data-dir DIR with DIR/train/<class>/ and DIR/val/<class>/")
+    root = Path(cfg.data_dir)
+    size = cfg.image_size or info.image_size
+    resize = int(round(size * 256 / 224))
+    channels = cfg.channels or 3
+    pre = Preprocessing(info.mean, info.std, size, 3, 3, resize).for_channels(channels)
+    grey = [transforms.Grayscale(1)] if channels == 1 else []
+    norm = [transforms.ToTensor(), transforms.Normalize(pre.mean, pre.std)]
+    train_tf = transforms.Compose(([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
+                                   if cfg.augment else [transforms.Resize(resize), transforms.CenterCrop(size)]) + grey + norm)
+    val_tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size)] + grey + norm)
+    train_ds = datasets.ImageFolder(str(sources.check_image_folder(root, "train")), train_tf)
+    val_ds = datasets.ImageFolder(str(sources.check_image_folder(root, "val")), val_tf)
+    if train_ds.classes != val_ds.classes:
+        raise DataError(f"train/ and val/ in '{root}' have different class folders: make them match")
+    if cfg.train_limit:
+        train_ds = torch.utils.data.Subset(train_ds, _limit_indices(len(train_ds), cfg.train_limit, 0))  # type: ignore[assignment]
+    if cfg.val_limit:
+        val_ds = torch.utils.data.Subset(val_ds, _limit_indices(len(val_ds), cfg.val_limit, 1))  # type: ignore[assignment]
+    pre = Preprocessing(pre.mean, pre.std, size, channels, 3, resize, tuple(datasets.ImageFolder(str(root / "val")).classes))
+    pin = torch.device(device).type == "cuda"
+    loader_kw = dict(num_workers=cfg.workers, pin_memory=pin, persistent_workers=cfg.workers > 0)
+    if world_size > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world_size, rank, shuffle=True, seed=cfg.seed)
+        train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size // world_size, sampler=sampler, drop_last=True,
+                                               **loader_kw)
+    else:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
+                                               **loader_kw)
+    val_dl = torch.utils.data.DataLoader(val_ds, cfg.eval_batch_size, shuffle=False, **loader_kw)
+    n_classes = len(pre.class_names)
+    info = DatasetInfo(info.name, n_classes, 3, size, info.mean, info.std, info.description, resize)
+    return DataBundle(DataLoaderAdapter(train_dl, device, channels_last), DataLoaderAdapter(val_dl, device, channels_last),
+                      info, n_classes, pre)
+
+
+def _limit_indices(n: int, limit: int, seed: int) -> list[int]:
+    return sorted(np.random.default_rng(seed).permutation(n)[:limit].tolist())
+
+
+__all__ = ["DATASETS", "DataBundle", "DataConfig", "Preprocessing", "load_data"]

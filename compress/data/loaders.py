@@ -1,0 +1,157 @@
+"""Batch iterators the training loop consumes: ``for images, labels in loader`` (float, normalised).
+
+``TensorLoader`` keeps a whole small dataset as uint8 on the target device and augments whole batches
+there (pad-crop + flip), so a GPU is never starved by Python-side per-image transforms and a CPU run
+avoids worker processes. Order and augmentation come from a generator seeded by (seed, epoch), so an
+epoch is reproducible on its own: resuming at an epoch boundary gives the same batches.
+With ``world_size > 1`` every rank draws the same global batch and keeps its own slice of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import torch
+
+from compress.data.preprocessing import Preprocessing
+
+
+class BatchLoader(Protocol):
+    num_samples: int
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Augment:
+    pad: int = 0  # random crop after zero padding by this many pixels
+    flip: bool = False  # random horizontal flip
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey -> RGB by repetition, RGB -> grey by ITU-R BT.601 luma."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1)
+    if have == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        return (images * weights).sum(dim=1, keepdim=True)
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+def random_crop_flip(batch: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random crop (zero padding) and horizontal flip on a whole uint8/float batch."""
+    n, _, h, w = batch.shape
+    if augment.pad:
+        p = augment.pad
+        padded = torch.nn.functional.pad(batch, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(batch.device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(batch.device)
+        rows = (dy[:, None] + torch.arange(h, device=batch.device)[None, :])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=batch.device)[None, :])[:, None, None, :]
+        idx_n = torch.arange(n, device=batch.device)[:, None, None, None]
+        idx_c = torch.arange(batch.shape[1], device=batch.device)[None, :, None, None]
+        batch = padded[idx_n, idx_c, rows, cols]
+    if augment.flip:
+        flip = (torch.rand(n, generator=generator) < 0.5).to(batch.device)
+        batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+    return batch
+
+
+class TensorLoader:
+    def __init__(
+        self,
+        images: torch.Tensor,  # uint8, N x C x H x W
+        labels: torch.Tensor,  # int64, N
+        batch_size: int,
+        preprocessing: Preprocessing,
+        *,
+        shuffle: bool,
+        augment: Augment = Augment(),
+        drop_last: bool = False,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError("TensorLoader wants uint8 images shaped N x C x H x W")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.drop_last = drop_last
+        self.seed = seed
+        self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.num_samples = len(self.labels)
+        self.channels = preprocessing.channels
+        scale = 255.0
+        mean = torch.tensor(preprocessing.mean, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(preprocessing.std, device=self.device).view(1, -1, 1, 1)
+        # (u8 / 255 - mean) / std == u8 * a + b, one fused multiply-add per pixel
+        self._scale = 1.0 / (scale * std)
+        self._shift = -mean / std
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.num_samples, generator=generator) if self.shuffle else torch.arange(self.num_samples)
+        order = order.to(self.device)
+        for step in range(len(self)):
+            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            batch = self.images[index]
+            if self.augment.pad or self.augment.flip:
+                batch = random_crop_flip(batch, self.augment, generator)
+            labels = self.labels[index]
+            if self.world_size > 1:
+                batch, labels = batch[self.rank::self.world_size], labels[self.rank::self.world_size]
+            x = convert_channels(batch.float(), self.channels) * self._scale + self._shift
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, labels
+
+
+class DataLoaderAdapter:
+    """Wraps a torch DataLoader (ImageFolder) to the same interface; epoch order via its sampler."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device | str = "cpu",
+                 channels_last: bool = False) -> None:
+        self.loader = loader
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.num_samples = len(loader.dataset)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        sampler = self.loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        elif self.loader.generator is not None:
+            self.loader.generator.manual_seed(1_000_003 + epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        for images, labels in self.loader:
+            yield (images.to(self.device, non_blocking=True, memory_format=memory_format),
+                   labels.to(self.device, non_blocking=True))

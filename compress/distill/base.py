@@ -1,0 +1,75 @@
+"""The contract every training method honours; the training loop only ever talks to this.
+
+``method(images, labels) -> StepOutput`` computes the loss for one batch; ``method.deployable()``
+returns the module that is evaluated, exported and shipped. Optional hooks let a method act around
+the optimizer step (e.g. ATSC's bias refinement) without the loop knowing which method it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compress.models import ClassifierModel
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # scalar, requires grad
+    logits: torch.Tensor  # the deployable path's logits for this batch (train accuracy)
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # named, detached loss terms for logging
+
+
+class Method(nn.Module):
+    """Base class. Subclasses own every module they train and decide what is deployed."""
+
+    name: str = "method"
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def deployable(self) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; each may carry ``lr_scale`` (multiplies the scheduled lr)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr, "weight_decay": weight_decay, "lr_scale": 1.0}]
+
+    def before_optimizer_step(self) -> None:
+        """Called after backward, before ``optimizer.step()`` (gradients may be edited here)."""
+
+    def after_optimizer_step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
+        """Called after ``optimizer.step()`` with the step's batch and the base learning rate."""
+
+    @torch.no_grad()
+    def epoch_metrics(self, val_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """Extra per-epoch numbers (e.g. the adapted teacher's accuracy); evaluated after each epoch."""
+        return {}
+
+    def extra_checkpoints(self) -> dict[str, nn.Module]:
+        """Modules worth saving beside the deployable one (e.g. adapted teachers), by file stem."""
+        return {}
+
+
+class Supervised(Method):
+    """Plain cross-entropy training of one model: teachers, and the 'none' distillation baseline."""
+
+    name = "none"
+
+    def __init__(self, model: ClassifierModel, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return StepOutput(loss, logits, {"ce": loss.detach()})
+
+    def deployable(self) -> nn.Module:
+        return self.model
