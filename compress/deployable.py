@@ -65,7 +65,7 @@ def load_deployable(path: str | os.PathLike[str], trust: bool = False) -> tuple[
     """Rebuild a deployable module from ``path`` (eval mode, CPU) with its preprocessing and sidecar."""
     path = Path(path)
     if path.is_dir():
-        path = path / "student.safetensors"
+        path = path / "model.safetensors"
     tensors, record = load_tensors(path, verify=not trust)
     if "architecture" not in record or "preprocessing" not in record:
         raise CheckpointError(f"'{path}' is not a deployable checkpoint (no architecture/preprocessing in its sidecar)")

@@ -51,9 +51,17 @@ class Method(nn.Module):
         """Extra per-epoch numbers (e.g. the adapted teacher's accuracy); evaluated after each epoch."""
         return {}
 
+    def health(self, metrics: dict[str, float]) -> list[str]:
+        """Warnings about this epoch's ``epoch_metrics`` (e.g. a collapsing teacher); ``--strict`` stops on any."""
+        return []
+
     def extra_checkpoints(self) -> dict[str, nn.Module]:
         """Modules worth saving beside the deployable one (e.g. adapted teachers), by file stem."""
         return {}
+
+    def health(self, metrics: dict[str, float]) -> list[str]:
+        """Warnings about this epoch's ``epoch_metrics`` (e.g. teacher collapse); ``--strict`` stops on any."""
+        return []
 
 
 class Supervised(Method):

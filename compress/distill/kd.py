@@ -1,0 +1,51 @@
+"""Hinton knowledge distillation ("Distilling the Knowledge in a Neural Network", 2015).
+
+The student keeps its own head and is what is deployed. Teachers are frozen and in eval mode; with
+several teachers the soft targets are the mean of their softened probabilities.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compress.distill.base import Method, StepOutput
+from compress.distill.losses import kd_loss, mean_soft_targets
+from compress.models import ClassifierModel
+
+
+def freeze(teacher: ClassifierModel) -> ClassifierModel:
+    """Teachers of KD/SimKD never train: no gradients, eval mode (kept there by ``Method.train``)."""
+    teacher.requires_grad_(False)
+    return teacher.eval()
+
+
+class KD(Method):
+    name = "kd"
+    summary = "Hinton KD: CE + T^2 KL to the (mean) softened teacher probabilities; teachers frozen"
+
+    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], temperature: float = 4.0,
+                 ce_weight: float = 0.1, kl_weight: float = 0.9) -> None:
+        super().__init__()
+        self.student = student
+        self.teachers = nn.ModuleList([freeze(t) for t in teachers])
+        self.temperature, self.ce_weight, self.kl_weight = temperature, ce_weight, kl_weight
+
+    def train(self, mode: bool = True) -> "KD":
+        super().train(mode)
+        self.teachers.eval()
+        return self
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        with torch.no_grad():
+            targets = mean_soft_targets([t(images) for t in self.teachers], self.temperature)
+        logits = self.student(images)
+        loss, ce, kl = kd_loss(logits, targets, labels, self.temperature, self.ce_weight, self.kl_weight)
+        return StepOutput(loss, logits, {"ce": ce.detach(), "kl": kl.detach()})
+
+    def deployable(self) -> nn.Module:
+        return self.student
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        return [{"params": [p for p in self.student.parameters() if p.requires_grad], "lr": lr,
+                 "weight_decay": weight_decay, "lr_scale": 1.0, "name": "student"}]

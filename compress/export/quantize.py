@@ -1,0 +1,179 @@
+"""Static INT8 quantization with ONNX Runtime, calibrated on real training images.
+
+Why the defaults are what they are (measured on the 2-core AVX-512 VNNI x86 box, see
+``benchmarks/results/latency_cpu.md``):
+- QDQ format, so the same file feeds ONNX Runtime (which fuses DQ->op->Q into QLinear kernels at
+  load time) and TensorRT (which needs explicit Q/DQ).
+- uint8 activations x int8 weights (U8S8). ORT's x86 integer GEMM/conv kernels are built around
+  ``vpmaddubsw``/VNNI ``vpdpbusd``, which multiply *unsigned* by *signed* bytes; ONNX Runtime's
+  default S8S8 has to shift activations first, which is what made the naive model slower than fp32.
+- per-channel weights: depthwise and 1x1 layers of mobilenet-style nets have channel ranges that
+  differ by orders of magnitude; one scale per tensor destroys the small channels.
+- ``reduce_range`` off: it exists for pre-VNNI CPUs where ``vpmaddubsw`` can saturate; with VNNI it
+  only costs accuracy.
+- ``quant_pre_process`` first (symbolic shape inference + ORT graph optimisation: BatchNorm folded
+  into Conv, Conv+Relu fused) so calibration sees the graph that will run, and no Q/DQ pair is
+  placed between a conv and a BatchNorm that would prevent fusion.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from compress.artifacts import atomic_path, sha256_file, write_sidecar
+from compress.errors import ConfigError, ExportError, MissingDependency
+from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session, set_metadata
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    method: str = "minmax"
+    per_channel: bool = True
+    activation_type: str = "uint8"  # "uint8" | "int8"
+    weight_type: str = "int8"  # "int8" | "uint8"
+    reduce_range: bool = False
+    quant_format: str = "qdq"  # "qdq" | "qoperator"
+    preprocess: bool = True
+    batch_size: int = 32  # calibration batch
+
+    def validate(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ConfigError(f"unknown calibration method '{self.method}': choose {', '.join(CALIBRATION_METHODS)}")
+        for name, value in (("activation_type", self.activation_type), ("weight_type", self.weight_type)):
+            if value not in ("int8", "uint8"):
+                raise ConfigError(f"{name} must be int8 or uint8, got '{value}'")
+        if self.quant_format not in ("qdq", "qoperator"):
+            raise ConfigError(f"quant format must be qdq or qoperator, got '{self.quant_format}'")
+
+
+def _require_quantization() -> Any:
+    try:
+        from onnxruntime import quantization
+    except ImportError:
+        raise MissingDependency("onnxruntime", "onnx", "INT8 quantization") from None
+    return quantization
+
+
+class _ArrayReader:
+    """CalibrationDataReader over a float32 N x C x H x W array, in batches."""
+
+    def __init__(self, images: np.ndarray, batch_size: int) -> None:
+        self.images, self.batch_size = images, batch_size
+        self._it: Iterator[dict[str, np.ndarray]] | None = None
+        self.rewind()
+
+    def rewind(self) -> None:
+        self._it = iter([{INPUT_NAME: self.images[i:i + self.batch_size]}
+                         for i in range(0, len(self.images), self.batch_size)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        assert self._it is not None
+        return next(self._it, None)
+
+
+def quantize_int8(
+    onnx_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    calibration: np.ndarray,
+    config: QuantConfig = QuantConfig(),
+) -> Path:
+    """Write a static-INT8 copy of ``onnx_path`` calibrated on ``calibration`` (preprocessed float32)."""
+    config.validate()
+    q = _require_quantization()
+    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    if calibration.ndim != 4 or len(calibration) == 0:
+        raise ConfigError(f"calibration images must be a non-empty N x C x H x W array, got {calibration.shape}")
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    source = load_onnx(onnx_path)
+    metadata = {p.key: p.value for p in source.metadata_props}
+    qtype = {"int8": q.QuantType.QInt8, "uint8": q.QuantType.QUInt8}
+    method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+              "percentile": q.CalibrationMethod.Percentile}[config.method]
+    with tempfile.TemporaryDirectory(prefix="compress-int8-") as work, atomic_path(out_path) as tmp:
+        model_in = onnx_path
+        if config.preprocess:
+            model_in = Path(work) / "pre.onnx"
+            try:
+                q.quant_pre_process(str(onnx_path), str(model_in), skip_symbolic_shape=False)
+            except Exception as exc:  # symbolic shape inference fails on a few exotic graphs; plain works too
+                model_in = onnx_path
+                print(f"note: quantization pre-processing skipped ({str(exc).splitlines()[0][:120]})")
+        try:
+            q.quantize_static(
+                str(model_in), str(tmp), _ArrayReader(calibration, config.batch_size),
+                quant_format=q.QuantFormat.QDQ if config.quant_format == "qdq" else q.QuantFormat.QOperator,
+                per_channel=config.per_channel, reduce_range=config.reduce_range,
+                activation_type=qtype[config.activation_type], weight_type=qtype[config.weight_type],
+                calibrate_method=method,
+                calibration_providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ExportError(f"INT8 quantization of '{onnx_path.name}' failed: {first[:200]}") from exc
+        model = load_onnx(tmp)
+        set_metadata(model, {**metadata, "compress.quantization": str(asdict(config))})
+        import onnx
+
+        onnx.save(model, str(tmp))
+    write_sidecar(out_path, "onnx-int8", {"quantization": asdict(config), "calibration_images": len(calibration)},
+                  {"onnx": sha256_file(onnx_path)})
+    return out_path
+
+
+def onnx_predict(session: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits for preprocessed float32 images through an ONNX Runtime session."""
+    outs = [session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images[i:i + batch_size], np.float32)})[0]
+            for i in range(0, len(images), batch_size)]
+    return np.concatenate(outs)
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    fp32_accuracy: float
+    int8_accuracy: float
+    agreement: float  # top-1 agreement int8 vs fp32
+    n: int
+    latency: dict[str, Any]  # per batch size: fp32/int8 p50 ms and the int8/fp32 ratio
+
+    @property
+    def accuracy_drop_points(self) -> float:
+        return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "accuracy_drop_points": round(self.accuracy_drop_points, 3)}
+
+
+def compare_int8(
+    fp32_path: str | os.PathLike[str],
+    int8_path: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threads: int = 2,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    rounds: int = 6,
+) -> Int8Report:
+    """Accuracy of both models on labelled images, and interleaved latency at each batch size."""
+    from compress.export.timing import interleaved
+
+    fp32, int8 = ort_session(fp32_path, threads), ort_session(int8_path, threads)
+    ref, got = onnx_predict(fp32, images).argmax(1), onnx_predict(int8, images).argmax(1)
+    latency: dict[str, Any] = {}
+    for batch in batch_sizes:
+        x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), np.float32)
+        feeds = {INPUT_NAME: x}
+        results, ratios = interleaved({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: int8.run(None, feeds)},
+                                      batch, rounds=rounds, block_s=0.2)
+        latency[str(batch)] = {"fp32_p50_ms": round(results["fp32"].p50_ms, 3),
+                               "int8_p50_ms": round(results["int8"].p50_ms, 3),
+                               "int8_over_fp32": round(ratios["int8"], 3)}
+    return Int8Report(float((ref == labels).mean()), float((got == labels).mean()), float((ref == got).mean()),
+                      len(labels), latency)

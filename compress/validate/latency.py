@@ -1,0 +1,197 @@
+"""Latency and throughput, measured for several backends in the same run.
+
+Absolute milliseconds on a shared 2-core machine drift by tens of percent from minute to minute;
+ratios between engines measured side by side do not. So for every (batch size, thread count) the
+backends take turns in short interleaved blocks (A B A B ...), with a pause between engines so one
+engine's spinning thread pool has gone quiet before the other starts (ONNX Runtime and PyTorch each
+keep their own pool, and on 2 cores they fight). Each block starts with a few warm-up runs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from compress.errors import ConfigError
+from compress.validate.backends import Backend
+
+Timer = Callable[[], float]
+
+
+@dataclass
+class LatencyConfig:
+    batch_sizes: tuple[int, ...] = (1, 32)
+    threads: tuple[int, ...] = (2,)
+    duration_s: float = 2.0  # per backend and (batch, threads) point, split over the blocks
+    runs: int | None = None  # a fixed number of timed runs instead of a duration
+    warmup: int = 3  # untimed runs at the start of each block
+    blocks: int = 3  # interleaved blocks per backend
+    min_runs: int = 5  # per block, however long a run takes
+    pause_s: float = 0.1  # between engines
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"batch sizes must be at least 1, got {list(self.batch_sizes)}")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise ConfigError(f"thread counts must be at least 1, got {list(self.threads)}")
+        if self.runs is None and self.duration_s <= 0:
+            raise ConfigError(f"duration must be positive, got {self.duration_s} s")
+        if self.runs is not None and self.runs < 1:
+            raise ConfigError(f"runs must be at least 1, got {self.runs}")
+        for name in ("warmup", "blocks", "min_runs"):
+            if getattr(self, name) < (0 if name == "warmup" else 1):
+                raise ConfigError(f"latency {name} must be at least {0 if name == 'warmup' else 1}, "
+                                  f"got {getattr(self, name)}")
+
+
+@dataclass
+class LatencyStats:
+    batch_size: int
+    threads: int | None  # None: the backend does not use CPU threads (GPU)
+    runs: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    throughput: float  # images per second, from the mean
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def latency_stats(times_s: Sequence[float], batch_size: int, threads: int | None) -> LatencyStats:
+    """Summary of per-run wall times. Percentiles interpolate linearly between order statistics."""
+    if len(times_s) == 0:
+        raise ValueError("no timed runs")
+    ms = np.asarray(times_s, dtype=np.float64) * 1000.0
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    mean = float(ms.mean())
+    return LatencyStats(batch_size, threads, len(ms), mean, float(p50), float(p90), float(p99),
+                        float(ms.min()), float(ms.max()), batch_size / (mean / 1000.0) if mean > 0 else float("inf"))
+
+
+def time_runs(fn: Callable[[], object], *, warmup: int, runs: int | None, duration_s: float, min_runs: int = 1,
+              timer: Timer = time.perf_counter) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times (or until ``duration_s`` has passed,
+    at least ``min_runs`` times); return each run's wall time in seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = timer()
+    while True:
+        t0 = timer()
+        fn()
+        t1 = timer()
+        times.append(t1 - t0)
+        if runs is not None:
+            if len(times) >= runs:
+                break
+        elif len(times) >= min_runs and t1 - start >= duration_s:
+            break
+    return times
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def benchmark(backends: Sequence[Backend], input_shape: tuple[int, ...], cfg: LatencyConfig,
+              timer: Timer = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> dict[str, list[LatencyStats]]:
+    """Time every backend at every (batch size, thread count), interleaved. ``input_shape`` is (C, H, W).
+
+    Backends that do not use CPU threads (GPU) are timed once per batch size, with ``threads=None``.
+    """
+    cfg.validate()
+    rng = np.random.default_rng(cfg.seed)
+    results: dict[str, list[LatencyStats]] = {b.name: [] for b in backends}
+    for batch in cfg.batch_sizes:
+        x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
+        for t_index, threads in enumerate(cfg.threads):
+            active = [b for b in backends if b.uses_threads or t_index == 0]
+            if not active:
+                continue
+            times: dict[str, list[float]] = {b.name: [] for b in active}
+            runs = _split(cfg.runs, cfg.blocks) if cfg.runs is not None else [None] * cfg.blocks
+            for block in range(cfg.blocks):
+                for backend in active:
+                    backend.set_threads(threads if backend.uses_threads else None)
+                    n = runs[block]
+                    if n == 0:
+                        continue
+                    times[backend.name] += time_runs(lambda: backend.predict_logits(x), warmup=cfg.warmup, runs=n,
+                                                     duration_s=cfg.duration_s / cfg.blocks,
+                                                     min_runs=cfg.min_runs, timer=timer)
+                    if cfg.pause_s > 0 and len(active) > 1:
+                        sleep(cfg.pause_s)
+            for backend in active:
+                results[backend.name].append(
+                    latency_stats(times[backend.name], batch, threads if backend.uses_threads else None))
+    return results
+
+
+def find_stats(stats: Sequence[LatencyStats], batch_size: int, threads: int | None) -> LatencyStats | None:
+    """The point at (batch, threads); a GPU backend's single point (threads None) matches any thread count."""
+    for s in stats:
+        if s.batch_size == batch_size and (s.threads == threads or s.threads is None):
+            return s
+    return None
+
+
+def speedups(stats: Sequence[LatencyStats], reference: Sequence[LatencyStats]) -> list[dict]:
+    """Reference p50 / this p50 at each point both measured: > 1 means faster than the reference."""
+    out = []
+    for s in stats:
+        if s.threads is not None:
+            ref = find_stats(reference, s.batch_size, s.threads)
+        else:  # a GPU backend against the reference's best-provisioned CPU point at that batch
+            same_batch = [r for r in reference if r.batch_size == s.batch_size]
+            ref = max(same_batch, key=lambda r: r.threads or 0) if same_batch else None
+        if ref is not None and s.p50_ms > 0:
+            out.append({"batch_size": s.batch_size, "threads": s.threads, "reference_threads": ref.threads,
+                        "speedup": ref.p50_ms / s.p50_ms})
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class EnvironmentRecord:
+    cpu: str
+    cpu_count: int
+    gpu: str | None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def environment_record() -> EnvironmentRecord:
+    import torch
+
+    from compress.artifacts import environment
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:  # record what was actually used, not only what happened to be imported already
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return EnvironmentRecord(cpu_model(), count, gpu, environment())

@@ -1,0 +1,108 @@
+"""The numbers a validation run produces, as plain dataclasses that round-trip through JSON.
+
+The pipeline's validate stage writes them (``validation.json``) and its report stage reads them back,
+so both directions are kept exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from compress.validate.accuracy import AccuracyResult
+from compress.validate.latency import LatencyStats, find_stats
+
+
+@dataclass
+class StageResult:
+    name: str
+    path: str
+    engine: str  # "pytorch" | "onnxruntime" | "tensorrt" ("" when skipped before opening)
+    provider: str = "cpu"
+    status: str = "ok"  # "ok" | "skipped"
+    reason: str = ""  # why it was skipped
+    accuracy: AccuracyResult | None = None
+    latency: list[LatencyStats] = field(default_factory=list)
+    speedups: list[dict[str, Any]] = field(default_factory=list)  # vs the reference, same run
+    size_bytes: int | None = None
+    parameters: int | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+    def latency_at(self, batch_size: int, threads: int | None) -> LatencyStats | None:
+        return find_stats(self.latency, batch_size, threads)
+
+    def speedup_at(self, batch_size: int, threads: int | None) -> float | None:
+        for s in self.speedups:
+            if s["batch_size"] == batch_size and (s["threads"] == threads or s["threads"] is None):
+                return float(s["speedup"])
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StageResult":
+        data = dict(data)
+        acc = data.pop("accuracy", None)
+        lat = data.pop("latency", [])
+        return cls(**data, accuracy=AccuracyResult(**acc) if acc else None,
+                   latency=[LatencyStats(**s) for s in lat])
+
+
+@dataclass
+class GateResult:
+    stage: str
+    gate: str  # "min_top1" | "max_top1_drop" | "min_agreement" | "max_p90_ms" | "min_speedup"
+    threshold: float
+    value: float | None
+    status: str  # "pass" | "fail" | "skipped"
+    margin: float | None = None  # headroom in the gate's unit: >= 0 passes, < 0 failed by that much
+    reason: str = ""  # for skipped gates
+    unit: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ValidationResult:
+    reference: str
+    stages: dict[str, StageResult]
+    gates: list[GateResult] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # dataset name, samples, preprocessing
+    latency_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [g for g in self.gates if g.status == "fail"]
+
+    @property
+    def passed(self) -> bool:
+        """No gate failed. Skipped gates are not passes; see ``gates.check_gates(strict=True)``."""
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "passed": self.passed,
+            "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
+            "gates": [g.to_dict() for g in self.gates],
+            "environment": self.environment,
+            "data": self.data,
+            "latency_config": self.latency_config,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ValidationResult":
+        return cls(
+            reference=data["reference"],
+            stages={name: StageResult.from_dict(s) for name, s in data["stages"].items()},
+            gates=[GateResult(**g) for g in data.get("gates", [])],
+            environment=data.get("environment", {}),
+            data=data.get("data", {}),
+            latency_config=data.get("latency_config", {}),
+        )
