@@ -360,11 +360,6 @@ def fit(
         improved = last_eval["top1"] > best_top1
         if improved:
             best_top1, best_epoch = last_eval["top1"], epoch + 1
-        warnings = method.health(extra)
-        extras = " ".join(f"{k} {v:.4g}" for k, v in extra.items())
-        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:.2f}%  "
-            f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  {row['images_per_s']:.0f} img/s"
-            + (f"  {extras}" if extras else ""))
         if dist.is_main:
             metrics = {"top1": last_eval["top1"], "top5": last_eval["top5"], "best_top1": best_top1,
                        "best_epoch": best_epoch}
@@ -379,6 +374,11 @@ def fit(
             write_metrics(out, history)
             save_training_state(out, method, optimizer, epoch + 1, history, (best_top1, best_epoch),
                                 {**fingerprint, "train_config": cfg.to_dict()})
+        warnings = method.health(extra)
+        extras = " ".join(f"{k} {v:.4g}" for k, v in extra.items())
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_top1']:.2f}%  "
+            f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  {row['images_per_s']:.0f} img/s"
+            + (f"  {extras}" if extras else ""))
         dist.barrier()
         for warning in warnings:
             log(f"warning: {warning}")
