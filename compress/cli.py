@@ -121,6 +121,194 @@ def train_teacher(
                       progress=progress)
 
 
+DEFAULT_PRESET = {"fashion-mnist": "fashion-mnist", "cifar100": "cifar100", "imagefolder": "imagenet"}
+
+
+def _resolve_training(preset_name: Optional[str], data: str, explicit: dict) -> tuple[dict, dict, str]:
+    """Training + method settings: explicit options > preset (by name, or by dataset) > built-in defaults."""
+    from compress.data import DATASETS
+    from compress.distill import PRESETS, scaled_lr
+
+    name = preset_name or DEFAULT_PRESET.get(DATASETS.canonical(data), "")
+    preset = PRESETS.get(name) if name else {"training": {}, "distill": {}}
+    training = {k: v for k, v in preset["training"].items() if k != "lr_batch"}
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if "batch_size" in given and "lr" not in given and "lr" in training:
+        training["lr"] = scaled_lr(preset, given["batch_size"])  # linear scaling rule
+    training.update(given)
+    return training, dict(preset["distill"]), name or "none"
+
+
+@app.command("distill")
+def distill(
+    student: str = typer.Option(..., "--student", "-s", help="Student model, e.g. mobilenetv2, resnet8x4."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: model.safetensors (deployable student) + JSON."),
+    teacher: list[str] = typer.Option([], "--teacher", "-t", help="Teacher model name or checkpoint (file or train-teacher folder); repeat for several teachers."),
+    teacher_weights: list[str] = typer.Option([], "--teacher-weights", help="Weights per --teacher, same order: a file, or 'imagenet'."),
+    method: str = typer.Option("atsc", "--method", help="atsc (default), simkd, kd or none (see `compress list methods`)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Recipe: cifar100, imagenet or fashion-mnist (default: by dataset)."),
+    projector: str = typer.Option("bottleneck", "--projector", help="Projector for simkd/atsc: bottleneck (reference), depthwise, pointwise, linear."),
+    factor: Optional[int] = typer.Option(None, "--factor", "-r", help="Projector bottleneck factor r (C_t / r channels)."),
+    w: Optional[float] = typer.Option(None, "--w", help="ATSC anchor weight (1 CIFAR-100, 10 ImageNet)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="Feature-MSE weight."),
+    reference: bool = typer.Option(False, "--reference", help="ATSC exactly as the authors run it (no guards, second teacher pass)."),
+    teacher_ce: Optional[float] = typer.Option(None, "--teacher-ce", help="ATSC guard: weight of the teacher's own cross-entropy."),
+    teacher_lr_scale: Optional[float] = typer.Option(None, "--teacher-lr-scale", help="ATSC guard: teacher lr multiplier."),
+    anchor_scope: Optional[str] = typer.Option(None, "--anchor-scope", help="ATSC guard: reference (conv kernels + W) or all (BN too)."),
+    bn_mode: Optional[str] = typer.Option(None, "--bn-mode", help="ATSC guard: teacher BN statistics: train or frozen."),
+    temperature: float = typer.Option(4.0, "--temperature", help="KD temperature."),
+    ce_weight: float = typer.Option(0.1, "--ce-weight", help="KD: weight of the label cross-entropy."),
+    kl_weight: float = typer.Option(0.9, "--kl-weight", help="KD: weight of the KL term."),
+    strict: bool = typer.Option(False, "--strict", help="Stop when an adapted teacher loses more than its margin of accuracy."),
+    data: str = typer.Option("fashion-mnist", "--data", "-d", help=DATA_HELP),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the dataset files."),
+    download: bool = typer.Option(False, "--download", help="Download the dataset when missing (needs internet)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default: the preset's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Global batch size (default: the preset's; lr scales linearly)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: the preset's)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", "--wd"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cosine, multistep or constant."),
+    milestones: Optional[str] = typer.Option(None, "--milestones", help="Multistep epochs, e.g. 150,180,210."),
+    warmup: Optional[float] = typer.Option(None, "--warmup", help="Linear warm-up epochs."),
+    train_limit: Optional[int] = typer.Option(None, "--train-limit", help="Use a fixed subset of N training images."),
+    val_limit: Optional[int] = typer.Option(None, "--val-limit", help="Use a fixed subset of N validation images."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (imagefolder/synthetic)."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Model input channels (1 or 3)."),
+    seed: int = typer.Option(0, "--seed"),
+    deterministic: bool = typer.Option(False, "--deterministic"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Distil a student from one or more teachers; writes the deployable student (backbone + projector(s) + shared classifier(s))."""
+    from compress.data import DataConfig
+    from compress.distill import DistillConfig
+    from compress.parallel import DistContext
+    from compress.train import TrainConfig
+    from compress.workflows import distill_run
+
+    training, method_defaults, preset_name = _resolve_training(preset, data, {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
+        "milestones": _ints(milestones, "--milestones") or None, "warmup_epochs": warmup})
+    batch = int(training.pop("batch_size", 128))
+    cfg = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", ())), "seed": seed,
+                         "deterministic": deterministic, "device": device, "amp": amp, "strict": strict})
+    method_settings = {**method_defaults, **{k: v for k, v in {
+        "factor": factor, "w": w, "beta": beta, "teacher_ce": teacher_ce, "teacher_lr_scale": teacher_lr_scale,
+        "anchor_scope": anchor_scope, "bn_mode": bn_mode}.items() if v is not None}}
+    distill_cfg = DistillConfig(method=method, projector=projector, reference=reference, temperature=temperature,
+                                ce_weight=ce_weight, kl_weight=kl_weight, **method_settings)
+    data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch, train_limit=train_limit,
+                          val_limit=val_limit, image_size=image_size, channels=channels, seed=seed)
+    typer.echo(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}", err=True)
+    distill_run(student, list(teacher), list(teacher_weights), distill_cfg, data_cfg, cfg, out, resume=resume,
+                progress=progress, dist=DistContext.from_env())
+
+
+@app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="Deployable checkpoint (model.safetensors) or its run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: CHECKPOINT_DIR/export)."),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Write model.onnx (fp32), checked against PyTorch."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ)."),
+    trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT)."),
+    precision: str = typer.Option("fp16", "--precision", help="TensorRT precision: fp32, fp16 or int8."),
+    batch: str = typer.Option("1,8,32", "--batch", help="TensorRT batch profile min,opt,max."),
+    calibration: int = typer.Option(512, "--calibration", help="INT8 calibration images (from the training split)."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="INT8 calibration: minmax, entropy or percentile."),
+    exporter: str = typer.Option("dynamo", "--exporter", help="torch.onnx exporter: dynamo (default) or torchscript."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder for parity/calibration images."),
+    workspace_mb: int = typer.Option(1024, "--workspace-mb", help="TensorRT builder workspace limit."),
+    trust: bool = typer.Option(False, "--trust", help="Use a checkpoint whose hash does not match its sidecar."),
+) -> None:
+    """Export a distilled student to ONNX (parity-checked), ONNX INT8 and/or a TensorRT engine."""
+    import json
+
+    from compress.export.command import export_command
+
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    summary = export_command(checkpoint, out or folder / "export", onnx=onnx, int8=int8, trt=trt, precision=precision,
+                             batch=batch, calibration=calibration, calib_method=calib_method, exporter=exporter,
+                             data=_export_data(checkpoint, data_dir), trust=trust, workspace_mb=workspace_mb)
+    typer.echo(json.dumps(summary.get("files", {}), indent=2))
+
+
+def _export_data(checkpoint: Path, data_dir: Optional[str]):  # type: ignore[no-untyped-def]
+    """The dataset recorded with the checkpoint, optionally from another folder."""
+    if data_dir is None:
+        return None
+    from compress.artifacts import read_sidecar
+    from compress.data import DataConfig
+
+    path = checkpoint / "model.safetensors" if checkpoint.is_dir() else checkpoint
+    record = read_sidecar(path, verify=False).get("data", {})
+    return DataConfig(name=record.get("name", "fashion-mnist"), data_dir=data_dir)
+
+
+def _stage_name(path: Path, taken: set[str]) -> str:
+    name = {".onnx": "int8" if path.name.endswith(".int8.onnx") else "onnx", ".plan": "tensorrt",
+            ".engine": "tensorrt", ".safetensors": "pytorch"}.get(path.suffix, path.stem)
+    base, i = name, 2
+    while name in taken:
+        name, i = f"{base}{i}", i + 1
+    return name
+
+
+@app.command("validate")
+def validate(
+    artifacts: list[Path] = typer.Argument(..., help="Checkpoint(s) (.safetensors), ONNX model(s), TensorRT engine(s)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Reference artifact for agreement and speed-up (default: the first PyTorch checkpoint, else the first artifact)."),
+    data: str = typer.Option("fashion-mnist", "--data", "-d", help=DATA_HELP),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir"),
+    val_limit: Optional[int] = typer.Option(None, "--val-limit", help="Validate on a fixed subset of N images."),
+    batch_sizes: str = typer.Option("1,32", "--batch-sizes", help="Latency batch sizes."),
+    threads: str = typer.Option("2", "--threads", help="CPU thread counts to time."),
+    duration: float = typer.Option(2.0, "--duration", help="Seconds of timed runs per engine, batch size and thread count."),
+    provider: str = typer.Option("cpu", "--provider", help="ONNX Runtime execution provider: cpu, cuda or tensorrt."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json/md/png here."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Gate: top-1 agreement with the reference, percent."),
+    max_top1_drop: Optional[float] = typer.Option(None, "--max-top1-drop", help="Gate: top-1 drop vs the reference, points."),
+    max_p90_ms: Optional[float] = typer.Option(None, "--max-p90-ms", help="Gate: p90 latency at batch 1, ms."),
+    min_speedup: Optional[float] = typer.Option(None, "--min-speedup", help="Gate: speed-up vs the reference at batch 1, measured in the same run."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Gate: top-1 floor, percent."),
+    no_latency: bool = typer.Option(False, "--no-latency", help="Accuracy and agreement only."),
+    trust: bool = typer.Option(False, "--trust", help="Use artifacts whose hash does not match their sidecar."),
+) -> None:
+    """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 1 on failure)."""
+    from compress.data import DataConfig
+    from compress.validate import GateSpec, check_gates, gate_table, validate_artifacts, write_report
+
+    paths = list(artifacts) + ([reference] if reference and reference not in artifacts else [])
+    names: dict[str, Path] = {}
+    for path in paths:
+        names[_stage_name(path, set(names))] = path
+    if reference is not None:
+        ref_name = next(n for n, p in names.items() if p == reference)
+    else:
+        ref_name = next((n for n, p in names.items() if p.suffix == ".safetensors"), next(iter(names)))
+    gate_values = {"min_agreement": min_agreement, "max_top1_drop": max_top1_drop, "max_p90_ms": max_p90_ms,
+                   "min_speedup": min_speedup, "min_top1": min_top1}
+    gates = GateSpec(**{k: v for k, v in gate_values.items() if v is not None}) if any(
+        v is not None for v in gate_values.values()) else None
+    result = validate_artifacts({n: str(p) for n, p in names.items()},
+                                DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
+                                _ints(batch_sizes, "--batch-sizes") or (1,), _ints(threads, "--threads") or (2,),
+                                duration, gates, trust, providers={n: provider for n in names if n != "pytorch"},
+                                measure_latency=not no_latency)
+    from compress.validate import render_markdown
+
+    typer.echo(render_markdown(result))
+    if out is not None:
+        paths_written = write_report(result, out)
+        typer.echo(f"report: {paths_written.markdown}")
+    if result.gates:
+        failed = gate_table(result.gates)
+        if failed:
+            typer.echo(failed, err=True)
+        check_gates(result.gates)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=False)

@@ -6,17 +6,18 @@ output folder as it was.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from compress.artifacts import sha256_file
 from compress.data import DataBundle, DataConfig, load_data
+from compress.distill import METHODS, DistillConfig, build_method, deployed_cost, format_cost
 from compress.distill.base import Supervised
 from compress.errors import ConfigError
-from compress.models import MODELS, build_model, make_spec
+from compress.models import MODELS, ClassifierModel, build_model, make_spec
 from compress.models.weights import load_weights
 from compress.parallel import DistContext
 from compress.train import FitResult, TrainConfig, fit, resolve_device
@@ -76,4 +77,94 @@ def train_teacher_run(model_name: str, data_cfg: DataConfig, train_cfg: TrainCon
                progress=progress, dist=dist)
 
 
-__all__ = ["train_teacher_run", "prepare", "data_record", "check_output_path", "asdict"]
+def _teacher_checkpoint(value: str) -> Path | None:
+    """``--teacher`` may name a checkpoint (file or run folder) instead of a zoo model."""
+    path = Path(value)
+    if path.is_dir() and (path / "model.safetensors").exists():
+        return path / "model.safetensors"
+    if path.suffix == ".safetensors" or path.exists():
+        return path
+    return None
+
+
+def load_teacher(name: str, weights: str | None, data: DataBundle, device: torch.device) -> tuple[ClassifierModel, str]:
+    """A teacher with weights, checked against the data; returns it and its weights' hash/source."""
+    checkpoint = _teacher_checkpoint(name)
+    if checkpoint is not None:
+        from compress.deployable import load_deployable
+
+        module, pre, _ = load_deployable(checkpoint)
+        if not isinstance(module, ClassifierModel):
+            raise ConfigError(f"'{checkpoint}' is a distilled student, not a teacher: pass a model trained with "
+                              "`compress train-teacher`")
+        source = sha256_file(checkpoint)
+        if (pre.image_size, pre.mean, pre.std) != (data.preprocessing.image_size, data.preprocessing.mean,
+                                                   data.preprocessing.std):
+            raise ConfigError(f"teacher '{checkpoint}' was trained on {pre.image_size} px inputs with mean {pre.mean}, "
+                              f"but this data gives {data.preprocessing.image_size} px with mean {data.preprocessing.mean}: "
+                              "teachers must see the same inputs as the student")
+        teacher = module
+    else:
+        MODELS.canonical(name)
+        if weights is None:
+            raise ConfigError(f"teacher '{name}' has no weights: pass --teacher-weights FILE|imagenet, or a checkpoint "
+                              f"as --teacher (train one with `compress train-teacher --model {name} --out DIR`)")
+        teacher = build_model(make_spec(name, data.num_classes, data.preprocessing.channels, data.image_size))
+        source = load_weights(teacher, weights)
+        if Path(weights).exists():
+            source = sha256_file(weights)
+    if teacher.num_classes != data.num_classes:
+        raise ConfigError(f"teacher {teacher.spec.name} has {teacher.num_classes} classes but the data has "
+                          f"{data.num_classes}: use a teacher trained on this label space")
+    if teacher.in_channels != data.preprocessing.channels:
+        raise ConfigError(f"teacher {teacher.spec.name} takes {teacher.in_channels}-channel images but --channels is "
+                          f"{data.preprocessing.channels}: pass --channels {teacher.in_channels}")
+    return teacher.to(device), source
+
+
+def distill_run(student_name: str, teachers: list[str], teacher_weights: list[str], distill_cfg: DistillConfig,
+                data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, *, resume: bool = False,
+                progress: bool = True, dist: DistContext | None = None,
+                log: Callable[[str], None] | None = None) -> FitResult:
+    """Distil ``student_name`` from ``teachers`` with ``distill_cfg.method``; writes the deployable student."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    MODELS.canonical(student_name)
+    needs_teachers = METHODS.get(distill_cfg.method).needs_teachers
+    if needs_teachers and not teachers:
+        raise ConfigError(f"method '{distill_cfg.method}' needs --teacher NAME (and --teacher-weights FILE)")
+    if teacher_weights and len(teacher_weights) != len(teachers):
+        raise ConfigError(f"{len(teachers)} --teacher but {len(teacher_weights)} --teacher-weights: give one weights "
+                          "source per teacher, in the same order")
+    if data_cfg.channels is None and teachers:
+        first = _teacher_checkpoint(teachers[0])
+        if first is not None and first.exists():
+            from compress.artifacts import read_sidecar
+
+            data_cfg.channels = int(read_sidecar(first, verify=False)["preprocessing"]["channels"])
+    device, data = prepare(data_cfg, train_cfg, out, dist)
+    teacher_models, inputs = [], {}
+    if needs_teachers:
+        for i, name in enumerate(teachers):
+            teacher, source = load_teacher(name, teacher_weights[i] if teacher_weights else None, data, device)
+            teacher_models.append(teacher)
+            inputs[f"teacher{i + 1}"] = source
+    spec = make_spec(student_name, data.num_classes, data.preprocessing.channels, data.image_size)
+    student = build_model(spec).to(device)
+    for i, teacher in enumerate(teacher_models):
+        if not resume:
+            from compress.train import evaluate
+
+            top1 = evaluate(teacher, data.val)["top1"]
+            log(f"teacher {i + 1} {teacher.spec.name}: val top-1 {top1:.2f}% before distillation")
+    method = build_method(distill_cfg, student, teacher_models, data.image_size).to(device)
+    if train_cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    cost = deployed_cost(method.deployable(), data.image_size, data.preprocessing.channels)
+    log("deployed model (what export ships):\n" + format_cost(cost))
+    meta = {"role": "student", "model": spec.to_dict(), "teachers": [t.spec.to_dict() for t in teacher_models],
+            "method": distill_cfg.to_dict(), "data": data_record(data_cfg), "cost": cost}
+    return fit(method, data, train_cfg, out, resume=resume, meta=meta, inputs=inputs, progress=progress, dist=dist,
+               log=log)
+
+
+__all__ = ["train_teacher_run", "distill_run", "load_teacher", "prepare", "data_record", "check_output_path"]

@@ -10,8 +10,9 @@ import torch
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-# Two cores: let each test process use both, and keep results reproducible.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores: let each test process use both. COMPRESS_TEST_THREADS=1 when several suites share the
+# machine (oversubscribed thread pools slow everything down far more than they gain).
+torch.set_num_threads(int(os.environ.get("COMPRESS_TEST_THREADS", min(2, os.cpu_count() or 1))))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
