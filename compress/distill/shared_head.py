@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.deployable import ARCHITECTURES
+from compress.errors import ConfigError
 from compress.models import ClassifierModel, ModelSpec, build_model, count_parameters
 from compress.distill.projector import Projector, build_projector
 
@@ -34,7 +35,7 @@ class Branch(nn.Module):
 
     def set_align(self, align: tuple[int, int] | None) -> None:
         if self.resolved and align != self.align:
-            raise ValueError(f"feature-map alignment changed from {self.align} to {align}: "
+            raise ConfigError(f"feature-map alignment changed from {self.align} to {align}: "
                              "shared-classifier students need one fixed input size")
         self.align, self.resolved = align, True
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from compress import __version__
-from compress.artifacts import atomic_path, sha256_file, write_sidecar
+from compress.artifacts import atomic_path, write_sidecar
 from compress.data.preprocessing import Preprocessing
 from compress.deployable import architecture_of
 from compress.errors import CheckpointError, ConfigError, ExportError, MissingDependency
@@ -259,6 +259,3 @@ def check_parity(
                           "try --exporter torchscript or report the model")
     return report
 
-
-def onnx_inputs_hash(path: str | os.PathLike[str]) -> dict[str, str]:
-    return {"onnx": sha256_file(path)}

@@ -43,9 +43,9 @@ def interleaved(
     block_s: float = 0.3,
     pause_s: float = 0.05,
     warmup: int = 3,
-) -> tuple[dict[str, LatencyStats], dict[str, float]]:
-    """Time each zero-argument callable in alternating blocks; returns stats and per-variant median
-    of per-round p50 ratios against the first variant (the baseline)."""
+) -> tuple[dict[str, LatencyStats], dict[str, list[float]]]:
+    """Time each zero-argument callable in alternating blocks; returns stats and each variant's
+    per-round p50 (seconds), from which ``ratio`` gives drift-robust comparisons."""
     names = list(variants)
     for fn in variants.values():
         for _ in range(warmup):
@@ -66,6 +66,9 @@ def interleaved(
             samples[name].extend(block)
             round_p50[name].append(float(np.median(block)))
             time.sleep(pause_s)
-    base = np.asarray(round_p50[names[0]])
-    ratios = {name: float(np.median(np.asarray(round_p50[name]) / base)) for name in names}
-    return {name: stats(batch, samples[name]) for name in names}, ratios
+    return {name: stats(batch, samples[name]) for name in names}, round_p50
+
+
+def ratio(round_p50: dict[str, list[float]], variant: str, baseline: str) -> float:
+    """Median over rounds of p50(variant) / p50(baseline): both measured seconds apart each round."""
+    return float(np.median(np.asarray(round_p50[variant]) / np.asarray(round_p50[baseline])))

@@ -8,7 +8,7 @@
 
 from compress.validate.accuracy import AccuracyResult, agreement, evaluate_backends, max_abs_diff, topk_accuracy
 from compress.validate.backends import Backend, StageSkipped, TorchBackend, RuntimeBackend, open_backend
-from compress.validate.gates import GateSpec, check_gates, evaluate_gates, gate_table
+from compress.validate.gates import GateSpec, check_gates, evaluate_gates, gate_table, parse_gates
 from compress.validate.latency import LatencyConfig, LatencyStats, benchmark, environment_record, latency_stats
 from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
 from compress.validate.results import GateResult, StageResult, ValidationResult
@@ -18,6 +18,6 @@ __all__ = [
     "AccuracyResult", "Backend", "GateResult", "GateSpec", "LatencyConfig", "LatencyStats", "ReportPaths",
     "RuntimeBackend", "StageResult", "StageSkipped", "TorchBackend", "ValidationResult", "agreement", "benchmark",
     "check_gates", "environment_record", "evaluate_backends", "evaluate_gates", "gate_table", "latency_stats",
-    "max_abs_diff", "open_backend", "read_metrics_jsonl", "render_markdown", "render_png", "topk_accuracy",
+    "max_abs_diff", "open_backend", "parse_gates", "read_metrics_jsonl", "render_markdown", "render_png", "topk_accuracy",
     "validate_artifacts", "write_report",
 ]

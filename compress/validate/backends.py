@@ -24,6 +24,8 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 TORCH_SUFFIXES = (".safetensors",)
 PROVIDERS = ("cpu", "cuda", "tensorrt")
+# deploy's messages for a runtime this machine lacks (a GPU stage is then skipped, not failed)
+_UNAVAILABLE = ("is not installed", "has no ", "no CUDA GPU")
 
 
 class StageSkipped(Exception):
@@ -35,7 +37,8 @@ class Backend(Protocol):
     name: str  # the stage name, e.g. "student", "onnx_int8"
     engine: str  # "pytorch" | "onnxruntime" | "tensorrt"
     uses_threads: bool  # False for GPU backends: thread counts do not apply
-    max_batch: int | None  # largest batch the backend accepts (TensorRT profiles), None = any
+    max_batch: int | None  # largest batch one call takes (TensorRT profiles), None = any
+    min_batch: int | None  # smallest batch the backend accepts, None = 1
 
     def predict_logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray: ...
 
@@ -53,6 +56,7 @@ class TorchBackend:
 
     engine = "pytorch"
     max_batch: int | None = None
+    min_batch: int | None = None
 
     def __init__(self, name: str, module: torch.nn.Module, device: str | torch.device = "cpu") -> None:
         self.name = name
@@ -102,6 +106,7 @@ class RuntimeBackend:
         self._threads: int | None = None
         self.runner = self._runner(None)  # open now: a bad file fails before any timing starts
         self.max_batch = getattr(self.runner, "max_batch", None)
+        self.min_batch = getattr(self.runner, "min_batch", None)
         self.preprocessing: dict[str, Any] | None = getattr(self.runner, "preprocessing", None)
 
     def _runner(self, threads: int | None) -> Any:
@@ -111,6 +116,7 @@ class RuntimeBackend:
 
     def set_threads(self, threads: int | None) -> None:
         self._threads = threads if self.uses_threads else None
+        self._runner(self._threads)  # open the session now, not inside a timed run
 
     def predict_logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         return np.asarray(self._runner(self._threads).predict_logits(as_numpy(x)), dtype=np.float32)
@@ -213,10 +219,17 @@ def open_backend(name: str, path: str | os.PathLike[str], *, provider: str = "cp
         if provider in ("cuda", "tensorrt"):
             _check_gpu_runtime("TensorRT execution provider" if provider == "tensorrt" else "CUDA execution provider")
         engine = "onnxruntime"
+    on_gpu = engine == "tensorrt" or provider != "cpu"
     try:
         backend = RuntimeBackend(name, path, engine=engine, provider=provider, trust=trust, load=load)
     except (DeviceError, MissingDependency) as exc:
-        if isinstance(exc, MissingDependency) and exc.module in ("onnxruntime", "onnx"):
+        if not on_gpu:
             raise  # a CPU ONNX stage that cannot run is a broken install, not a skip
         raise StageSkipped(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__name__ != "DeployError":  # deploy's own error type (it cannot import compress)
+            raise
+        if on_gpu and any(text in str(exc) for text in _UNAVAILABLE):
+            raise StageSkipped(str(exc)) from None
+        raise CheckpointError(f"stage '{name}': {exc}") from None
     return backend, describe_artifact(path, kind), backend.preprocessing

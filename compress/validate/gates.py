@@ -78,6 +78,17 @@ _RELATIVE = ("max_top1_drop", "min_agreement", "min_speedup")
 Gates = GateSpec | Mapping[str, GateSpec]
 
 
+def parse_gates(data: Mapping[str, Any] | None, where: str = "gates") -> Gates | None:
+    """Gates from a recipe: either one spec (``{min_agreement: 99.9}``, for every stage but the reference)
+    or one per stage (``{onnx: {min_agreement: 99.9}, int8: {max_top1_drop: 1.0}}``)."""
+    if not data:
+        return None
+    known = {f.name for f in fields(GateSpec)}
+    if all(isinstance(v, Mapping) for v in data.values()) and not known & set(data):
+        return {str(stage): GateSpec.from_dict(spec, f"{where}.{stage}") for stage, spec in data.items()}
+    return GateSpec.from_dict(data, where)
+
+
 def gates_by_stage(gates: Gates | None, stages: list[str], reference: str) -> dict[str, GateSpec]:
     """One ``GateSpec`` applies to every stage but the reference; a mapping names stages explicitly."""
     if gates is None:

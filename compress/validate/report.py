@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from compress.artifacts import atomic_path, atomic_write_text, ensure_writable_dir, write_json
 from compress.errors import CheckpointError, MissingDependency
-from compress.validate.gates import describe, gate_table
+from compress.validate.gates import describe
 from compress.validate.latency import LatencyStats
 from compress.validate.results import StageResult, ValidationResult
 
@@ -186,7 +186,7 @@ def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: C
         ax.annotate(stage.name, (point.p90_ms, stage.accuracy.top1), textcoords="offset points", xytext=(6, 5),  # type: ignore[union-attr]
                     fontsize=8)
     threads = sorted({s.threads for st in result.stages.values() for s in st.latency if s.threads is not None})
-    where = f"batch {plotted_batch}" + (f", {threads[-1]} CPU threads" if threads else "")
+    where = f"batch {plotted_batch}" + (f", CPU threads {threads[-1]}" if threads else "")
     ax.set_xlabel(f"p90 latency (ms, {where})")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs latency (up-left is better)")
@@ -209,6 +209,9 @@ def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: C
                 cax.plot(*zip(*top1), color=f"C{i}", marker=".", label=f"{run} val top-1")
             if loss:
                 loss_ax.plot(*zip(*loss), color=f"C{i}", linestyle="--", alpha=0.6, label=f"{run} train loss")
+        from matplotlib.ticker import MaxNLocator
+
+        cax.xaxis.set_major_locator(MaxNLocator(integer=True))
         cax.set_xlabel("epoch")
         cax.set_ylabel("validation top-1 (%), solid")
         loss_ax.set_ylabel("training loss, dashed")
@@ -246,4 +249,4 @@ def write_report(result: ValidationResult, out_dir: str | os.PathLike[str], *,
     return ReportPaths(out / "report.json", out / "report.md", picture)
 
 
-__all__ = ["ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report", "gate_table"]
+__all__ = ["ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"]

@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
+
+from compress.data import DataConfig, load_data
 from compress.errors import ConfigError, DeviceError
 from compress.validate.accuracy import evaluate_backends
 from compress.validate.backends import Backend, RunnerFactory, StageSkipped, deploy_load, open_backend
@@ -43,7 +46,7 @@ def _check_preprocessing(stage: str, record: Mapping[str, Any] | None, expected:
 
 def validate_artifacts(
     artifacts: Mapping[str, str | os.PathLike[str]],
-    data: "DataConfig",  # noqa: F821  (compress.data.DataConfig; imported lazily with torch data code)
+    data: DataConfig,
     reference: str,
     batch_sizes: Sequence[int] = (1, 32),
     threads: Sequence[int] = (2,),
@@ -61,8 +64,6 @@ def validate_artifacts(
     ``providers`` picks the ONNX Runtime execution provider per ONNX stage ("cpu" by default).
     ``latency`` overrides the timing settings (``batch_sizes``/``threads``/``duration_s`` fill it otherwise).
     """
-    from compress.data import load_data
-
     if not artifacts:
         raise ConfigError("nothing to validate: pass at least one artifact")
     names = list(artifacts)
@@ -113,7 +114,11 @@ def validate_artifacts(
         stages[name].accuracy = acc
     if measure_latency:
         shape = (bundle.preprocessing.channels, bundle.preprocessing.image_size, bundle.preprocessing.image_size)
-        timings = benchmark(backends, shape, cfg)
+        torch_threads = torch.get_num_threads()
+        try:
+            timings = benchmark(backends, shape, cfg)
+        finally:  # the PyTorch backend sets the process-wide pool; give the caller theirs back
+            torch.set_num_threads(torch_threads)
         for name, stats in timings.items():
             stages[name].latency = stats
             stages[name].speedups = speedups(stats, timings[reference])
@@ -123,7 +128,9 @@ def validate_artifacts(
         stages=stages,
         environment=environment_record().to_dict(),
         data={"name": bundle.info.name, "samples": bundle.val.num_samples, "preprocessing": expected},
-        latency_config=dataclasses.asdict(cfg) if measure_latency else {},
+        # lists, not tuples: the record reads back from JSON unchanged
+        latency_config={k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+        if measure_latency else {},
     )
     result.gates = evaluate_gates(result, gates)
     return result

@@ -97,17 +97,25 @@ def export_onnx_file(module: torch.nn.Module, path: Path, preprocessing: dict, p
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small Fashion-MNIST resnet8 checkpoint, a faithful ONNX export and a perturbed one."""
-    from compress.data import DATASETS
-    from compress.data.preprocessing import Preprocessing
+    """A small Fashion-MNIST resnet8 (one quick epoch on 2k real images, ~50% top-1: an untrained net
+    predicts one class for everything and would make agreement meaningless), a faithful ONNX export
+    and a perturbed one."""
+    from compress.data import DataConfig, load_data
     from compress.deployable import save_deployable
     from compress.models import create_model
 
     out = tmp_path_factory.mktemp("artifacts")
     torch.manual_seed(0)
-    info = DATASETS.get("fashion-mnist")
-    pre = Preprocessing(info.mean, info.std, 28, 1, 1)
-    model = create_model("resnet8", 10, in_channels=1, image_size=28).eval()
+    bundle = load_data(DataConfig("fashion-mnist", train_limit=2048, val_limit=64, batch_size=128, augment=False))
+    pre = bundle.preprocessing
+    model = create_model("resnet8", 10, in_channels=1, image_size=28)
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    for images, labels in bundle.train:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
     ckpt = out / "student.safetensors"
     save_deployable(ckpt, model, pre)
     return {

@@ -98,3 +98,14 @@ def test_gate_spec_from_dict_names_bad_keys():
 def test_gates_for_unknown_stage_are_refused(fixed_result):
     with pytest.raises(ConfigError, match="gates name stage 'onxx'.*did you mean 'onnx'"):
         evaluate_gates(fixed_result, {"onxx": GateSpec(min_agreement=99.0)})
+
+
+def test_parse_gates_from_a_recipe():
+    from compress.validate.gates import parse_gates
+
+    assert parse_gates(None) is None
+    assert parse_gates({"min_agreement": 99.9}) == GateSpec(min_agreement=99.9)
+    assert parse_gates({"onnx": {"min_agreement": 99.9}, "int8": {"max_top1_drop": 1}}) == {
+        "onnx": GateSpec(min_agreement=99.9), "int8": GateSpec(max_top1_drop=1.0)}
+    with pytest.raises(ConfigError, match=r"^validate.gates.int8.max_top1_dorp: unknown gate"):
+        parse_gates({"int8": {"max_top1_dorp": 1}}, "validate.gates")

@@ -1,0 +1,282 @@
+"""ATSC: Adaptive Teaching with a Shared Classifier (Jang, Kim, Lim, Lee, arXiv 2406.08528, 2024).
+
+Per teacher k (weights theta_k, classifier g_k = (W_k, b_k), snapshot theta_k0 at construction):
+
+    L1 = (beta / K) sum_k MSE(P_k(f_s), f_t^k) + w sum_k sum_{p in anchor set} ||p - p0||^2
+         [+ (teacher_ce / K) sum_k CE(g_k(GAP(f_t^k)), y)]            (guard, ours)
+    L2 = sum_k CE(g_k(GAP(f_t^k)), y), stepping only the classifier biases b_k.
+
+``reference=True`` runs the authors' semantics (see ../shared/ATSC.md): teacher in train mode with
+autograd, non-detached MSE, anchor through autograd over conv kernels + W, one SGD step over student +
+projectors + whole teachers, then a second teacher forward and a separate SGD (momentum 0.9) on the
+biases. The project default is the fast path: L2 on the same step's pooled teacher features, detached,
+so the bias update rides in the main step (one step staler, no second pass), and the anchor's gradient
+``2w(theta - theta0)`` added straight to the gradients with ``torch._foreach`` ops. The guards against the
+collapse measured on real data are options: ``teacher_ce``, ``anchor_scope``, ``teacher_lr_scale``,
+``bn_mode``. Deployed: ``SharedHeadStudent`` with the adapted teacher heads.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from compress.distill.base import StepOutput
+from compress.distill.losses import anchor_penalty
+from compress.distill.simkd import SharedClassifierMethod, _stack_mean, eval_mode
+from compress.errors import ConfigError
+from compress.models import ClassifierModel
+
+
+def anchor_names(teacher: ClassifierModel, scope: str) -> list[str]:
+    """The anchored parameter set Theta_pen.
+
+    ``reference`` (ATSC.md): every parameter with ``ndim > 1`` except the classifier bias, i.e. conv
+    kernels and linear weights; BN affine parameters and biases are free. ``all`` (guard, ours): every
+    parameter except the classifier bias, BN included (the bias is what the refinement step trains).
+    """
+    bias = teacher.classifier.bias
+    return [name for name, p in teacher.named_parameters()
+            if p is not bias and (scope == "all" or p.ndim > 1)]
+
+
+def pre_classifier(head: nn.Sequential, feature_map: torch.Tensor) -> torch.Tensor:
+    """The teacher head up to (not including) its final Linear: GAP, flatten, any hidden layers."""
+    x = feature_map
+    for layer in list(head)[:-1]:
+        x = layer(x)
+    return x
+
+
+class Snapshot(nn.Module):
+    """A frozen copy of a teacher's parameters and buffers (theta0), moved with the method by ``.to()``.
+
+    Non-persistent: a resumed run rebuilds the method from the original teacher weights (same theta0)
+    before loading its state, so theta0 is never stored twice.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.names = [n for n, _ in teacher.named_parameters()] + [n for n, _ in teacher.named_buffers()]
+        state = dict(teacher.named_parameters()) | dict(teacher.named_buffers())
+        for name in self.names:
+            self.register_buffer(name.replace(".", "__"), state[name].detach().clone(), persistent=False)
+
+    def get(self, names: list[str]) -> list[torch.Tensor]:
+        return [self._buffers[n.replace(".", "__")] for n in names]  # type: ignore[misc]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.get(self.names)))
+
+
+class ATSC(SharedClassifierMethod):
+    name = "atsc"
+    summary = "ATSC: SimKD with an adapted teacher (anchored to its weights), bias refinement; guarded by default"
+
+    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], projector: str = "bottleneck",
+                 factor: int = 2, beta: float = 1.0, w: float = 1.0, reference: bool = False,
+                 teacher_ce: float = 1.0, teacher_lr_scale: float = 0.1, anchor_scope: str = "all",
+                 bn_mode: str = "train", momentum: float = 0.9, stability: str = "error",
+                 teacher_drop_limit: float = 0.01, image_size: int | tuple[int, int] | None = None) -> None:
+        for i, t in enumerate(teachers):
+            head = t.head_module
+            if not isinstance(head, nn.Sequential) or head[-1] is not t.classifier or t.classifier.bias is None:
+                raise ConfigError(f"teacher {i + 1} ({t.spec.name}): ATSC needs a head that ends with its "
+                                  "classifier Linear (with bias)")
+            t.requires_grad_(True)  # the teacher adapts
+        super().__init__(student, teachers, projector, factor, beta, image_size)
+        self.w, self.reference, self.teacher_ce = w, reference, teacher_ce
+        self.teacher_lr_scale, self.anchor_scope, self.bn_mode = teacher_lr_scale, anchor_scope, bn_mode
+        self.momentum, self.stability, self.teacher_drop_limit = momentum, stability, teacher_drop_limit
+        self.snapshots = nn.ModuleList([Snapshot(t) for t in teachers])
+        self._anchor_names = [anchor_names(t, anchor_scope) for t in teachers]
+        self._start_top1: list[float] | None = None
+        self._weight_decay = 0.0  # of the main optimizer, for the reference bias optimizer (param_groups sets it)
+        self._bias_optimizer: torch.optim.SGD | None = None
+        self._diffs: list[list[torch.Tensor]] | None = None  # theta - theta0 from the forward, reused once
+
+    # ------------------------------------------------------------------------------------ plumbing
+    def anchor_params(self, k: int) -> list[nn.Parameter]:
+        params = dict(self.teachers[k].named_parameters())
+        return [params[n] for n in self._anchor_names[k]]
+
+    def biases(self) -> list[nn.Parameter]:
+        return [t.classifier.bias for t in self.teachers]
+
+    def train(self, mode: bool = True) -> "ATSC":
+        super().train(mode)
+        if mode and self.bn_mode == "frozen":  # running statistics used and kept; affine still trains
+            for teacher in self.teachers:
+                for m in teacher.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+        return self
+
+    def check_stability(self, lr: float) -> None:
+        """The anchor is a spring of stiffness 2w; heavy-ball SGD on it is stable only while
+        ``lr_teacher * 2w < 2 (1 + momentum)`` (w = 100 at lr 0.05 diverged on Fashion-MNIST)."""
+        spring = lr * self.teacher_lr_scale * 2 * self.w
+        limit = 2 * (1 + self.momentum)
+        if self.stability == "off" or spring < limit:
+            return
+        msg = (f"ATSC anchor would diverge: teacher lr x 2w = {lr:g} x {self.teacher_lr_scale:g} x 2 x {self.w:g} "
+               f"= {spring:.3g} >= 2(1 + momentum) = {limit:.3g}; lower w, the lr or teacher_lr_scale")
+        if self.stability == "error":
+            raise ConfigError(msg + " (or set stability='warn')")
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        self.check_stability(lr)
+        self._weight_decay = weight_decay
+        teacher_ids = {id(p) for p in self.teachers.parameters()}
+        bias_ids = {id(b) for b in self.biases()}
+        student = [p for p in self.net.parameters() if id(p) not in teacher_ids]  # backbone + projectors
+        teacher = [p for p in self.teachers.parameters() if id(p) not in bias_ids]
+        # The reference steps b with the whole teacher (it gets no L1 gradient unless teacher_ce > 0);
+        # the fast path refines b at the base lr, like the reference's separate bias optimizer.
+        bias_scale = self.teacher_lr_scale if self.reference else 1.0
+        groups = [("student", student, 1.0), ("teacher", teacher, self.teacher_lr_scale),
+                  ("teacher_bias", self.biases(), bias_scale)]
+        return [{"params": params, "lr": lr * scale, "weight_decay": weight_decay, "lr_scale": scale, "name": name}
+                for name, params, scale in groups if params]
+
+    # ------------------------------------------------------------------------------------ the step
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        k_teachers = len(self.teachers)
+        f_s = self.net.backbone(images)
+        f_ts = [t.features(images) for t in self.teachers]  # with autograd: the MSE reaches the teachers
+        mses, logits = self.project(f_s, f_ts)
+        loss = (self.beta / k_teachers) * sum(mses)
+        parts: dict[str, torch.Tensor] = {"mse": _stack_mean(mses).detach()}
+
+        teacher_ces, bias_ces = [], []
+        for teacher, f_t in zip(self.teachers, f_ts):
+            if self.teacher_ce > 0 or not self.reference:
+                hidden = pre_classifier(teacher.head_module, f_t)
+                fc = teacher.classifier
+                if self.teacher_ce > 0:
+                    teacher_ces.append(F.cross_entropy(fc(hidden), labels))
+                if not self.reference:
+                    # Fast-path L2: same-step pooled features and W detached, so only b gets this gradient.
+                    bias_ces.append(F.cross_entropy(F.linear(hidden.detach(), fc.weight.detach(), fc.bias), labels))
+        if teacher_ces:
+            teacher_ce = _stack_mean(teacher_ces)
+            loss = loss + self.teacher_ce * teacher_ce  # (teacher_ce / K) sum_k CE_k
+            parts["teacher_ce"] = teacher_ce.detach()
+        if bias_ces:
+            loss = loss + sum(bias_ces)
+            parts["bias_ce"] = _stack_mean(bias_ces).detach()
+
+        if self.reference:
+            anchor = self.w * sum(anchor_penalty(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
+                                  for k in range(k_teachers))
+            loss = loss + anchor
+        else:
+            with torch.no_grad():
+                self._diffs = [torch._foreach_sub(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
+                               for k in range(k_teachers)]
+                squares = [torch.stack(torch._foreach_norm(d)).pow(2).sum() for d in self._diffs if d]
+                anchor = self.w * sum(squares) if squares else loss.new_zeros(())
+            # Added as a constant so the reported loss is L1's value; its gradient comes in before_optimizer_step.
+            loss = loss + anchor
+        parts["anchor"] = anchor.detach() if isinstance(anchor, torch.Tensor) else loss.new_tensor(anchor)
+        return StepOutput(loss, logits, parts)
+
+    def before_optimizer_step(self) -> None:
+        """Fast path: grad += 2w (theta - theta0) on the anchored set (the penalty's exact gradient)."""
+        diffs, self._diffs = self._diffs, None
+        if self.reference or self.w == 0:
+            return
+        for k in range(len(self.teachers)):
+            params = self.anchor_params(k)
+            if not params:
+                continue
+            diff = diffs[k] if diffs is not None else torch._foreach_sub(
+                [p.detach() for p in params], self.snapshots[k].get(self._anchor_names[k]))
+            for p in params:
+                if p.grad is None:  # e.g. W, which only the anchor moves when teacher_ce = 0
+                    p.grad = torch.zeros_like(p)
+            torch._foreach_add_([p.grad for p in params], diff, alpha=2 * self.w)
+
+    def after_optimizer_step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
+        """Reference path: L2 with a second teacher forward (train mode, as the authors), SGD on b only."""
+        if not self.reference:
+            return
+        biases = self.biases()
+        if self._bias_optimizer is None:
+            self._bias_optimizer = torch.optim.SGD(biases, lr=lr, momentum=self.momentum, weight_decay=self._weight_decay)
+        for group in self._bias_optimizer.param_groups:
+            group["lr"] = lr
+        losses = []
+        for teacher in self.teachers:
+            with torch.no_grad():  # only b is stepped: no graph through the backbone is needed
+                hidden = pre_classifier(teacher.head_module, teacher.features(images))
+            fc = teacher.classifier
+            losses.append(F.cross_entropy(F.linear(hidden, fc.weight.detach(), fc.bias), labels))
+        grads = torch.autograd.grad(sum(losses), biases)
+        for b, g in zip(biases, grads):
+            b.grad = g
+        self._bias_optimizer.step()
+        for b in biases:
+            b.grad = None
+
+    # ------------------------------------------------------------------------------------ monitoring
+    @torch.no_grad()
+    def _top1_start(self, val_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+        """Top-1 (%) of the teachers as loaded (theta0 and their original BN statistics)."""
+        device = self._device()
+        correct = torch.zeros(len(self.teachers), device=device, dtype=torch.float64)
+        count = 0
+        with eval_mode(self):
+            for images, labels in val_loader:
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                for k, teacher in enumerate(self.teachers):
+                    logits = functional_call(teacher, self.snapshots[k].state(), (images,))
+                    correct[k] += (logits.argmax(1) == labels).sum()
+                count += len(labels)
+        return (100.0 * correct / max(count, 1)).tolist()
+
+    def drift(self, k: int) -> torch.Tensor:
+        """Relative weight drift ||theta - theta0|| / ||theta0|| over all of teacher k's parameters."""
+        names = [n for n, _ in self.teachers[k].named_parameters()]
+        params = [p.detach() for p in self.teachers[k].parameters()]
+        start = self.snapshots[k].get(names)
+        diff = torch.stack(torch._foreach_norm(torch._foreach_sub(params, start))).norm()
+        return diff / torch.stack(torch._foreach_norm(start)).norm().clamp(min=1e-12)
+
+    @torch.no_grad()
+    def epoch_metrics(self, val_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        if self._start_top1 is None:
+            self._start_top1 = self._top1_start(val_loader)
+        stats = self.validation_stats(val_loader)
+        count = stats["count"].clamp(min=1)
+        top1 = (100.0 * stats["correct"] / count).tolist()
+        mse = (stats["mse"] / count).tolist()
+        drift = [float(self.drift(k)) for k in range(len(self.teachers))]
+        kept = [a / s if s > 0 else 1.0 for a, s in zip(top1, self._start_top1)]
+        metrics = {"teacher_top1": sum(top1) / len(top1), "teacher_top1_start": sum(self._start_top1) / len(top1),
+                   "teacher_kept": min(kept), "teacher_drift": max(drift), "feature_mse": sum(mse) / len(mse)}
+        if len(self.teachers) > 1:
+            for k in range(len(self.teachers)):
+                metrics |= {f"teacher{k + 1}_top1": top1[k], f"teacher{k + 1}_drift": drift[k],
+                            f"teacher{k + 1}_feature_mse": mse[k]}
+        return metrics
+
+    def health(self, metrics: dict[str, float]) -> list[str]:
+        kept = metrics.get("teacher_kept")
+        if kept is None or kept >= 1 - self.teacher_drop_limit:
+            return []
+        return [f"the adapted teacher keeps {100 * kept:.1f}% of its starting top-1 "
+                f"({metrics['teacher_top1']:.2f}% vs {metrics['teacher_top1_start']:.2f}%), below the "
+                f"{100 * (1 - self.teacher_drop_limit):.0f}% limit: raise teacher_ce, lower teacher_lr_scale "
+                "or anchor all parameters (anchor_scope='all')"]
+
+    def extra_checkpoints(self) -> dict[str, nn.Module]:
+        if len(self.teachers) == 1:
+            return {"teacher": self.teachers[0]}
+        return {f"teacher{k + 1}": t for k, t in enumerate(self.teachers)}

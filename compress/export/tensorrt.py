@@ -1,0 +1,190 @@
+"""ONNX -> serialized TensorRT engine, for TensorRT 10.x and 11.x.
+
+Precision is where the two versions differ:
+- TensorRT 10 (weakly typed): an fp32 ONNX plus the ``FP16`` builder flag lets the builder pick
+  fp16 kernels; INT8 comes from explicit Q/DQ nodes in the ONNX plus the ``INT8`` flag.
+- TensorRT 11 removed those flags; every network is strongly typed, so the *graph* carries the
+  precision: fp16 from an fp16 ONNX that we produce (``compress.export.fp16``), INT8 from Q/DQ nodes.
+  The ``STRONGLY_TYPED`` creation flag is required for that on 10.x and accepted on 11.x.
+
+Written against the documented TensorRT 10.x / 11.x Python APIs; no GPU with TensorRT is available to
+this project's tests, so the build and inference tests carry the ``tensorrt`` marker.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from compress.artifacts import atomic_path, sha256_file, write_sidecar
+from compress.errors import ConfigError, DeviceError, ExportError, MissingDependency
+from compress.export.onnx import INPUT_NAME, load_onnx, read_metadata, require_onnx
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Batch sizes of the optimisation profile: TensorRT tunes kernels for ``opt``, accepts [min, max]."""
+
+    min: int
+    opt: int
+    max: int
+
+    def validate(self) -> "Profile":
+        if self.min < 1:
+            raise ConfigError(f"--batch min must be at least 1, got {self.min}")
+        if not self.min <= self.opt <= self.max:
+            raise ConfigError(f"--batch must satisfy min <= opt <= max, got {self.min},{self.opt},{self.max}")
+        return self
+
+
+def parse_batch(text: str | tuple[int, int, int] | Profile) -> Profile:
+    """``"1,8,32"`` (or a tuple) -> validated Profile."""
+    if isinstance(text, Profile):
+        return text.validate()
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"--batch must be three integers min,opt,max (e.g. 1,8,32), got '{text}'") from None
+    else:
+        values = list(text)
+    if len(values) != 3:
+        raise ConfigError(f"--batch must be three integers min,opt,max (e.g. 1,8,32), got '{text}'")
+    return Profile(*values).validate()
+
+
+def require_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError:
+        raise MissingDependency("tensorrt", "trt", "building TensorRT engines") from None
+    return tensorrt
+
+
+def tensorrt_major(trt: Any) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+def gpu_name() -> str:
+    """Name of CUDA device 0, or DeviceError: TensorRT builds for the GPU it runs on."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.6 layout
+        except ImportError:
+            raise MissingDependency("cuda-python", "trt", "talking to the GPU") from None
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0 or count < 1:
+        raise DeviceError("no CUDA GPU is visible: TensorRT engines must be built on the GPU they will run on")
+    err, props = cudart.cudaGetDeviceProperties(0)
+    name = props.name
+    return name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
+
+
+def has_qdq(model: Any) -> bool:
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
+def _prepare_onnx(onnx_path: Path, precision: str, major: int, work: Path) -> tuple[Path, bool]:
+    """The ONNX file to parse and whether the network is strongly typed."""
+    onnx = require_onnx()
+    model = load_onnx(onnx_path, onnx)
+    if precision == "int8" and not has_qdq(model):
+        raise ConfigError(f"--precision int8 needs an ONNX with Q/DQ nodes and '{onnx_path.name}' has none; "
+                          "quantize it first (compress export --int8)")
+    if precision == "fp16" and major >= 11:
+        from compress.export.fp16 import convert_to_fp16
+
+        path = work / "model.fp16.onnx"
+        onnx.save(convert_to_fp16(model), str(path))
+        return path, True
+    # TensorRT 11 is always strongly typed; on 10.x fp32 and Q/DQ graphs build either way, and the
+    # weakly typed path lets the FP16/INT8 flags act.
+    return onnx_path, major >= 11
+
+
+def build_engine(
+    onnx_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    precision: str = "fp16",
+    batch: str | tuple[int, int, int] | Profile = (1, 8, 32),
+    workspace_mb: int = 1024,
+    timing_cache_path: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Build and write a serialized engine (atomically) with a JSON sidecar; returns its path."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    profile = parse_batch(batch)
+    if workspace_mb < 16:
+        raise ConfigError(f"--workspace-mb must be at least 16, got {workspace_mb}")
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    metadata = read_metadata(onnx_path)  # also fails early, with a clear line, on a corrupt ONNX
+    trt = require_tensorrt()
+    gpu = gpu_name()
+    major = tensorrt_major(trt)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    with tempfile.TemporaryDirectory(prefix="compress-trt-") as work:
+        parse_path, strongly_typed = _prepare_onnx(onnx_path, precision, major, Path(work))
+        flags = 0
+        if strongly_typed:
+            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(parse_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ExportError(f"TensorRT cannot parse '{onnx_path.name}': {errors[:300]}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+        if not strongly_typed and precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        if not strongly_typed and precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)  # with Q/DQ in the graph this is explicit quantization
+            config.set_flag(trt.BuilderFlag.FP16)  # layers outside Q/DQ pairs may still use fp16
+        channels_hw = tuple(network.get_input(0).shape)[1:]
+        opt_profile = builder.create_optimization_profile()
+        opt_profile.set_shape(INPUT_NAME, (profile.min, *channels_hw), (profile.opt, *channels_hw),
+                              (profile.max, *channels_hw))
+        config.add_optimization_profile(opt_profile)
+        # The timing cache keeps kernel measurements between builds: a rebuild takes seconds, not minutes.
+        cache_path = Path(timing_cache_path) if timing_cache_path else None
+        cache_bytes = cache_path.read_bytes() if cache_path and cache_path.exists() else b""
+        cache = config.create_timing_cache(cache_bytes)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise ExportError(f"TensorRT could not build an engine from '{onnx_path.name}' "
+                              f"(precision {precision}, batch {profile.min},{profile.opt},{profile.max}); "
+                              "see the TensorRT log above")
+        with atomic_path(out_path) as tmp:
+            tmp.write_bytes(bytes(serialized))
+        if cache_path:
+            with atomic_path(cache_path) as tmp:
+                tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    write_engine_sidecar(out_path, onnx_path, tensorrt_version=str(trt.__version__), gpu=gpu, precision=precision,
+                         profile=profile, strongly_typed=strongly_typed, metadata=metadata)
+    return out_path
+
+
+def write_engine_sidecar(engine_path: Path, onnx_path: Path, *, tensorrt_version: str, gpu: str, precision: str,
+                         profile: Profile, strongly_typed: bool, metadata: dict[str, Any]) -> dict[str, Any]:
+    """``model.plan.json``: what built the engine, for which GPU, from which ONNX (hashes), and the
+    preprocessing the torch-free runner needs (an engine file has no metadata of its own)."""
+    return write_sidecar(engine_path, "tensorrt-engine", {
+        "tensorrt": tensorrt_version,
+        "gpu": gpu,
+        "precision": precision,
+        "strongly_typed": strongly_typed,
+        "profile": asdict(profile),
+        "input": INPUT_NAME,
+        "preprocessing": metadata.get("compress.preprocessing"),
+        "architecture": metadata.get("compress.architecture"),
+    }, {"onnx": sha256_file(onnx_path)})

@@ -1,0 +1,35 @@
+"""Torch-free runtime for the edge box: load an exported model and classify images.
+
+    import deploy
+    runner = deploy.load("model.onnx")            # or model.int8.onnx, model.plan
+    logits, labels = runner.predict(uint8_images)  # HW, HWC, NHWC or NCHW
+
+Only numpy and the model's runtime (onnxruntime, or tensorrt + cuda-python) are imported; Pillow is
+used, when present, to read image files and resize. Never imports torch or compress.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.errors import DeployError
+from deploy.integrity import read_sidecar
+from deploy.runners import OnnxRunner, Runner, TensorRTRunner
+
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+
+
+def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None, trust: bool = False) -> Runner:
+    """A runner for an ``.onnx`` model or a TensorRT engine, verified against its sidecar unless ``trust``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeployError(f"model file '{path}' does not exist: check the path")
+    record = read_sidecar(path, trust)
+    if path.suffix in ENGINE_SUFFIXES:
+        return TensorRTRunner(path, record)
+    if path.suffix == ".onnx":
+        return OnnxRunner(path, provider, threads)
+    raise DeployError(f"unknown model file type '{path.suffix}': expected .onnx or a TensorRT .plan/.engine")
+
+
+__all__ = ["DeployError", "OnnxRunner", "Runner", "TensorRTRunner", "load"]

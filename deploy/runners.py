@@ -1,0 +1,185 @@
+"""Runners: one interface over ONNX Runtime sessions and TensorRT engines.
+
+``predict_logits`` takes the model's own input (float32 NCHW, preprocessed); ``predict`` takes raw
+images and applies the preprocessing recorded with the model. ONNX Runtime sessions may be shared
+between threads (``InferenceSession.run`` is thread-safe); the TensorRT runner serialises calls
+because an execution context and its buffers belong to one caller at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import DeployError
+from deploy.preprocess import prepare
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class Runner:
+    """Base class: input checks and preprocessing; subclasses implement ``_run``."""
+
+    preprocessing: dict[str, Any] | None
+    input_shape: tuple[int | None, int | None, int | None]  # C, H, W (None where dynamic)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list((self.preprocessing or {}).get("class_names") or [])
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise DeployError(f"predict_logits wants a numpy array, got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise DeployError(f"predict_logits wants float32 preprocessed input, got {x.dtype}; "
+                              "use predict() for raw images")
+        if x.ndim != 4:
+            raise DeployError(f"predict_logits wants N x C x H x W input, got shape {x.shape}")
+        for axis, (want, got) in enumerate(zip(self.input_shape, x.shape[1:]), start=1):
+            if want is not None and want != got:
+                name = "channels" if axis == 1 else "height" if axis == 2 else "width"
+                raise DeployError(f"model expects {want} {name} (input N x {self._shape_text()}), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise DeployError("got an empty batch")
+        return self._run(np.ascontiguousarray(x))
+
+    def predict(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Raw images -> (logits N x classes, labels N)."""
+        if self.preprocessing is None:
+            raise DeployError("this model carries no preprocessing metadata; call predict_logits with "
+                              "preprocessed float32 NCHW input, or re-export it with compress")
+        logits = self.predict_logits(prepare(images, self.preprocessing))
+        return logits, logits.argmax(axis=1)
+
+    def _shape_text(self) -> str:
+        return " x ".join("?" if v is None else str(v) for v in self.input_shape)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OnnxRunner(Runner):
+    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DeployError("onnxruntime is not installed: pip install onnxruntime "
+                              "(or onnxruntime-gpu for cuda/tensorrt)") from None
+        if provider not in PROVIDERS:
+            raise DeployError(f"unknown provider '{provider}': choose one of {', '.join(PROVIDERS)}")
+        wanted = PROVIDERS[provider]
+        if wanted[0] not in ort.get_available_providers():
+            raise DeployError(f"ONNX Runtime here has no {wanted[0]}: install onnxruntime-gpu "
+                              "(with CUDA/TensorRT libraries) or use provider='cpu'")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=wanted)
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for broken files
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise DeployError(f"'{path}' is not an image classifier with one N x C x H x W input")
+        self.input_name = inputs[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_shape = tuple(v if isinstance(v, int) else None for v in inputs[0].shape[1:])  # type: ignore[assignment]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.preprocessing = json.loads(meta["compress.preprocessing"]) if "compress.preprocessing" in meta else None
+        self.metadata = dict(meta)
+        self.provider = provider
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+
+def _check_cuda(result: Any, what: str) -> Any:
+    """cuda-python calls return (error, *values); turn a non-zero error into a DeployError."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise DeployError(f"CUDA error during {what}: {err}")
+    return values[0] if len(values) == 1 else values
+
+
+class TensorRTRunner(Runner):
+    """Serialized TensorRT engine; device buffers and stream from cuda-python, ``execute_async_v3``."""
+
+    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise DeployError("tensorrt is not installed: pip install tensorrt cuda-python") from None
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            try:
+                from cuda import cudart  # cuda-python < 12.6
+            except ImportError:
+                raise DeployError("cuda-python is not installed: pip install cuda-python") from None
+        self.trt, self.cudart = trt, cudart
+        if _check_cuda(cudart.cudaGetDeviceCount(), "device query") < 1:
+            raise DeployError("no CUDA GPU is visible: a TensorRT engine needs the GPU it was built for")
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise DeployError(f"TensorRT cannot load '{path}': built by another TensorRT version or for another "
+                              "GPU; rebuild it on this machine (compress export --trt)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        min_shape, _, max_shape = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.min_batch, self.max_batch = int(min_shape[0]), int(max_shape[0])
+        self.input_shape = tuple(int(v) for v in max_shape[1:])  # type: ignore[assignment]
+        out_shape = tuple(self.engine.get_tensor_shape(self.output_name))
+        self.num_classes = int(out_shape[-1])
+        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        self.preprocessing = record.get("preprocessing")
+        self.metadata = record
+        self.stream = _check_cuda(cudart.cudaStreamCreate(), "stream creation")
+        in_bytes = self.max_batch * int(np.prod(self.input_shape)) * 4
+        self.d_input = _check_cuda(cudart.cudaMalloc(in_bytes), "input allocation")
+        self.d_output = _check_cuda(cudart.cudaMalloc(self.max_batch * self.num_classes * self.out_dtype.itemsize),
+                                    "output allocation")
+        self.context.set_tensor_address(self.input_name, int(self.d_input))
+        self.context.set_tensor_address(self.output_name, int(self.d_output))
+        self.lock = threading.Lock()
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if len(x) < self.min_batch:
+            raise DeployError(f"engine accepts batches of {self.min_batch}..{self.max_batch}, got {len(x)}")
+        if len(x) > self.max_batch:  # larger batches run in engine-sized chunks
+            return np.concatenate([self._run(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
+        cudart = self.cudart
+        out = np.empty((len(x), self.num_classes), dtype=self.out_dtype)
+        with self.lock:  # one context, one set of buffers: one caller at a time
+            self.context.set_input_shape(self.input_name, x.shape)
+            _check_cuda(cudart.cudaMemcpyAsync(self.d_input, x.ctypes.data, x.nbytes,
+                                               cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream), "copy in")
+            if not self.context.execute_async_v3(int(self.stream)):
+                raise DeployError("TensorRT execution failed; see the TensorRT log above")
+            _check_cuda(cudart.cudaMemcpyAsync(out.ctypes.data, self.d_output, out.nbytes,
+                                               cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream), "copy out")
+            _check_cuda(cudart.cudaStreamSynchronize(self.stream), "synchronize")
+        return out.astype(np.float32, copy=False)
+
+    def __del__(self) -> None:
+        cudart = getattr(self, "cudart", None)
+        if cudart is not None:
+            for ptr in (getattr(self, "d_input", None), getattr(self, "d_output", None)):
+                if ptr is not None:
+                    cudart.cudaFree(ptr)

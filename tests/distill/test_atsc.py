@@ -1,0 +1,195 @@
+"""ATSC against an independent implementation of its reference semantics, and its guards."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from compress.distill import ATSC, DistillConfig, build_method
+from compress.distill.atsc import anchor_names
+from compress.distill.losses import anchor_penalty
+from compress.errors import ConfigError
+
+from conftest import batch, optimizer, tiny, train_step
+
+
+def params_and_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_reference_step_equals_straightforward_implementation() -> None:
+    """Two optimizers, a second teacher pass: the authors' step written out plainly, 3 steps (momentum)."""
+    lr, wd, w = 0.1, 5e-4, 5.0
+    student, teacher = tiny("resnet8", seed=0), tiny("resnet14", seed=1)
+    method = build_method(DistillConfig(reference=True, w=w), copy.deepcopy(student), [copy.deepcopy(teacher)])
+    # independent copies: same initial weights as the method's (the projector is created by the method)
+    s_body, t = copy.deepcopy(student.body), copy.deepcopy(teacher)
+    proj = copy.deepcopy(method.net.branches[0].projector)
+    theta0 = {n: p.detach().clone() for n, p in t.named_parameters()}
+    penalised = [n for n, p in t.named_parameters() if p.ndim > 1]
+    opt1 = torch.optim.SGD([*s_body.parameters(), *proj.parameters(), *t.parameters()], lr=lr, momentum=0.9,
+                           weight_decay=wd)
+    bias = t.head_module[-1].bias
+    opt2 = torch.optim.SGD([bias], lr=lr, momentum=0.9, weight_decay=wd)
+    named = dict(t.named_parameters())
+    opt = optimizer(method, lr, wd)
+    for step in range(3):
+        x, y = batch(seed=step)
+        s_body.train(), proj.train(), t.train()
+        opt1.zero_grad()
+        loss = F.mse_loss(proj(s_body(x)), t.body(x)) + w * sum(((named[n] - theta0[n]) ** 2).sum() for n in penalised)
+        loss.backward()
+        opt1.step()
+        opt2.zero_grad()
+        F.cross_entropy(t(x), y).backward()  # second full teacher pass; only b is stepped
+        opt2.step()
+        out = train_step(method, opt, x, y, lr)
+        assert out.loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    mine = params_and_buffers(method)
+    for prefix, ref in (("net.backbone.", s_body), ("net.branches.0.projector.", proj), ("teachers.0.", t)):
+        for k, v in params_and_buffers(ref).items():
+            torch.testing.assert_close(mine[prefix + k], v, rtol=1e-4, atol=1e-5, msg=f"{prefix}{k} differs")
+    assert not torch.equal(mine["teachers.0.head_module.2.bias"], teacher.head_module[2].bias)  # b was refined
+
+
+def test_anchor_set_is_exactly_atsc_md() -> None:
+    teacher = tiny("resnet14")
+    ref = set(anchor_names(teacher, "reference"))
+    assert ref == {n for n, p in teacher.named_parameters() if p.ndim > 1}
+    assert "head_module.2.weight" in ref and "head_module.2.bias" not in ref  # W, not b
+    assert "body.0.weight" in ref and "body.1.weight" not in ref and "body.1.bias" not in ref  # conv, not BN
+    everything = set(anchor_names(teacher, "all"))
+    assert everything == {n for n, _ in teacher.named_parameters()} - {"head_module.2.bias"}
+    method = build_method(DistillConfig(reference=True), tiny("resnet8"), [teacher])
+    assert method._anchor_names[0] == anchor_names(teacher, "reference")
+
+
+@pytest.mark.parametrize("scope", ["reference", "all"])
+def test_fast_path_penalty_gradient_equals_autograd(scope: str) -> None:
+    w = 3.0
+    method = build_method(DistillConfig(w=w, teacher_ce=0.0, anchor_scope=scope), tiny("resnet8"), [tiny("resnet14", seed=1)])
+    with torch.no_grad():  # move the teacher away from theta0 so the penalty is not zero
+        for p in method.teachers[0].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, y = batch()
+    method.train()
+    out = method(x, y)
+    method.zero_grad(set_to_none=True)
+    out.loss.backward()
+    method.before_optimizer_step()
+    fast = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+    method.zero_grad(set_to_none=True)
+    out = method(x, y)
+    params = method.anchor_params(0)
+    total = out.loss + w * anchor_penalty(params, method.snapshots[0].get(method._anchor_names[0]))
+    total.backward()
+    slow = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+    assert set(fast) == set(slow)
+    for n in fast:
+        torch.testing.assert_close(fast[n], slow[n], rtol=1e-5, atol=1e-6, msg=n)
+    assert out.parts["anchor"].item() > 0
+
+
+@pytest.mark.parametrize("reference", [True, False])
+def test_multi_teacher_loss_and_prediction(reference: bool) -> None:
+    """K teachers: (beta/K) sum MSE, mean of the K shared classifiers' logits; K=1 is the single-teacher form."""
+    x, y = batch()
+    for k in (1, 2):
+        teachers = [tiny("resnet14", seed=1), tiny("resnet20", seed=2)][:k]
+        cfg = DistillConfig(reference=reference, teacher_ce=0.0, beta=0.7)
+        method = build_method(cfg, tiny("resnet8"), teachers)
+        method.train()
+        out = method(x, y)
+        f_s = method.net.backbone(x)
+        mses = [F.mse_loss(b.projector(f_s), t.body(x)) for b, t in zip(method.net.branches, method.teachers)]
+        logits = torch.stack([b.head(b.projector(f_s)) for b in method.net.branches]).mean(0)
+        expected = 0.7 / k * sum(mses)
+        if not reference:  # the fast path's bias CE rides in the same loss
+            expected = expected + sum(F.cross_entropy(t(x), y) for t in method.teachers)
+        assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        torch.testing.assert_close(out.logits, logits)
+        assert len(method.net.branches) == k and len(method.extra_checkpoints()) == k
+
+
+def test_teacher_moves_under_atsc_only() -> None:
+    x, y = batch()
+    for name, moves in (("atsc", True), ("simkd", False), ("kd", False)):
+        teacher = tiny("resnet14", seed=1)
+        before = params_and_buffers(teacher)
+        method = build_method(DistillConfig(method=name), tiny("resnet8"), [teacher])
+        opt = optimizer(method)
+        train_step(method, opt, x, y)
+        changed = [k for k, v in params_and_buffers(teacher).items() if not torch.equal(v, before[k])]
+        assert bool(changed) == moves, (name, changed[:3])
+
+
+def test_bn_frozen_keeps_teacher_statistics_and_guards_scale_the_teacher_lr() -> None:
+    teacher = tiny("resnet14", seed=1)
+    stats = {k: v.clone() for k, v in teacher.state_dict().items() if "running" in k}
+    method = build_method(DistillConfig(bn_mode="frozen", teacher_lr_scale=0.25), tiny("resnet8"), [teacher])
+    opt = optimizer(method, lr=0.1)
+    train_step(method, opt, *batch())
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in stats.items())
+    assert not teacher.body[1].training and teacher.body[0].training is True  # BN eval, rest train
+    scales = {g["name"]: g["lr_scale"] for g in opt.param_groups}
+    assert scales == {"student": 1.0, "teacher": 0.25, "teacher_bias": 1.0}
+
+
+def test_stability_check_refuses_a_diverging_spring() -> None:
+    method = build_method(DistillConfig(w=100.0, teacher_lr_scale=1.0), tiny("resnet8"), [tiny("resnet14")])
+    with pytest.raises(ConfigError, match=r"anchor would diverge.*2\(1 \+ momentum\) = 3.8"):
+        method.param_groups(0.05, 5e-4)  # 0.05 * 2 * 100 = 10 >= 3.8 (diverged on real data)
+    method.param_groups(0.01, 5e-4)  # 2.0 < 3.8: fine
+    warn = build_method(DistillConfig(w=100.0, teacher_lr_scale=1.0, stability="warn"), tiny("resnet8"), [tiny("resnet14")])
+    with pytest.warns(RuntimeWarning, match="anchor would diverge"):
+        warn.param_groups(0.05, 5e-4)
+
+
+def test_monitoring_reports_start_accuracy_drift_and_collapse() -> None:
+    teacher = tiny("resnet14", seed=1)
+    original = copy.deepcopy(teacher).eval()
+    val = [batch(16, seed=s) for s in (10, 11)]
+    method = build_method(DistillConfig(teacher_lr_scale=1.0), tiny("resnet8"), [teacher])
+    opt = optimizer(method, lr=0.5)
+    for s in range(2):
+        train_step(method, opt, *batch(seed=s), lr=0.5)
+    metrics = method.epoch_metrics(val)
+    with torch.no_grad():
+        start = 100.0 * sum((original(x).argmax(1) == y).sum().item() for x, y in val) / 32
+        teacher.eval()
+        now = 100.0 * sum((teacher(x).argmax(1) == y).sum().item() for x, y in val) / 32
+    assert metrics["teacher_top1_start"] == pytest.approx(start)  # theta0 + original BN statistics
+    assert metrics["teacher_top1"] == pytest.approx(now)
+    assert metrics["teacher_drift"] > 0 and metrics["feature_mse"] > 0
+    assert method.health({"teacher_kept": 1.0, "teacher_top1": 90.0, "teacher_top1_start": 90.0}) == []
+    warning = method.health({"teacher_kept": 0.1, "teacher_top1": 9.0, "teacher_top1_start": 90.0})
+    assert len(warning) == 1 and "keeps 10.0% of its starting top-1" in warning[0]
+
+
+def test_epoch_metrics_restores_training_modes() -> None:
+    method = build_method(DistillConfig(bn_mode="frozen"), tiny("resnet8"), [tiny("resnet14")])
+    method.train()
+    modes = [m.training for m in method.modules()]
+    method.epoch_metrics([batch()])
+    assert [m.training for m in method.modules()] == modes
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda: tiny("resnet14", num_classes=100), r"teacher 1 \(resnet14\) has 100 classes but the student \(resnet8\) has 10"),
+    (lambda: tiny("resnet14", in_channels=3), r"teacher 1 \(resnet14\) takes 3-channel images but the student"),
+])
+def test_mismatched_teachers_are_refused(bad, message: str) -> None:
+    for method in ("atsc", "simkd", "kd"):
+        with pytest.raises(ConfigError, match=message):
+            build_method(DistillConfig(method=method), tiny("resnet8"), [bad()])
+    with pytest.raises(ConfigError, match="teacher 2 .* has 100 classes"):
+        build_method(DistillConfig(), tiny("resnet8"), [tiny("resnet14"), tiny("resnet20", num_classes=100)])
+    with pytest.raises(ConfigError, match="needs at least one teacher"):
+        build_method(DistillConfig(method="simkd"), tiny("resnet8"), [])
+
+
+def test_atsc_is_an_atsc() -> None:
+    assert isinstance(build_method(DistillConfig(), tiny("resnet8"), [tiny("resnet14")]), ATSC)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from compress.artifacts import read_sidecar
+from compress.deployable import save_deployable
+from compress.errors import ConfigError, MissingDependency
+from compress.export.command import export_command
+from compress.models import create_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, preprocessing, val_images, calibrate_bn):
+    torch.manual_seed(0)
+    model = calibrate_bn(create_model("resnet8", num_classes=10, in_channels=1, image_size=28), val_images[0][:64])
+    path = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
+    save_deployable(path, model, preprocessing, meta={"data": {"name": "fashion-mnist"}})
+    return path
+
+
+def test_export_onnx_and_int8(checkpoint, tmp_path):
+    out = tmp_path / "out"
+    summary = export_command(checkpoint, out, int8=True, calibration=64, parity_images=32, eval_images=200,
+                             progress=False)
+    assert summary["dataset"] == "fashion-mnist"
+    assert summary["parity"]["ok"] and summary["parity"]["n"] == 32
+    assert summary["int8"]["n"] == 200 and summary["int8"]["agreement"] >= 0.9
+    assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.int8.onnx.json", "model.onnx",
+                                                      "model.onnx.json"]
+    assert read_sidecar(out / "model.onnx")["inputs"]["checkpoint"] == read_sidecar(checkpoint)["sha256"]
+    assert read_sidecar(out / "model.int8.onnx")["inputs"]["onnx"] == read_sidecar(out / "model.onnx")["sha256"]
+
+
+def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    out = tmp_path / "out"
+    with pytest.raises(MissingDependency, match=r"pip install 'compress\[trt\]'"):
+        export_command(checkpoint, out, trt=True, parity_images=8, eval_images=8, progress=False)
+    assert list(out.iterdir()) == []  # model.onnx was exported and checked, but not shipped alone
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"onnx": False}, "nothing to export"),
+    ({"trt": True, "batch": "32,8,1"}, "min <= opt <= max"),
+    ({"calib_method": "kl", "int8": True}, "unknown calibration method"),
+    ({"exporter": "jit"}, "unknown exporter"),
+])
+def test_bad_options_fail_before_any_work(checkpoint, tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        export_command(checkpoint, tmp_path / "out", progress=False, **kwargs)
+    assert not (tmp_path / "out").exists()

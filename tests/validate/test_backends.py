@@ -1,0 +1,65 @@
+"""Opening artifacts: file types, clear errors, and stages that cannot run here are skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compress.artifacts import write_sidecar
+from compress.errors import CheckpointError, ConfigError
+from compress.validate.backends import RuntimeBackend, StageSkipped, TorchBackend, artifact_kind, open_backend
+
+
+def test_artifact_kinds(tmp_path):
+    assert artifact_kind(tmp_path / "a.safetensors") == "checkpoint"
+    assert artifact_kind(tmp_path / "a.onnx") == "onnx"
+    assert artifact_kind(tmp_path / "a.plan") == "engine"
+    with pytest.raises(ConfigError, match=r"cannot validate '.*a\.pt': expected a \.safetensors"):
+        artifact_kind(tmp_path / "a.pt")
+
+
+def test_open_checkpoint_and_onnx(tiny_artifacts):
+    backend, info, pre = open_backend("student", tiny_artifacts["student"])
+    assert isinstance(backend, TorchBackend) and info.kind == "checkpoint" and pre["channels"] == 1
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    onnx_backend, onnx_info, onnx_pre = open_backend("onnx", tiny_artifacts["onnx"])  # the real deploy.load
+    assert isinstance(onnx_backend, RuntimeBackend) and onnx_pre == pre
+    np.testing.assert_allclose(onnx_backend.predict_logits(x), backend.predict_logits(torch.from_numpy(x)), atol=1e-4)
+    onnx_backend.set_threads(1)
+    assert onnx_backend.predict_logits(x).shape == (3, 10)
+    assert set(onnx_backend._runners) == {None, 1}  # one session per thread count
+
+
+def test_corrupt_onnx_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"definitely not protobuf")
+    write_sidecar(bad, "onnx")
+    with pytest.raises(CheckpointError, match=r"^stage 'bad': cannot load ONNX model"):
+        open_backend("bad", bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        open_backend("gone", tmp_path / "gone.onnx")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_gpu_stages_are_skipped_without_a_gpu(tiny_artifacts, tmp_path):
+    engine = tmp_path / "model.plan"
+    engine.write_bytes(b"x")
+    with pytest.raises(StageSkipped, match="TensorRT engine needs an NVIDIA GPU"):
+        open_backend("trt", engine)
+    with pytest.raises(StageSkipped, match="CUDA execution provider needs an NVIDIA GPU"):
+        open_backend("onnx_cuda", tiny_artifacts["onnx"], provider="cuda")
+
+
+def test_missing_gpu_runtime_skips_but_broken_file_fails(tiny_artifacts, monkeypatch):
+    class DeployError(Exception):  # deploy's error type is recognised by name
+        pass
+
+    def no_gpu_runtime(*args, **kwargs):
+        raise DeployError("ONNX Runtime here has no CUDAExecutionProvider: install onnxruntime-gpu")
+
+    monkeypatch.setattr("compress.validate.backends._check_gpu_runtime", lambda what: None)
+    with pytest.raises(StageSkipped, match="has no CUDAExecutionProvider"):
+        open_backend("onnx_cuda", tiny_artifacts["onnx"], provider="cuda", load=no_gpu_runtime)
+    with pytest.raises(CheckpointError, match="stage 'onnx': ONNX Runtime here has no"):
+        open_backend("onnx", tiny_artifacts["onnx"], provider="cpu", load=no_gpu_runtime)  # on CPU it is an error
