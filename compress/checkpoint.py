@@ -8,6 +8,7 @@ with their non-tensor skeleton in JSON.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,12 @@ def save_tensors(
         ptr = value.untyped_storage().data_ptr() if value.numel() else -1
         clean[key] = value.clone() if ptr in seen and ptr != -1 else value
         seen[ptr] = key
+    # The record also goes into the safetensors header: the file stays self-describing if a crash
+    # lands between its rename and the sidecar's (two files cannot be renamed atomically together).
+    header = {"format": "compress/1", "kind": kind, "record": json.dumps({**(meta or {}), "inputs": inputs or {}},
+                                                                          default=str)}
     with atomic_path(path) as tmp:
-        save_file(clean, str(tmp), metadata={"format": "compress/1", "kind": kind})
+        save_file(clean, str(tmp), metadata=header)
     return write_sidecar(path, kind, meta, inputs)
 
 
@@ -84,6 +89,28 @@ def load_tensors(path: str | os.PathLike[str], verify: bool = True) -> tuple[dic
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint ({exc}); re-create it") from None
+    return tensors, record
+
+
+def load_self_described(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load tensors and the record stored in the file's own header (no sidecar needed).
+
+    For files whose consistency safetensors itself guarantees (the header indexes every byte, so a
+    truncated file does not load) and that only this tool writes, such as the resume state.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"'{path}' does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+        record = json.loads(header["record"])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"'{path}' is not a readable compress checkpoint ({exc}); delete it to start over") from None
     return tensors, record
 
 

@@ -160,6 +160,7 @@ def distill(
     ce_weight: float = typer.Option(0.1, "--ce-weight", help="KD: weight of the label cross-entropy."),
     kl_weight: float = typer.Option(0.9, "--kl-weight", help="KD: weight of the KL term."),
     strict: bool = typer.Option(False, "--strict", help="Stop when an adapted teacher loses more than its margin of accuracy."),
+    teacher_margin: float = typer.Option(0.01, "--teacher-margin", help="Warn (with --strict: stop) when an adapted teacher keeps less than 1 - this of its top-1."),
     data: str = typer.Option("fashion-mnist", "--data", "-d", help=DATA_HELP),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the dataset files."),
     download: bool = typer.Option(False, "--download", help="Download the dataset when missing (needs internet)."),
@@ -198,7 +199,8 @@ def distill(
         "factor": factor, "w": w, "beta": beta, "teacher_ce": teacher_ce, "teacher_lr_scale": teacher_lr_scale,
         "anchor_scope": anchor_scope, "bn_mode": bn_mode}.items() if v is not None}}
     distill_cfg = DistillConfig(method=method, projector=projector, reference=reference, temperature=temperature,
-                                ce_weight=ce_weight, kl_weight=kl_weight, **method_settings)
+                                ce_weight=ce_weight, kl_weight=kl_weight, momentum=cfg.momentum,
+                                teacher_drop_limit=teacher_margin, **method_settings)
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch, train_limit=train_limit,
                           val_limit=val_limit, image_size=image_size, channels=channels, seed=seed)
     typer.echo(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}", err=True)
@@ -307,6 +309,26 @@ def validate(
         if failed:
             typer.echo(failed, err=True)
         check_gates(result.gates)
+
+
+@app.command("run")
+def run(
+    recipe: Path = typer.Argument(..., help="Pipeline recipe (YAML), e.g. pipelines/fashion_mnist.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Re-run this stage and everything after it."),
+    until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+    force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Run a staged pipeline: teacher(s) -> distill -> ONNX -> INT8 -> TensorRT -> validate -> report.
+
+    Stages whose inputs are unchanged are skipped; a killed run resumes where it stopped. Gates that
+    fail print a table and exit 1 (after the report is written)."""
+    from compress.pipeline import run_pipeline
+
+    result = run_pipeline(recipe, out=out, from_stage=from_stage, until_stage=until_stage, force=force,
+                          progress=progress)
+    typer.echo(f"run folder: {result.run_dir}" + (f"\nreport: {result.report}" if result.report else ""))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

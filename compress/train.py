@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.artifacts import ensure_writable_dir, sha256_file, write_json
-from compress.checkpoint import flatten_state, load_tensors, save_tensors, unflatten_state
+from compress.checkpoint import flatten_state, load_self_described, save_tensors, unflatten_state
 from compress.data import DataBundle
 from compress.deployable import save_deployable
 from compress.distill.base import Method
@@ -227,7 +227,7 @@ def save_training_state(out_dir: Path, method: Method, optimizer: torch.optim.Op
 
 def load_training_state(out_dir: Path, method: Method, optimizer: torch.optim.Optimizer,
                         fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]], tuple[float, int]]:
-    tensors, record = load_tensors(out_dir / STATE_FILE)
+    tensors, record = load_self_described(out_dir / STATE_FILE)
     for key, value in fingerprint.items():
         if record.get(key) != value:
             raise CheckpointError(
@@ -275,13 +275,13 @@ def fit(
     cfg.validate()
     dist = dist or DistContext.single()
     out = Path(out_dir)
-    if dist.is_main:
-        ensure_writable_dir(out)
     state_exists = (out / STATE_FILE).exists()
     if resume and not state_exists:
         raise ConfigError(f"nothing to resume in '{out}' (no {STATE_FILE}): drop --resume to start a new run")
     if not resume and state_exists:
         raise ConfigError(f"'{out}' already holds a training run: pass --resume to continue it, or choose another --out")
+    if dist.is_main:
+        ensure_writable_dir(out)
     seed_everything(cfg.seed + dist.rank * 0, cfg.deterministic)  # same init on every rank; DDP broadcasts anyway
     device = next(method.parameters()).device
     autocast = amp_dtype(cfg, device)

@@ -23,7 +23,7 @@ from compress.deployable import load_deployable
 from compress.errors import ConfigError
 from compress.export.onnx import EXPORTERS, check_parity, export_onnx
 from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, compare_int8, quantize_int8
-from compress.export.tensorrt import PRECISIONS, build_engine, parse_batch
+from compress.export.tensorrt import PRECISIONS, build_engine, parse_batch, require_tensorrt
 
 DEFAULT_DATASET = "fashion-mnist"
 
@@ -81,18 +81,21 @@ def export_command(
     if trt and precision not in PRECISIONS:
         raise ConfigError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
     profile = parse_batch(batch) if trt else None
+    if trt:
+        require_tensorrt()  # a missing TensorRT is reported before any export work
 
     def say(message: str) -> None:
         if progress:
             print(message, file=sys.stderr, flush=True)
 
-    out_dir = ensure_writable_dir(out_dir)
     module, pre, record = load_deployable(checkpoint, trust=trust)
     cfg = _data_config(record, data, pre.channels, pre.image_size, max(parity_images, eval_images), calibration)
     bundle = load_data(cfg)
     val_x, val_y = _collect(bundle.val, cfg.val_limit or eval_images)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 
+    # the output folder is created only once every input has been read successfully
+    out_dir = ensure_writable_dir(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         onnx_path = staging / "model.onnx"

@@ -229,7 +229,7 @@ class _Run:
                 try:
                     train(True)
                 except CheckpointError as exc:
-                    # e.g. killed between the state file and its sidecar: the state cannot be trusted
+                    # a state this version cannot read (e.g. written by an older one): start over
                     self.log(f"  cannot resume '{folder}' ({exc}); training it again from the start")
                     outcome = "trained"
         if outcome == "trained":
