@@ -20,7 +20,7 @@ from compress.errors import ConfigError
 from compress.models import MODELS, ClassifierModel, build_model, make_spec
 from compress.models.weights import load_weights
 from compress.parallel import DistContext
-from compress.train import FitResult, TrainConfig, fit, resolve_device
+from compress.train import FitResult, TrainConfig, fit, resolve_device, seed_everything
 
 
 def check_output_path(out: Path) -> None:
@@ -45,6 +45,8 @@ def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path,
     data_cfg.validate()
     check_output_path(out)
     dist = dist or DistContext.single()
+    # seed before any model is built, so --seed fixes the initial weights too (same on every rank)
+    seed_everything(train_cfg.seed, train_cfg.deterministic)
     device = resolve_device(dist.device(train_cfg.device))
     channels_last = train_cfg.channels_last if train_cfg.channels_last is not None else device.type == "cuda"
     train_cfg.channels_last = channels_last
