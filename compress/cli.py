@@ -117,8 +117,10 @@ def train_teacher(
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch_size,
                           train_limit=train_limit, val_limit=val_limit, image_size=image_size, channels=channels,
                           seed=seed)
+    from compress.parallel import DistContext
+
     train_teacher_run(model, data_cfg, cfg, out, init=init, label_smoothing=label_smoothing, resume=resume,
-                      progress=progress)
+                      progress=progress, dist=DistContext.from_env())
 
 
 DEFAULT_PRESET = {"fashion-mnist": "fashion-mnist", "cifar100": "cifar100", "imagefolder": "imagenet"}

@@ -274,6 +274,10 @@ def fit(
     """
     cfg.validate()
     dist = dist or DistContext.single()
+    if not dist.is_main:  # metrics are reduced over ranks: rank 0's lines speak for all
+        log = lambda msg: None  # noqa: E731
+    if isinstance(getattr(data.train, "batch_size", None), int):  # TensorLoader: the global batch
+        dist.check_batch(data.train.batch_size)  # before anything is written
     out = Path(out_dir)
     state_exists = (out / STATE_FILE).exists()
     if resume and not state_exists:
@@ -287,7 +291,7 @@ def fit(
     autocast = amp_dtype(cfg, device)
     meta = dict(meta or {})
     fingerprint = {"fingerprint": {k: meta.get(k) for k in ("model", "method", "teachers", "data") if k in meta}}
-    train_module = dist.wrap(method)
+    train_module = dist.wrap(method)  # before the optimizer: SyncBatchNorm conversion replaces BN modules
     optimizer = make_optimizer(method, cfg)
     start_epoch, history, (best_top1, best_epoch) = 0, [], (-1.0, 0)
     if resume:
@@ -344,6 +348,9 @@ def fit(
                     window_start, last_logged = time.perf_counter(), step + 1
         bar.close()
         dist.all_reduce_sum(sums)
+        for value in parts_sum.values():  # per-rank means -> the mean over ranks (equal slices)
+            dist.all_reduce_sum(value)
+            value /= dist.world_size
         epoch_seconds = time.perf_counter() - epoch_start
         loss_sum, correct, count = sums.tolist()
         images_seen += int(count)

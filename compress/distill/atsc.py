@@ -31,6 +31,7 @@ from compress.distill.losses import anchor_penalty
 from compress.distill.simkd import SharedClassifierMethod, _stack_mean, eval_mode
 from compress.errors import ConfigError
 from compress.models import ClassifierModel
+from compress.parallel import all_reduce_sum_, average_gradients
 
 
 def anchor_names(teacher: ClassifierModel, scope: str) -> list[str]:
@@ -101,6 +102,11 @@ class ATSC(SharedClassifierMethod):
         self._diffs: list[list[torch.Tensor]] | None = None  # theta - theta0 from the forward, reused once
 
     # ------------------------------------------------------------------------------------ plumbing
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """Without the teacher CE, W (fast path) or b (reference) gets no gradient from the loss."""
+        return self.teacher_ce == 0
+
     def anchor_params(self, k: int) -> list[nn.Parameter]:
         params = dict(self.teachers[k].named_parameters())
         return [params[n] for n in self._anchor_names[k]]
@@ -221,6 +227,7 @@ class ATSC(SharedClassifierMethod):
         grads = torch.autograd.grad(sum(losses), biases)
         for b, g in zip(biases, grads):
             b.grad = g
+        average_gradients(biases)  # this step is outside DDP's backward: average over ranks here
         self._bias_optimizer.step()
         for b in biases:
             b.grad = None
@@ -239,7 +246,9 @@ class ATSC(SharedClassifierMethod):
                     logits = functional_call(teacher, self.snapshots[k].state(), (images,))
                     correct[k] += (logits.argmax(1) == labels).sum()
                 count += len(labels)
-        return (100.0 * correct / max(count, 1)).tolist()
+        # Under torchrun each rank sees a slice of the validation set: sum over ranks.
+        totals = all_reduce_sum_(torch.cat([correct, correct.new_tensor([count])]))
+        return (100.0 * totals[:-1] / totals[-1].clamp(min=1)).tolist()
 
     def drift(self, k: int) -> torch.Tensor:
         """Relative weight drift ||theta - theta0|| / ||theta0|| over all of teacher k's parameters."""

@@ -20,6 +20,7 @@ from compress.distill.losses import feature_mse
 from compress.distill.projector import align_maps, build_projector
 from compress.distill.shared_head import Branch, SharedHeadStudent, feature_size
 from compress.models import ClassifierModel
+from compress.parallel import all_reduce_sum_
 
 
 @contextlib.contextmanager
@@ -68,7 +69,10 @@ class SharedClassifierMethod(Method):
             branch.set_align(align)  # Python-side shapes only: no host sync
             projected = branch.projector(source)
             mses.append(feature_mse(projected, target))
-            logits.append(branch.head(projected))
+            # Train accuracy only, never in the loss: no graph, so DDP's search for unused parameters does
+            # not count the head (ATSC's W, b) as used through these logits.
+            with torch.no_grad():
+                logits.append(branch.head(projected))
         return mses, _stack_mean(logits)
 
     def _device(self) -> torch.device:
@@ -91,7 +95,9 @@ class SharedClassifierMethod(Method):
                     mse[i] += feature_mse(branch.projector(source), target) * len(labels)
                     correct[i] += (teacher.head(f_t).argmax(1) == labels).sum()
                 count += len(labels)
-        return {"correct": correct, "mse": mse, "count": count}
+        # Under torchrun each rank sees a slice of the validation set: sum over ranks (one collective).
+        totals = all_reduce_sum_(torch.cat([correct, mse, count.view(1)]))
+        return {"correct": totals[:k], "mse": totals[k:2 * k], "count": totals[-1]}
 
     @torch.no_grad()
     def epoch_metrics(self, val_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:

@@ -34,10 +34,25 @@ def test_export_onnx_and_int8(checkpoint, tmp_path):
     assert read_sidecar(out / "model.int8.onnx")["inputs"]["onnx"] == read_sidecar(out / "model.onnx")["sha256"]
 
 
-def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
+def test_missing_tensorrt_fails_before_any_work(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     out = tmp_path / "out"
     with pytest.raises(MissingDependency, match=r"pip install 'compress\[trt\]'"):
+        export_command(checkpoint, out, trt=True, parity_images=8, eval_images=8, progress=False)
+    assert not out.exists()
+
+
+def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
+    import compress.export.command as command
+    from compress.errors import ExportError
+
+    def failing_build(*args, **kwargs):
+        raise ExportError("engine build failed")
+
+    monkeypatch.setattr(command, "require_tensorrt", lambda: None)
+    monkeypatch.setattr(command, "build_engine", failing_build)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="engine build failed"):
         export_command(checkpoint, out, trt=True, parity_images=8, eval_images=8, progress=False)
     assert list(out.iterdir()) == []  # model.onnx was exported and checked, but not shipped alone
 

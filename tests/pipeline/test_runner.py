@@ -224,12 +224,13 @@ def test_a_pipeline_killed_mid_training_resumes_and_finishes(fmnist_available: P
 
 
 def test_a_resume_state_that_cannot_be_trusted_is_trained_again(run_dir: Path) -> None:
-    """Killed between the state file and its sidecar: the model starts over instead of failing forever."""
+    """A resume state that cannot be read (damaged on disk): the model starts over instead of failing forever."""
     unit = run_dir / "teacher" / "1-resnet8"
     record = json.loads((unit / "unit.json").read_text())
     (unit / "unit.json").write_text(json.dumps({**record, "done": False}))
     (unit / "metrics.jsonl").write_text("")  # no epoch finished
-    (unit / "state.safetensors.json").unlink()
+    state = unit / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])  # truncated: safetensors refuses it
     lines: list[str] = []
     result = run_pipeline(tiny(), out=run_dir, until_stage="teacher", progress=False, log=lines.append)
     assert statuses(result) == {"teacher": "ran"}

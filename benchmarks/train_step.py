@@ -1,0 +1,343 @@
+"""Training-step throughput of distillation: ATSC reference semantics vs the project default.
+
+Compute only: one synthetic batch already on the device is reused every step, so the number is the
+step's cost (forward, backward, method hooks, optimizer), not the input pipeline's. The step is
+built from ``compress.train``'s own pieces (``amp_dtype``, ``make_optimizer``, ``set_lr``, the
+method's ``before/after_optimizer_step`` hooks) in ``fit``'s order, so it measures the real step.
+With ``--end-to-end`` the "default" rows also time one epoch through the real ``TensorLoader``
+(uint8 images on the device, pad-crop + flip on the device) next to the compute-only number.
+
+Modes (per configuration):
+  reference     ATSC, the authors' semantics: second teacher pass + separate bias SGD, autograd
+                anchor; fp32, NCHW.
+  default       ATSC, the project default (fast path, guards): bf16 autocast + channels_last on GPU
+                (on CPU the project default is fp32 NCHW, so there only the algorithm differs).
+  simkd         SimKD (teacher frozen), project precision: the cost floor for shared-classifier KD.
+  teacher-only  the (first) teacher trained alone with cross-entropy, project precision.
+
+GPU, full size (one call of a few minutes):
+    .venv/bin/python benchmarks/train_step.py --end-to-end --out benchmarks/results --tag gpu
+CPU, small shapes (1-2 minutes on 2 cores):
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_step.py --small --end-to-end --threads 1 \
+        --out benchmarks/results --tag cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compress.artifacts import environment  # noqa: E402
+from compress.data import augment_for  # noqa: E402
+from compress.data.loaders import TensorLoader  # noqa: E402
+from compress.data.preprocessing import Preprocessing  # noqa: E402
+from compress.distill import DistillConfig, build_method  # noqa: E402
+from compress.distill.base import Method, StepOutput, Supervised  # noqa: E402
+from compress.models import ClassifierModel, create_model  # noqa: E402
+from compress.train import TrainConfig, amp_dtype, make_optimizer, seed_everything, set_lr  # noqa: E402
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    teachers: tuple[str, ...]
+    student: str
+    image: int
+    batch: int
+    classes: int
+    channels: int
+    small_image: int  # --small shapes: same architectures, smaller inputs and batch
+    small_batch: int
+    note: str
+
+
+CONFIGS: dict[str, BenchConfig] = {
+    "resnet50-mobilenet_v2-224": BenchConfig(("resnet50",), "mobilenet_v2", 224, 128, 1000, 3, 32, 32,
+                                             "ImageNet shapes (ATSC.md 'Numbers to know')"),
+    "resnet32x4-resnet8x4-32": BenchConfig(("resnet32x4",), "resnet8x4", 32, 256, 10, 1, 16, 16,
+                                           "Fashion-MNIST shapes (1 channel padded to 32 px)"),
+    "two-teachers-32": BenchConfig(("resnet32x4", "wrn_40_2"), "resnet8x4", 32, 256, 100, 3, 16, 16,
+                                   "CIFAR-100 shapes, two teachers (one projector and head each)"),
+}
+MODES = ("reference", "default", "simkd", "teacher-only")
+
+
+def build(config: BenchConfig, mode: str, image: int, device: torch.device) -> tuple[Method, TrainConfig]:
+    """The method and train settings of ``mode``, as ``compress distill`` would build them."""
+    def model(name: str) -> ClassifierModel:
+        # small_input=False: torchvision models keep their ImageNet stems under --small's tiny inputs (the
+        # architecture measured stays the full-size one); CIFAR-style models are small-input regardless.
+        return create_model(name, config.classes, config.channels, image, small_input=False)
+
+    seed_everything(0, deterministic=False)
+    teachers = [model(name).to(device) for name in config.teachers]
+    if mode == "reference":
+        cfg = TrainConfig(amp="off", channels_last=False)
+        method: Method = build_method(DistillConfig(method="atsc", reference=True), model(config.student).to(device),
+                                      teachers, image)
+    elif mode == "default":
+        cfg = TrainConfig()
+        method = build_method(DistillConfig(method="atsc"), model(config.student).to(device), teachers, image)
+    elif mode == "simkd":
+        cfg = TrainConfig()
+        method = build_method(DistillConfig(method="simkd"), model(config.student).to(device), teachers, image)
+    elif mode == "teacher-only":
+        cfg = TrainConfig()
+        method = Supervised(teachers[0])
+    else:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if cfg.channels_last is None:  # the project default (workflows.prepare): channels_last on GPU
+        cfg.channels_last = device.type == "cuda"
+    method = method.to(device)
+    if cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    return method, cfg
+
+
+def train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+               lr: float, autocast: torch.dtype | None) -> StepOutput:
+    """One step in ``compress.train.fit``'s order (without its logging); no host sync."""
+    set_lr(optimizer, lr)
+    with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
+        output = method(images, labels)
+    optimizer.zero_grad(set_to_none=True)
+    output.loss.backward()
+    method.before_optimizer_step()
+    optimizer.step()
+    method.after_optimizer_step(images, labels, lr)
+    return output
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: "5" resets the process's peak resident set size (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def current_memory_mb(device: torch.device) -> float:
+    """Memory held before the timed steps (weights, optimizer state; on CPU the whole process)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024, "process peak RSS (VmHWM, reset per row)"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (whole run)"
+
+
+def time_steps(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+               lr: float, autocast: torch.dtype | None, steps: int) -> tuple[float, list[float]]:
+    """Wall seconds for ``steps`` steps and each step's milliseconds (CUDA events on GPU: no per-step sync)."""
+    device = images.device
+    sync(device)
+    if device.type == "cuda":
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
+        start = time.perf_counter()
+        events[0].record()
+        for i in range(steps):
+            train_step(method, optimizer, images, labels, lr, autocast)
+            events[i + 1].record()
+        sync(device)
+        wall = time.perf_counter() - start
+        return wall, [events[i].elapsed_time(events[i + 1]) for i in range(steps)]
+    marks = [time.perf_counter()]
+    for _ in range(steps):
+        train_step(method, optimizer, images, labels, lr, autocast)
+        marks.append(time.perf_counter())
+    return marks[-1] - marks[0], [1000 * (b - a) for a, b in zip(marks, marks[1:])]
+
+
+def end_to_end(method: Method, optimizer: torch.optim.Optimizer, config: BenchConfig, image: int, batch: int,
+               steps: int, cfg: TrainConfig, autocast: torch.dtype | None, device: torch.device) -> dict[str, float]:
+    """One epoch of ``steps`` batches from the real TensorLoader (uint8 on the device, device-side augmentation)."""
+    g = torch.Generator().manual_seed(0)
+    n = steps * batch
+    pixels = torch.randint(0, 256, (n, config.channels, image, image), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, config.classes, (n,), generator=g)
+    pre = Preprocessing((0.5,) * config.channels, (0.25,) * config.channels, image, config.channels, config.channels)
+    loader = TensorLoader(pixels, labels, batch, pre, shuffle=True, augment=augment_for(image), drop_last=True,
+                          device=device, channels_last=bool(cfg.channels_last))
+    sync(device)
+    start = time.perf_counter()
+    for x, _ in loader:  # the loader alone (its output consumed so nothing is skipped)
+        x.sum()
+    sync(device)
+    loader_s = time.perf_counter() - start
+    loader.set_epoch(1)
+    start = time.perf_counter()
+    for x, y in loader:
+        train_step(method, optimizer, x, y, cfg.lr, autocast)
+    sync(device)
+    epoch_s = time.perf_counter() - start
+    return {"e2e_images_per_s": n / epoch_s, "loader_images_per_s": n / loader_s}
+
+
+def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, warmup: int, steps: int,
+            e2e: bool, device: torch.device) -> dict[str, Any]:
+    method, cfg = build(config, mode, image, device)
+    method.train()
+    autocast = amp_dtype(cfg, device)
+    optimizer = make_optimizer(method, cfg)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    images = torch.randn(batch, config.channels, image, image, generator=g).to(device)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, config.classes, (batch,), generator=g).to(device)
+    for _ in range(warmup):  # cudnn autotuning, allocator growth, lazy projector alignment
+        train_step(method, optimizer, images, labels, cfg.lr, autocast)
+    reset_peak_memory(device)
+    held = current_memory_mb(device)
+    wall, step_ms = time_steps(method, optimizer, images, labels, cfg.lr, autocast, steps)
+    memory, memory_kind = peak_memory_mb(device)
+    quantiles = statistics.quantiles(step_ms, n=10, method="inclusive") if len(step_ms) > 1 else step_ms * 9
+    row: dict[str, Any] = {
+        "config": name, "mode": mode, "teachers": list(config.teachers), "student": config.student, "image": image,
+        "batch": batch, "classes": config.classes, "channels": config.channels,
+        "amp": str(autocast).replace("torch.", "") if autocast else "off", "channels_last": bool(cfg.channels_last),
+        "method": getattr(method, "name", type(method).__name__),
+        "reference_semantics": bool(getattr(method, "reference", False)),
+        "warmup_steps": warmup, "steps": steps, "images_per_s": batch * steps / wall,
+        "step_ms_p50": statistics.median(step_ms), "step_ms_p90": quantiles[8], "step_ms_min": min(step_ms),
+        "step_ms_max": max(step_ms), "peak_memory_mb": memory, "memory_before_steps_mb": held,
+        "memory_kind": memory_kind,
+    }
+    if e2e and mode == "default":
+        row.update(end_to_end(method, optimizer, config, image, batch, steps, cfg, autocast, device))
+    del method, optimizer, images, labels
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per configuration: default images/s over reference images/s."""
+    speed = {(r["config"], r["mode"]): r["images_per_s"] for r in rows}
+    return {c: speed[(c, "default")] / speed[(c, "reference")] for c, m in speed
+            if m == "default" and (c, "reference") in speed}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = [f"# Training-step throughput ({record['device']})", "",
+             f"Command: `{record['command']}`  ",
+             f"Device: {record['device']} ({record['device_type']}); torch {record['environment'].get('torch')}, "
+             f"CUDA {record['cuda']}, {record['threads']} CPU threads; load average before/after "
+             f"{record['load_average_before']} / {record['load_average_after']}.  ",
+             "Compute only: one synthetic batch on the device, reused. e2e = one epoch through the real "
+             "TensorLoader (uint8 on the device, pad-crop + flip there).", "",
+             "| config | mode | image | batch | amp | channels_last | images/s | step p50 ms | step p90 ms "
+             "| peak MB | held before MB | e2e images/s | loader images/s |",
+             "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in record["results"]:
+        e2e = f"{r['e2e_images_per_s']:.0f}" if "e2e_images_per_s" in r else ""
+        loader = f"{r['loader_images_per_s']:.0f}" if "loader_images_per_s" in r else ""
+        lines.append(f"| {r['config']} | {r['mode']} | {r['image']} | {r['batch']} | {r['amp']} | "
+                     f"{'yes' if r['channels_last'] else 'no'} | {r['images_per_s']:.1f} | {r['step_ms_p50']:.1f} | "
+                     f"{r['step_ms_p90']:.1f} | {r['peak_memory_mb']:.0f} | {r['memory_before_steps_mb']:.0f} | {e2e} | {loader} |")
+    lines += ["", f"Peak memory: {record['results'][0]['memory_kind'] if record['results'] else ''}.", "",
+              "Ratio default / reference (images/s):", ""]
+    lines += [f"- {c}: {v:.2f}x" for c, v in record["ratios"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--small", action="store_true", help="CPU-sized inputs and batches (same architectures)")
+    parser.add_argument("--image", type=int, help="override every configuration's image size")
+    parser.add_argument("--batch", type=int, help="override every configuration's batch size")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (default 10 GPU, 2 CPU)")
+    parser.add_argument("--steps", type=int, help="timed steps (default 30 GPU, 5 CPU)")
+    parser.add_argument("--end-to-end", action="store_true", help="also time an epoch through the real TensorLoader")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, help="write train_step_<tag>.json and .md in this folder")
+    parser.add_argument("--tag", help="file tag (default: cpu or gpu)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    gpu = device.type == "cuda"
+    warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
+    steps = args.steps if args.steps is not None else (30 if gpu else 5)
+    record: dict[str, Any] = {
+        "command": " ".join([*([f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ
+                                else []), ".venv/bin/python benchmarks/train_step.py",
+                              *(argv if argv is not None else sys.argv[1:])]),
+        "device": device_name(device), "device_type": device.type, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if gpu else None, "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "small": args.small,
+        "load_average_before": [round(v, 2) for v in os.getloadavg()], "results": [],
+    }
+    print(f"{'config':<28} {'mode':<13} {'images/s':>10} {'p50 ms':>9} {'p90 ms':>9} {'peak MB':>9} {'e2e img/s':>10}",
+          flush=True)
+    for name in args.configs:
+        config = CONFIGS[name]
+        image = args.image or (config.small_image if args.small else config.image)
+        batch = args.batch or (config.small_batch if args.small else config.batch)
+        for mode in args.modes:
+            row = run_row(name, config, mode, image, batch, warmup, steps, args.end_to_end, device)
+            record["results"].append(row)
+            e2e = f"{row['e2e_images_per_s']:.0f}" if "e2e_images_per_s" in row else ""
+            print(f"{name:<28} {mode:<13} {row['images_per_s']:>10.1f} {row['step_ms_p50']:>9.1f} "
+                  f"{row['step_ms_p90']:>9.1f} {row['peak_memory_mb']:>9.0f} {e2e:>10}", flush=True)
+    record["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    record["environment"] = environment()
+    record["ratios"] = ratios(record["results"])
+    if args.out:
+        tag = args.tag or ("gpu" if gpu else "cpu")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"train_step_{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (args.out / f"train_step_{tag}.md").write_text(markdown(record))
+    for config_name, value in record["ratios"].items():  # last, as the issue asks
+        print(f"ratio default/reference {config_name}: {value:.2f}x", flush=True)
+    return record
+
+
+if __name__ == "__main__":
+    main()
