@@ -50,6 +50,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def finished_run(out: Path, settings: dict[str, Any], epochs: int, seed: int) -> dict[str, Any] | None:
+    """The summary of a run already finished in ``out`` with exactly these settings, else None.
+
+    Lets an interrupted comparison continue without re-training what it already has."""
+    path = out / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    same = (summary.get("method") == settings and summary.get("epochs") == epochs
+            and summary.get("train_config", {}).get("seed") == seed)
+    return summary if same else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default="resnet20")
@@ -79,7 +92,10 @@ def main() -> None:
     started = time.time()
     teacher_path = args.teacher_checkpoint
     teacher_record: dict[str, Any] = {}
-    if teacher_path is None:
+    if teacher_path is not None:  # a reused teacher: its accuracy is in its sidecar
+        teacher_record = {"top1": json.loads(Path(teacher_path + ".json").read_text())["metrics"]["top1"],
+                          "checkpoint": teacher_path}
+    else:
         t0 = time.time()
         result = train_teacher_run(args.teacher, data(0), train(args.teacher_epochs, 0), work / "teacher", **quiet)
         teacher_path = str(work / "teacher" / "model.safetensors")
@@ -90,20 +106,26 @@ def main() -> None:
     for seed in args.seeds:
         for variant in args.variants:
             out = work / f"{variant}-seed{seed}"
-            shutil.rmtree(out, ignore_errors=True)
+            settings = DistillConfig(**VARIANTS[variant]).to_dict()
             t0 = time.time()
-            result = distill_run(args.student, [teacher_path], [], DistillConfig(**VARIANTS[variant]), data(seed),
-                                 train(args.epochs, seed), out, log=lambda msg: None, **quiet)
-            last = result.history[-1]
-            row = {"variant": variant, "seed": seed, "student_top1": result.last_top1,
-                   "student_best_top1": result.best_top1, "teacher_top1_after": last.get("teacher_top1"),
+            summary = finished_run(out, settings, args.epochs, seed)
+            if summary is None:
+                shutil.rmtree(out, ignore_errors=True)
+                distill_run(args.student, [teacher_path], [], DistillConfig(**VARIANTS[variant]), data(seed),
+                            train(args.epochs, seed), out, log=lambda msg: None, **quiet)
+                summary = finished_run(out, settings, args.epochs, seed)
+                assert summary is not None
+            history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            last = history[-1]
+            row = {"variant": variant, "seed": seed, "student_top1": summary["last_top1"],
+                   "student_best_top1": summary["best_top1"], "teacher_top1_after": last.get("teacher_top1"),
                    "teacher_top1_start": last.get("teacher_top1_start"), "teacher_drift": last.get("teacher_drift"),
-                   "images_per_s": result.images_per_s, "wall_s": time.time() - t0,
-                   "settings": DistillConfig(**VARIANTS[variant]).to_dict()}
+                   "images_per_s": summary["train_images_per_s"], "wall_s": summary["wall_seconds"],
+                   "settings": settings}
             rows.append(row)
             after = "" if row["teacher_top1_after"] is None else f", teacher after {row['teacher_top1_after']:.2f}%"
-            print(f"{variant:26s} seed {seed}: student {result.last_top1:.2f}%{after}, "
-                  f"{result.images_per_s:.0f} img/s", flush=True)
+            print(f"{variant:26s} seed {seed}: student {row['student_top1']:.2f}%{after}, "
+                  f"{row['images_per_s']:.0f} img/s", flush=True)
 
     summary = []
     for variant in args.variants:

@@ -47,7 +47,7 @@ from compress.data.preprocessing import Preprocessing  # noqa: E402
 from compress.distill import DistillConfig, build_method  # noqa: E402
 from compress.distill.base import Method, StepOutput, Supervised  # noqa: E402
 from compress.models import ClassifierModel, create_model  # noqa: E402
-from compress.train import TrainConfig, amp_dtype, make_optimizer, seed_everything, set_lr  # noqa: E402
+from compress.train import TrainConfig, amp_dtype, make_optimizer, seed_everything, train_step  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -104,20 +104,6 @@ def build(config: BenchConfig, mode: str, image: int, device: torch.device) -> t
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
     return method, cfg
-
-
-def train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-               lr: float, autocast: torch.dtype | None) -> StepOutput:
-    """One step in ``compress.train.fit``'s order (without its logging); no host sync."""
-    set_lr(optimizer, lr)
-    with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
-        output = method(images, labels)
-    optimizer.zero_grad(set_to_none=True)
-    output.loss.backward()
-    method.before_optimizer_step()
-    optimizer.step()
-    method.after_optimizer_step(images, labels, lr)
-    return output
 
 
 def sync(device: torch.device) -> None:

@@ -27,7 +27,7 @@ from compress.artifacts import ensure_writable_dir, sha256_file, write_json
 from compress.checkpoint import flatten_state, load_self_described, save_tensors, unflatten_state
 from compress.data import DataBundle
 from compress.deployable import save_deployable
-from compress.distill.base import Method
+from compress.distill.base import Method, StepOutput
 from compress.errors import CheckpointError, ConfigError, TrainingDiverged
 from compress.parallel import DistContext
 
@@ -153,6 +153,24 @@ def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.SGD:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+               lr: float, autocast: torch.dtype | None = None, module: nn.Module | None = None) -> StepOutput:
+    """One optimisation step in the order every method relies on; no host sync.
+
+    ``module`` is what runs the forward (the DDP wrapper under torchrun); the hooks always go to the
+    method itself: gradient edits before ``optimizer.step()``, extra updates (ATSC's bias) after it.
+    """
+    set_lr(optimizer, lr)
+    with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
+        output = (module or method)(images, labels)
+    optimizer.zero_grad(set_to_none=True)
+    output.loss.backward()
+    method.before_optimizer_step()
+    optimizer.step()
+    method.after_optimizer_step(images, labels, lr)
+    return output
 
 
 @torch.no_grad()
@@ -317,14 +335,7 @@ def fit(
         parts_sum: dict[str, torch.Tensor] = {}
         for step, (images, labels) in enumerate(data.train):
             lr = cfg.lr * lr_factor(cfg, epoch + step / steps_per_epoch)
-            set_lr(optimizer, lr)
-            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                output = train_module(images, labels)
-            optimizer.zero_grad(set_to_none=True)
-            output.loss.backward()
-            method.before_optimizer_step()
-            optimizer.step()
-            method.after_optimizer_step(images, labels, lr)
+            output = train_step(method, optimizer, images, labels, lr, autocast, train_module)
             loss = output.loss.detach().float()
             sums += torch.stack([loss * len(labels), (output.logits.detach().argmax(1) == labels).sum(),
                                  torch.tensor(len(labels), device=device)]).to(torch.float64)

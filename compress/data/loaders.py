@@ -155,3 +155,15 @@ class DataLoaderAdapter:
         for images, labels in self.loader:
             yield (images.to(self.device, non_blocking=True, memory_format=memory_format),
                    labels.to(self.device, non_blocking=True))
+
+
+def take(loader: "BatchLoader | DataLoaderAdapter | TensorLoader", limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` (images, labels) a loader yields, on the CPU (calibration, parity checks)."""
+    images, labels, n = [], [], 0
+    for x, y in loader:
+        images.append(x.cpu())
+        labels.append(y.cpu())
+        n += len(y)
+        if n >= limit:
+            break
+    return torch.cat(images)[:limit], torch.cat(labels)[:limit]

@@ -19,6 +19,7 @@ import torch
 
 from compress.artifacts import ensure_writable_dir, sidecar_path
 from compress.data import DataConfig, load_data
+from compress.data.loaders import take
 from compress.deployable import load_deployable
 from compress.errors import ConfigError
 from compress.export.onnx import EXPORTERS, check_parity, export_onnx
@@ -26,17 +27,6 @@ from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, compare_i
 from compress.export.tensorrt import PRECISIONS, build_engine, parse_batch, require_tensorrt
 
 DEFAULT_DATASET = "fashion-mnist"
-
-
-def _collect(loader: Any, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels, n = [], [], 0
-    for x, y in loader:
-        images.append(x.cpu())
-        labels.append(y.cpu())
-        n += len(y)
-        if n >= limit:
-            break
-    return torch.cat(images)[:limit], torch.cat(labels)[:limit]
 
 
 def _data_config(record: dict[str, Any], data: DataConfig | None, channels: int, image_size: int,
@@ -91,7 +81,7 @@ def export_command(
     module, pre, record = load_deployable(checkpoint, trust=trust)
     cfg = _data_config(record, data, pre.channels, pre.image_size, max(parity_images, eval_images), calibration)
     bundle = load_data(cfg)
-    val_x, val_y = _collect(bundle.val, cfg.val_limit or eval_images)
+    val_x, val_y = take(bundle.val, cfg.val_limit or eval_images)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 
     # the output folder is created only once every input has been read successfully
@@ -107,7 +97,7 @@ def export_command(
         shipped = [onnx_path]
 
         if int8 or (trt and precision == "int8"):
-            calib_x, _ = _collect(bundle.train, calibration)
+            calib_x, _ = take(bundle.train, calibration)
             calib = calib_x.numpy()
         if int8:
             say(f"quantizing to INT8 ({calib_method}, {len(calib)} calibration images) ...")

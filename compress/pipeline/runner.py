@@ -360,16 +360,10 @@ def _distill_run(run: _Run) -> _Done:
 
 def _take(loader: Any, limit: int) -> tuple[Any, Any]:
     """The first ``limit`` (images, labels) of a loader, as numpy arrays."""
-    import torch
+    from compress.data.loaders import take
 
-    images, labels, n = [], [], 0
-    for x, y in loader:
-        images.append(x.cpu())
-        labels.append(y.cpu())
-        n += len(y)
-        if n >= limit:
-            break
-    return torch.cat(images)[:limit].numpy(), torch.cat(labels)[:limit].numpy()
+    images, labels = take(loader, limit)
+    return images.numpy(), labels.numpy()
 
 
 def _export_data(run: _Run, channels: int, val: int, train: int = 1) -> Any:

@@ -13,7 +13,7 @@ from compress.distill.atsc import anchor_names
 from compress.distill.losses import anchor_penalty
 from compress.errors import ConfigError
 
-from conftest import batch, optimizer, tiny, train_step
+from distill_helpers import batch, optimizer, tiny, train_step
 
 
 def params_and_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:

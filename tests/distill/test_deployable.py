@@ -13,7 +13,7 @@ from compress.deployable import build_architecture, load_deployable, save_deploy
 from compress.distill import METHODS, DistillConfig, SharedHeadStudent, build_method, deployed_cost
 from compress.models import ClassifierModel, count_parameters
 
-from conftest import batch, optimizer, tiny, train_step
+from distill_helpers import batch, optimizer, tiny, train_step
 
 PREP = Preprocessing(mean=(0.5,), std=(0.5,), image_size=16, channels=1, source_channels=1)
 
