@@ -176,11 +176,13 @@ def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: C
     ax = axes[0][0]
     markers = {"pytorch": "o", "onnxruntime": "s", "tensorrt": "^"}
     plotted_batch = None
+    latencies: list[float] = []
     for i, stage in enumerate(result.stages.values()):
         point = _plot_point(stage, batch_size)
         if point is None:
             continue
         plotted_batch = point.batch_size
+        latencies.append(point.p90_ms)
         ax.scatter(point.p90_ms, stage.accuracy.top1, s=70, marker=markers.get(stage.engine, "o"),  # type: ignore[union-attr]
                    color=f"C{i}", label=f"{stage.name} ({_stage_label(stage)})", zorder=3)
         ax.annotate(stage.name, (point.p90_ms, stage.accuracy.top1), textcoords="offset points", xytext=(6, 5),  # type: ignore[union-attr]
@@ -197,6 +199,8 @@ def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: C
     if ax.collections:
         ax.legend(fontsize=7, loc="best")
         ax.margins(x=0.25, y=0.25)
+        if min(latencies) > 0 and max(latencies) / min(latencies) > 10:
+            ax.set_xscale("log")  # eager vs runtimes often differ by 10-100x: keep every point readable
 
     if curves:
         cax = axes[0][1]
