@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from compress.checkpoint import load_tensors, save_tensors

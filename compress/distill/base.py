@@ -59,10 +59,6 @@ class Method(nn.Module):
         """Modules worth saving beside the deployable one (e.g. adapted teachers), by file stem."""
         return {}
 
-    def health(self, metrics: dict[str, float]) -> list[str]:
-        """Warnings about this epoch's ``epoch_metrics`` (e.g. teacher collapse); ``--strict`` stops on any."""
-        return []
-
 
 class Supervised(Method):
     """Plain cross-entropy training of one model: teachers, and the 'none' distillation baseline."""

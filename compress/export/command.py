@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from compress.artifacts import ensure_writable_dir, sidecar_path
 from compress.data import DataConfig, load_data
