@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,7 +44,7 @@ from compress.data import augment_for  # noqa: E402
 from compress.data.loaders import TensorLoader  # noqa: E402
 from compress.data.preprocessing import Preprocessing  # noqa: E402
 from compress.distill import DistillConfig, build_method  # noqa: E402
-from compress.distill.base import Method, StepOutput, Supervised  # noqa: E402
+from compress.distill.base import Method, Supervised  # noqa: E402
 from compress.models import ClassifierModel, create_model  # noqa: E402
 from compress.train import TrainConfig, amp_dtype, make_optimizer, seed_everything, train_step  # noqa: E402
 
