@@ -24,8 +24,9 @@ def test_short_real_training_reaches_stated_accuracy(tmp_path: Path, fmnist_avai
     data = small_data(4000)
     method = Supervised(create_model("resnet8", 10, 1))
     result = fit(method, data, TrainConfig(epochs=3, lr=0.1, seed=0), tmp_path / "run", **QUIET)
-    # resnet8 on 4,000 real images for 3 epochs: measured 77-79 %; chance is 10 %.
-    assert result.last_top1 >= 72.0
+    # resnet8 on 4,000 real images for 3 epochs: measured 75.2 % (1 thread) and 74.5 % (2 threads);
+    # chance is 10 %. The margin covers other CPUs' float summation order, not a broken loop.
+    assert result.last_top1 >= 70.0
     assert result.best_top1 >= result.last_top1 and 1 <= result.best_epoch <= 3
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["val_top1"] == result.last_top1
