@@ -145,6 +145,9 @@ def main() -> None:
     write_json(out.with_suffix(".json"), record)
     lines = [f"# Distillation on Fashion-MNIST: {args.teacher} -> {args.student}", "",
              f"`{record['command']}`", "",
+             *(["The teacher was trained by an earlier invocation of this script with the same settings and "
+                "without --teacher-checkpoint; runs already finished in --work with identical settings are reused.", ""]
+               if args.teacher_checkpoint else []),
              f"Teacher trained {args.teacher_epochs} epochs on {args.train_limit} images: "
              f"{teacher_record.get('top1', float('nan')):.2f}% top-1. Student {args.epochs} epochs, batch {args.batch_size}, "
              f"lr {args.lr} cosine, seeds {args.seeds}, device {record['device']}.", "",
