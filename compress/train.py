@@ -304,7 +304,7 @@ def fit(
         raise ConfigError(f"'{out}' already holds a training run: pass --resume to continue it, or choose another --out")
     if dist.is_main:
         ensure_writable_dir(out)
-    seed_everything(cfg.seed + dist.rank * 0, cfg.deterministic)  # same init on every rank; DDP broadcasts anyway
+    seed_everything(cfg.seed, cfg.deterministic)  # the same on every rank; DDP keeps the weights in sync
     device = next(method.parameters()).device
     autocast = amp_dtype(cfg, device)
     meta = dict(meta or {})
