@@ -55,7 +55,6 @@ class TrainConfig:
     channels_last: bool | None = None  # default: on for GPU
     log_every: int = 50
     strict: bool = False  # stop when the method reports a health warning (e.g. teacher collapse)
-    compile: bool = False  # torch.compile the method's step (GPU, long runs)
 
     def validate(self) -> None:
         if self.epochs < 1:
