@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compress.artifacts import environment, write_json  # noqa: E402
 from compress.data import DataConfig  # noqa: E402
 from compress.distill import DistillConfig  # noqa: E402
+from compress.distill.config import GUARD_DEFAULTS, REFERENCE_GUARDS  # noqa: E402
 from compress.train import TrainConfig  # noqa: E402
 from compress.workflows import distill_run, train_teacher_run  # noqa: E402
 
@@ -38,6 +39,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "simkd": {"method": "simkd"},
     "atsc-reference": {"method": "atsc", "reference": True},
     "atsc": {"method": "atsc"},
+    # fast path vs reference semantics with the guards held equal (issue 6's equal-accuracy check)
+    "atsc-fast-reference-guards": {"method": "atsc", "reference": False, **REFERENCE_GUARDS},
+    "atsc-reference-default-guards": {"method": "atsc", "reference": True, **GUARD_DEFAULTS},
     # guard sweep used to choose the default
     "atsc-ce-lr0.1-bntrain": {"method": "atsc", "teacher_ce": 1.0, "teacher_lr_scale": 0.1, "bn_mode": "train",
                               "anchor_scope": "all"},

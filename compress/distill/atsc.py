@@ -97,8 +97,12 @@ class ATSC(SharedClassifierMethod):
         self.snapshots = nn.ModuleList([Snapshot(t) for t in teachers])
         self._anchor_names = [anchor_names(t, anchor_scope) for t in teachers]
         self._start_top1: list[float] | None = None
-        self._weight_decay = 0.0  # of the main optimizer, for the reference bias optimizer (param_groups sets it)
-        self._bias_optimizer: torch.optim.SGD | None = None
+        self._weight_decay = 0.0  # of the main optimizer, for the reference bias step (param_groups sets it)
+        if reference:
+            # The reference bias step's SGD momentum, kept as buffers so it is saved and restored on resume
+            # (a zero buffer gives torch.optim.SGD's first step exactly: buf = grad).
+            for k, t in enumerate(teachers):
+                self.register_buffer(f"bias_momentum{k}", torch.zeros_like(t.classifier.bias.detach()))
         self._diffs: list[list[torch.Tensor]] | None = None  # theta - theta0 from the forward, reused once
 
     # ------------------------------------------------------------------------------------ plumbing
@@ -214,10 +218,6 @@ class ATSC(SharedClassifierMethod):
         if not self.reference:
             return
         biases = self.biases()
-        if self._bias_optimizer is None:
-            self._bias_optimizer = torch.optim.SGD(biases, lr=lr, momentum=self.momentum, weight_decay=self._weight_decay)
-        for group in self._bias_optimizer.param_groups:
-            group["lr"] = lr
         losses = []
         for teacher in self.teachers:
             with torch.no_grad():  # only b is stepped: no graph through the backbone is needed
@@ -228,7 +228,12 @@ class ATSC(SharedClassifierMethod):
         for b, g in zip(biases, grads):
             b.grad = g
         average_gradients(biases)  # this step is outside DDP's backward: average over ranks here
-        self._bias_optimizer.step()
+        with torch.no_grad():  # SGD with momentum and weight decay (no dampening), as torch.optim.SGD
+            buffers = [self.get_buffer(f"bias_momentum{k}") for k in range(len(biases))]
+            steps = torch._foreach_add([b.grad for b in biases], biases, alpha=self._weight_decay)
+            torch._foreach_mul_(buffers, self.momentum)
+            torch._foreach_add_(buffers, steps)
+            torch._foreach_add_(biases, buffers, alpha=-lr)
         for b in biases:
             b.grad = None
 

@@ -193,3 +193,23 @@ def test_mismatched_teachers_are_refused(bad, message: str) -> None:
 
 def test_atsc_is_an_atsc() -> None:
     assert isinstance(build_method(DistillConfig(), tiny("resnet8"), [tiny("resnet14")]), ATSC)
+
+
+def test_reference_bias_momentum_survives_a_state_dict_round_trip() -> None:
+    """Resume restores the reference bias step's momentum: continuing from a reloaded state equals not stopping."""
+    student, teacher = tiny("resnet8", seed=0), tiny("resnet14", seed=1)
+    make = lambda: build_method(DistillConfig(reference=True), copy.deepcopy(student), [copy.deepcopy(teacher)])  # noqa: E731
+    first = make()
+    opt = optimizer(first)
+    for step in range(2):
+        train_step(first, opt, *batch(seed=step))
+    momentum = first.get_buffer("bias_momentum0")
+    assert momentum.abs().sum() > 0  # the bias step has momentum to lose
+    second = make()
+    second.load_state_dict(copy.deepcopy(first.state_dict()))
+    opt2 = optimizer(second)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))  # a copy: loading shares the buffers otherwise
+    train_step(first, opt, *batch(seed=5))
+    train_step(second, opt2, *batch(seed=5))
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after the reload")
