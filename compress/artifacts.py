@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +50,89 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"output folder '{path}' is not writable: choose another path or fix its permissions")
     return path
+
+
+LOCK_FILE = ".compress.lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _lock_holder(lock: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(lock.read_text())
+        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _busy_error(folder: Path) -> ConfigError | None:
+    """The error to raise when a live process holds ``folder``; None when it is free (a stale lock is removed)."""
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        return None
+    holder = _lock_holder(lock)
+    if holder is None:
+        # written within a moment of its creation: empty/unreadable for long means a crash mid-write
+        try:
+            stale = time.time() - lock.stat().st_mtime > 30
+        except FileNotFoundError:
+            return None
+    else:
+        stale = holder.get("host") == platform.node() and not _process_alive(holder["pid"])
+    if stale:
+        lock.unlink(missing_ok=True)
+        return None
+    who = "another process" if holder is None else (
+        f"process {holder['pid']} on {holder.get('host')} since {holder.get('since')}")
+    return ConfigError(f"'{folder}' is in use by {who}: wait for that run to finish or choose another output "
+                       f"folder (if no such run exists, delete '{lock}')")
+
+
+def check_folder_free(folder: str | os.PathLike[str]) -> None:
+    """Fail early, before other checks, when another live process holds ``folder`` (see ``folder_lock``)."""
+    error = _busy_error(Path(folder))
+    if error is not None:
+        raise error
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``folder`` (which must exist) for this process while the block runs.
+
+    A second compress process writing into the same folder fails at once with one line naming the
+    holder, instead of both overwriting each other's checkpoints. A lock left by a killed process on
+    this machine is taken over; one held from another host (a shared filesystem) cannot be checked
+    and is reported with how to clear it.
+    """
+    folder = Path(folder)
+    lock = folder / LOCK_FILE
+    me = {"pid": os.getpid(), "host": platform.node(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "command": " ".join(sys.argv)[:300]}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # atomic: one creator wins
+        except FileExistsError:
+            check_folder_free(folder)  # raises for a live holder, clears a stale lock
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        break
+    else:
+        raise ConfigError(f"could not lock '{folder}': other processes keep taking '{lock}'; retry")
+    try:
+        yield
+    finally:
+        holder = _lock_holder(lock)
+        if holder is not None and holder["pid"] == me["pid"] and holder.get("host") == me["host"]:
+            lock.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compress.artifacts import ensure_writable_dir, sha256_file, write_json
+from compress.artifacts import check_folder_free, ensure_writable_dir, folder_lock, sha256_file, write_json
 from compress.checkpoint import flatten_state, load_self_described, save_tensors, unflatten_state
 from compress.data import DataBundle
 from compress.deployable import save_deployable
@@ -296,13 +296,23 @@ def fit(
     if isinstance(getattr(data.train, "batch_size", None), int):  # TensorLoader: the global batch
         dist.check_batch(data.train.batch_size)  # before anything is written
     out = Path(out_dir)
+    if dist.is_main:
+        check_folder_free(out)  # "in use" says more than whatever the half-written folder looks like
     state_exists = (out / STATE_FILE).exists()
     if resume and not state_exists:
         raise ConfigError(f"nothing to resume in '{out}' (no {STATE_FILE}): drop --resume to start a new run")
     if not resume and state_exists:
         raise ConfigError(f"'{out}' already holds a training run: pass --resume to continue it, or choose another --out")
-    if dist.is_main:
-        ensure_writable_dir(out)
+    if not dist.is_main:
+        return _train(method, data, cfg, out, resume, meta, inputs, log, progress, dist)
+    ensure_writable_dir(out)
+    with folder_lock(out):  # a second run into the same folder fails here instead of corrupting this one
+        return _train(method, data, cfg, out, resume, meta, inputs, log, progress, dist)
+
+
+def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume: bool, meta: dict[str, Any] | None,
+           inputs: dict[str, str] | None, log: Callable[[str], None], progress: bool, dist: DistContext) -> FitResult:
+    """The loop itself, once ``fit`` has checked its inputs and holds the output folder."""
     seed_everything(cfg.seed, cfg.deterministic)  # the same on every rank; DDP keeps the weights in sync
     device = next(method.parameters()).device
     autocast = amp_dtype(cfg, device)

@@ -130,6 +130,9 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
                 log: Callable[[str], None] | None = None) -> FitResult:
     """Distil ``student_name`` from ``teachers`` with ``distill_cfg.method``; writes the deployable student."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    dist = dist or DistContext.single()
+    if not dist.is_main:  # numbers are reduced over ranks: rank 0's lines speak for all
+        log = lambda msg: None  # noqa: E731
     MODELS.canonical(student_name)
     needs_teachers = METHODS.get(distill_cfg.method).needs_teachers
     if needs_teachers and not teachers:
@@ -152,13 +155,16 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
             inputs[f"teacher{i + 1}"] = source
     spec = make_spec(student_name, data.num_classes, data.preprocessing.channels, data.image_size)
     student = build_model(spec).to(device)
-    for i, teacher in enumerate(teacher_models):
-        if not resume:
-            from compress.train import evaluate
+    teacher_top1: list[float] = []
+    if not resume:  # a resumed run has these in its first epoch's metrics already
+        from compress.train import evaluate
 
-            top1 = evaluate(teacher, data.val)["top1"]
-            log(f"teacher {i + 1} {teacher.spec.name}: val top-1 {top1:.2f}% before distillation")
+        for i, teacher in enumerate(teacher_models):
+            teacher_top1.append(evaluate(teacher, data.val, dist=dist)["top1"])  # over all ranks' slices
+            log(f"teacher {i + 1} {teacher.spec.name}: val top-1 {teacher_top1[-1]:.2f}% before distillation")
     method = build_method(distill_cfg, student, teacher_models, data.image_size).to(device)
+    if teacher_top1:
+        method.teachers_measured(teacher_top1)  # ATSC's monitor needs them too: one validation pass, not two
     if train_cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
     cost = deployed_cost(method.deployable(), data.image_size, data.preprocessing.channels)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compress.artifacts import read_sidecar
+from compress.artifacts import LOCK_FILE, read_sidecar
 from compress.checkpoint import load_tensors
 
 TRAIN = [sys.executable, "-m", "compress", "train-teacher", "--model", "resnet8", "--epochs", "3", "--train-limit",
@@ -56,8 +56,10 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, fmnist_avai
     epochs_done = len((killed / "metrics.jsonl").read_text().splitlines())
     assert 1 <= epochs_done < 3, "the kill must land before training finished"
     no_visible_partial_files(killed)
+    assert (killed / LOCK_FILE).exists()  # the killed run's lock is left behind ...
     resumed = subprocess.run(TRAIN + ["--out", str(killed), "--resume"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stderr  # ... and taken over, since its process is gone
+    assert not (killed / LOCK_FILE).exists()
     assert f"resuming from epoch {epochs_done}" in resumed.stderr
 
     a, _ = load_tensors(straight / "model.safetensors")
@@ -86,3 +88,20 @@ def test_killed_export_leaves_no_model_where_a_good_one_is_expected(tmp_path: Pa
     for name in ("model.onnx", "model.int8.onnx"):
         assert read_sidecar(out / name, verify=True)["kind"].startswith("onnx")
     os.sync()
+
+
+def test_a_second_run_into_a_busy_folder_fails_at_once(tmp_path: Path, fmnist_available: Path) -> None:
+    out = tmp_path / "run"
+    first = start(TRAIN + ["--out", str(out)])
+    try:
+        kill_after_lock = time.time() + 300
+        while not (out / LOCK_FILE).exists() and time.time() < kill_after_lock and first.poll() is None:
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second could start"
+        second = subprocess.run(TRAIN + ["--out", str(out), "--resume"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is in use by process {first.pid}" in lines[0], second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()

@@ -255,6 +255,11 @@ class ATSC(SharedClassifierMethod):
         totals = all_reduce_sum_(torch.cat([correct, correct.new_tensor([count])]))
         return (100.0 * totals[:-1] / totals[-1].clamp(min=1)).tolist()
 
+    def teachers_measured(self, top1: list[float]) -> None:
+        if len(top1) != len(self.teachers):
+            raise ValueError(f"{len(top1)} accuracies for {len(self.teachers)} teachers")
+        self._start_top1 = list(top1)
+
     def drift(self, k: int) -> torch.Tensor:
         """Relative weight drift ||theta - theta0|| / ||theta0|| over all of teacher k's parameters."""
         names = [n for n, _ in self.teachers[k].named_parameters()]

@@ -46,6 +46,11 @@ class Method(nn.Module):
     def after_optimizer_step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
         """Called after ``optimizer.step()`` with the step's batch and the base learning rate."""
 
+    def teachers_measured(self, top1: list[float]) -> None:
+        """The teachers' validation top-1 (%) before training, measured by the caller on the same data.
+
+        A method that monitors its teachers (ATSC) keeps these instead of measuring them again."""
+
     @torch.no_grad()
     def epoch_metrics(self, val_loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
         """Extra per-epoch numbers (e.g. the adapted teacher's accuracy); evaluated after each epoch."""

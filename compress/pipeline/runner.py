@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from compress.artifacts import ensure_writable_dir, sha256_file, write_json
+from compress.artifacts import ensure_writable_dir, folder_lock, sha256_file, write_json
 from compress.errors import ConfigError
 from compress.pipeline.spec import STAGES, PipelineSpec, load_recipe, plain
 from compress.registry import normalize
@@ -279,9 +279,6 @@ def run_pipeline(recipe: str | Path | PipelineSpec, *, out: str | Path | None = 
     Raises ``ConfigError`` for a bad recipe (before anything runs) and ``GateFailed`` when a gate failed
     (after the report is written; the gate table goes to the log first).
     """
-    from compress.errors import GateFailed
-    from compress.validate import check_gates, gate_table
-
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     spec = recipe if isinstance(recipe, PipelineSpec) else load_recipe(recipe)
     first = stage_index(from_stage, "--from") if from_stage else 0
@@ -291,6 +288,15 @@ def run_pipeline(recipe: str | Path | PipelineSpec, *, out: str | Path | None = 
                           f"{', '.join(STAGES)}")
     _preflight(spec)
     run_dir = ensure_writable_dir(Path(out) if out is not None else Path("runs") / spec.name)
+    with folder_lock(run_dir):  # two pipelines in one folder would overwrite each other's stages
+        return _run_stages(spec, run_dir, first, last, force, from_stage, progress, log)
+
+
+def _run_stages(spec: PipelineSpec, run_dir: Path, first: int, last: int, force: bool, from_stage: str | None,
+                progress: bool, log: Callable[[str], None]) -> PipelineResult:
+    from compress.errors import GateFailed
+    from compress.validate import check_gates, gate_table
+
     write_json(run_dir / "recipe.json", {"source": spec.source, **spec.to_dict()})  # what this run was asked to do
     log(f"pipeline {spec.name}: {run_dir}")
     # --from X re-runs X fully: its trained models too, not only the stage around them

@@ -213,3 +213,25 @@ def test_reference_bias_momentum_survives_a_state_dict_round_trip() -> None:
     train_step(second, opt2, *batch(seed=5))
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after the reload")
+
+
+class CountingLoader:
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches, self.passes = batches, 0
+
+    def __iter__(self):
+        self.passes += 1
+        return iter(self.batches)
+
+
+def test_start_accuracy_measured_by_the_caller_saves_a_validation_pass() -> None:
+    val = CountingLoader([batch(16, seed=10)])
+    measured = build_method(DistillConfig(), tiny("resnet8"), [tiny("resnet14", seed=1)])
+    measured.teachers_measured([12.5])
+    assert measured.epoch_metrics(val)["teacher_top1_start"] == 12.5
+    assert val.passes == 1  # only the adapted teacher's pass
+    unmeasured = build_method(DistillConfig(), tiny("resnet8"), [tiny("resnet14", seed=1)])
+    unmeasured.epoch_metrics(val)
+    assert val.passes == 3  # it measures the start itself (a resumed run)
+    with pytest.raises(ValueError, match="2 accuracies for 1 teachers"):
+        measured.teachers_measured([1.0, 2.0])
