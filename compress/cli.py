@@ -74,6 +74,8 @@ def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> 
 
 
 # Options shared by the training commands (typer wants them spelled out per command).
+COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
+                "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
 DATA_HELP = "Dataset: fashion-mnist (default, Debian package), cifar10, cifar100, imagefolder, synthetic."
 
 
@@ -103,6 +105,7 @@ def train_teacher(
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (slower; bit-exact resume on CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
+    compile_mode: str = typer.Option("off", "--compile", help=COMPILE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -113,7 +116,7 @@ def train_teacher(
 
     cfg = TrainConfig(epochs=epochs, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                       schedule=schedule, milestones=_ints(milestones, "--milestones"), warmup_epochs=warmup,
-                      seed=seed, deterministic=deterministic, device=device, amp=amp)
+                      seed=seed, deterministic=deterministic, device=device, amp=amp, compile=compile_mode)
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch_size,
                           train_limit=train_limit, val_limit=val_limit, image_size=image_size, channels=channels,
                           seed=seed)
@@ -181,6 +184,7 @@ def distill(
     deterministic: bool = typer.Option(False, "--deterministic"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
+    compile_mode: str = typer.Option("off", "--compile", help=COMPILE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -196,7 +200,8 @@ def distill(
         "milestones": _ints(milestones, "--milestones") or None, "warmup_epochs": warmup})
     batch = int(training.pop("batch_size", 128))
     cfg = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", ())), "seed": seed,
-                         "deterministic": deterministic, "device": device, "amp": amp, "strict": strict})
+                         "deterministic": deterministic, "device": device, "amp": amp, "strict": strict,
+                         "compile": compile_mode})
     method_settings = {**method_defaults, **{k: v for k, v in {
         "factor": factor, "w": w, "beta": beta, "teacher_ce": teacher_ce, "teacher_lr_scale": teacher_lr_scale,
         "anchor_scope": anchor_scope, "bn_mode": bn_mode}.items() if v is not None}}

@@ -37,6 +37,9 @@ BEST_FILE = "best.safetensors"  # the deployable module at its best validation t
 METRICS_FILE = "metrics.jsonl"  # one JSON object per epoch
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -54,6 +57,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
     channels_last: bool | None = None  # default: on for GPU
     log_every: int = 50
+    compile: str = "off"  # off | default | reduce-overhead (adds CUDA graphs) | max-autotune: torch.compile the step
     strict: bool = False  # stop when the method reports a health warning (e.g. teacher collapse)
 
     def validate(self) -> None:
@@ -75,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"warm-up must be >= 0 and shorter than training ({self.epochs} epochs), got {self.warmup_epochs}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"amp must be auto, bf16 or off, got '{self.amp}'")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{self.compile}'")
         if self.log_every < 1:
             raise ConfigError(f"log-every must be at least 1, got {self.log_every}")
 
@@ -154,12 +160,54 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
+StepForward = Callable[[torch.Tensor, torch.Tensor], StepOutput]
+
+
+class CompiledForward:
+    """``torch.compile`` of the method's forward (the loss), for the small, launch-bound models.
+
+    Only the forward and its backward are compiled: the optimizer and the method's hooks stay eager,
+    so every method keeps one code path. ``reduce-overhead`` also replays the step as CUDA graphs
+    (torch's cudagraph trees); each step is marked as a new iteration, so its outputs (loss, logits,
+    ATSC's anchor differences) stay valid until the next step starts, which is as long as the loop
+    and the hooks use them. The first steps (and the first short last batch) pay the compilation.
+    """
+
+    def __init__(self, module: nn.Module, mode: str, backend: str = "inductor") -> None:
+        self.mode = mode
+        self.cuda_graphs = mode == "reduce-overhead"
+        options = {"mode": mode} if backend == "inductor" else {}  # other backends (tests) take no mode
+
+        def flat_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[Any, ...]:
+            # The named parts leave as one stacked tensor, not as detached aliases of the loss: Inductor
+            # folds `1.0 * mse` into `mse`, and a returned `mse.detach()` then takes the loss's gradient
+            # away (pytorch/pytorch#195357, fixed after torch 2.14).
+            out = module(images, labels)
+            names = tuple(out.parts)
+            parts = torch.stack([v.detach().float().reshape(()) for v in out.parts.values()]) if names else None
+            return out.loss, out.logits, parts, names
+
+        self.compiled = torch.compile(flat_step, backend=backend, **options)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss, logits, parts, names = self.compiled(images, labels)
+        return StepOutput(loss, logits, dict(zip(names, parts.unbind())) if names else {})
+
+
+def step_forward(module: nn.Module, mode: str) -> StepForward:
+    """What runs the step's forward: ``module`` itself, or its compiled form (``TrainConfig.compile``)."""
+    return module if mode == "off" else CompiledForward(module, mode)
+
+
 def train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-               lr: float, autocast: torch.dtype | None = None, module: nn.Module | None = None) -> StepOutput:
+               lr: float, autocast: torch.dtype | None = None, module: StepForward | None = None) -> StepOutput:
     """One optimisation step in the order every method relies on; no host sync.
 
-    ``module`` is what runs the forward (the DDP wrapper under torchrun); the hooks always go to the
-    method itself: gradient edits before ``optimizer.step()``, extra updates (ATSC's bias) after it.
+    ``module`` is what runs the forward (the DDP wrapper under torchrun, a compiled forward); the
+    hooks always go to the method itself: gradient edits before ``optimizer.step()``, extra updates
+    (ATSC's bias) after it.
     """
     set_lr(optimizer, lr)
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
@@ -319,6 +367,7 @@ def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume
     meta = dict(meta or {})
     fingerprint = {"fingerprint": {k: meta.get(k) for k in ("model", "method", "teachers", "data") if k in meta}}
     train_module = dist.wrap(method)  # before the optimizer: SyncBatchNorm conversion replaces BN modules
+    forward = step_forward(train_module, cfg.compile)  # DDP first, then compile: DDP's graph splits apply
     optimizer = make_optimizer(method, cfg)
     start_epoch, history, (best_top1, best_epoch) = 0, [], (-1.0, 0)
     if resume:
@@ -344,7 +393,7 @@ def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume
         parts_sum: dict[str, torch.Tensor] = {}
         for step, (images, labels) in enumerate(data.train):
             lr = cfg.lr * lr_factor(cfg, epoch + step / steps_per_epoch)
-            output = train_step(method, optimizer, images, labels, lr, autocast, train_module)
+            output = train_step(method, optimizer, images, labels, lr, autocast, forward)
             loss = output.loss.detach().float()
             sums += torch.stack([loss * len(labels), (output.logits.detach().argmax(1) == labels).sum(),
                                  torch.tensor(len(labels), device=device)]).to(torch.float64)
