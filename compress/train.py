@@ -150,9 +150,12 @@ def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.SGD:
     for group in groups:
         group.setdefault("lr_scale", 1.0)
         group["lr"] = cfg.lr * group["lr_scale"]
-    # foreach keeps the update to a few fused kernels per group (no Python loop over tensors)
+    # GPU: one fused kernel per group (fused=True); CPU: foreach, a few kernels per group. Either way no
+    # Python loop over tensors, which would dominate the step of a small model.
+    cuda = all(p.is_cuda for group in groups for p in group["params"])
+    implementation = {"fused": True} if cuda else {"foreach": True}
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay, foreach=True)
+                           weight_decay=cfg.weight_decay, **implementation)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -304,7 +307,10 @@ def load_training_state(out_dir: Path, method: Method, optimizer: torch.optim.Op
         method.load_state_dict(own, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"cannot resume '{out_dir}': saved state does not fit ({str(exc).splitlines()[0][:120]})") from None
+    chosen = [(g.get("fused"), g.get("foreach")) for g in optimizer.param_groups]
     optimizer.load_state_dict(unflatten_state(record["skeleton"]["optimizer"], tensors))
+    for group, (fused, foreach) in zip(optimizer.param_groups, chosen):  # this machine's kernels, not the saver's
+        group["fused"], group["foreach"] = fused, foreach
     _set_rng_state(unflatten_state(record["skeleton"]["rng"], tensors))
     best = record.get("best", [-1.0, 0])
     return int(record["epoch"]), list(record["history"]), (float(best[0]), int(best[1]))
