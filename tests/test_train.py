@@ -114,3 +114,24 @@ def test_learning_rate_schedules() -> None:
     assert lr_factor(cosine, 10.0) == pytest.approx(0.0, abs=1e-12)
     steps = TrainConfig(epochs=240, schedule="multistep", milestones=(150, 180, 210))
     assert [lr_factor(steps, e) for e in (0, 149.9, 150, 180, 239)] == pytest.approx([1, 1, 0.1, 0.01, 0.001])
+
+
+def test_resume_uses_this_machines_optimizer_kernels(tmp_path: Path) -> None:
+    """A state saved on a GPU (fused SGD) resumes on a CPU with the CPU's foreach kernels, and vice versa."""
+    from compress.train import load_training_state, make_optimizer, save_training_state
+
+    torch.manual_seed(0)
+    method = Supervised(create_model("resnet8", 10, 1, 16))
+    saved = make_optimizer(method, TrainConfig())
+    method(torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])).loss.backward()
+    saved.step()
+    for group in saved.param_groups:  # as a CUDA run writes them
+        group["fused"], group["foreach"] = True, None
+    save_training_state(tmp_path, method, saved, 1, [], (-1.0, 0), {})
+    fresh = make_optimizer(method, TrainConfig())
+    assert all(g["foreach"] is True and not g["fused"] for g in fresh.param_groups)
+    epoch, _, _ = load_training_state(tmp_path, method, fresh, {})
+    assert epoch == 1
+    assert all(g["foreach"] is True and not g["fused"] for g in fresh.param_groups)
+    momentum = [fresh.state[p]["momentum_buffer"] for p in method.parameters()]
+    assert all(torch.equal(m, saved.state[p]["momentum_buffer"]) for m, p in zip(momentum, method.parameters()))
