@@ -76,6 +76,8 @@ def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> 
 # Options shared by the training commands (typer wants them spelled out per command).
 COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
                 "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
+SYNC_BN_HELP = ("Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm) instead of per "
+                "GPU; worth it when each GPU gets fewer than ~32 images. Also COMPRESS_SYNC_BN=1.")
 DATA_HELP = "Dataset: fashion-mnist (default, Debian package), cifar10, cifar100, imagefolder, synthetic."
 
 
@@ -107,6 +109,7 @@ def train_teacher(
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
     compile_mode: str = typer.Option("off", "--compile", help=COMPILE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train a teacher (or any zoo model) with cross-entropy; writes model.safetensors + JSON to --out."""
@@ -123,7 +126,7 @@ def train_teacher(
     from compress.parallel import DistContext
 
     train_teacher_run(model, data_cfg, cfg, out, init=init, label_smoothing=label_smoothing, resume=resume,
-                      progress=progress, dist=DistContext.from_env())
+                      progress=progress, dist=DistContext.from_env(sync_batchnorm=sync_bn or None))
 
 
 DEFAULT_PRESET = {"fashion-mnist": "fashion-mnist", "cifar100": "cifar100", "imagefolder": "imagenet"}
@@ -186,6 +189,7 @@ def distill(
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
     compile_mode: str = typer.Option("off", "--compile", help=COMPILE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Distil a student from one or more teachers; writes the deployable student (backbone + projector(s) + shared classifier(s))."""
@@ -212,7 +216,7 @@ def distill(
                           val_limit=val_limit, image_size=image_size, channels=channels, seed=seed)
     typer.echo(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}", err=True)
     distill_run(student, list(teacher), list(teacher_weights), distill_cfg, data_cfg, cfg, out, resume=resume,
-                progress=progress, dist=DistContext.from_env())
+                progress=progress, dist=DistContext.from_env(sync_batchnorm=sync_bn or None))
 
 
 @app.command("export")

@@ -163,3 +163,12 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path: Path) -> None:
         resumed[run.name] = method.state_dict()
         assert [row["epoch"] for row in _history(run / "fast")] == [1, 2, 3]
     _assert_close_states(resumed["two"], resumed["one"])
+
+
+def test_sync_batchnorm_on_cpu_is_refused_in_one_line() -> None:
+    from compress.errors import ConfigError
+
+    module = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    with pytest.raises(ConfigError, match=r"^SyncBatchNorm needs GPUs \(NCCL\); on CPU each rank keeps its own BN"):
+        DistContext(rank=0, world_size=2, sync_batchnorm=True).wrap(module)
+    assert DistContext.single().wrap(module) is module  # one process: nothing to synchronise
