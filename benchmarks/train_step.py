@@ -335,18 +335,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             e2e = f"{row['e2e_images_per_s']:.0f}" if "e2e_images_per_s" in row else ""
             print(f"{name:<28} {mode:<13} {row['images_per_s']:>10.1f} {row['step_ms_p50']:>9.1f} "
                   f"{row['step_ms_p90']:>9.1f} {row['peak_memory_mb']:>9.0f} {e2e:>10}", flush=True)
-    record["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
-    record["environment"] = environment()
-    record["ratios"] = ratios(record["results"])
-    if args.out:
-        tag = args.tag or ("gpu" if gpu else "cpu")
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"train_step_{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
-        (args.out / f"train_step_{tag}.md").write_text(markdown(record))
+            save(record, args.out, args.tag or ("gpu" if gpu else "cpu"))  # after every row: a timeout keeps them
     for config_name, value in record["ratios"].items():  # last, as the issue asks
         config, _, mode = config_name.partition(" ")
         print(f"ratio {mode or 'default'}/reference {config}: {value:.2f}x", flush=True)
     return record
+
+
+def save(record: dict[str, Any], out: Path | None, tag: str) -> None:
+    record["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    record["environment"] = environment()
+    record["ratios"] = ratios(record["results"])
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"train_step_{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (out / f"train_step_{tag}.md").write_text(markdown(record))
 
 
 if __name__ == "__main__":
