@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                "anchor_scope": "all"},
     "atsc-ce-lr0.01-bnfrozen": {"method": "atsc", "teacher_ce": 1.0, "teacher_lr_scale": 0.01, "bn_mode": "frozen",
                                 "anchor_scope": "all"},
+    "atsc-ce-lr1-bntrain": {"method": "atsc", "teacher_ce": 1.0, "teacher_lr_scale": 1.0, "bn_mode": "train",
+                           "anchor_scope": "all"},
     "atsc-ce-lr0.01-bntrain": {"method": "atsc", "teacher_ce": 1.0, "teacher_lr_scale": 0.01, "bn_mode": "train",
                                "anchor_scope": "all"},
 }

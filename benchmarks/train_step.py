@@ -2,8 +2,8 @@
 
 Compute only: one synthetic batch already on the device is reused every step, so the number is the
 step's cost (forward, backward, method hooks, optimizer), not the input pipeline's. The step is
-built from ``compress.train``'s own pieces (``amp_dtype``, ``make_optimizer``, ``set_lr``, the
-method's ``before/after_optimizer_step`` hooks) in ``fit``'s order, so it measures the real step.
+the loop's own ``compress.step.train_step`` with ``fit``'s settings (``amp_dtype``, ``make_optimizer``,
+``step_forward``), so it measures the real step.
 With ``--end-to-end`` the "default" rows also time one epoch through the real ``TensorLoader``
 (uint8 images on the device, pad-crop + flip on the device) next to the compute-only number.
 
@@ -50,15 +50,8 @@ from compress.data.preprocessing import Preprocessing  # noqa: E402
 from compress.distill import DistillConfig, build_method  # noqa: E402
 from compress.distill.base import Method, Supervised  # noqa: E402
 from compress.models import ClassifierModel, create_model  # noqa: E402
-from compress.train import (  # noqa: E402
-    StepForward,
-    TrainConfig,
-    amp_dtype,
-    make_optimizer,
-    seed_everything,
-    step_forward,
-    train_step,
-)
+from compress.step import StepForward, make_optimizer, step_forward, train_step  # noqa: E402
+from compress.train import TrainConfig, amp_dtype, seed_everything  # noqa: E402
 
 
 @dataclass(frozen=True)

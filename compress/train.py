@@ -27,9 +27,10 @@ from compress.artifacts import check_folder_free, ensure_writable_dir, folder_lo
 from compress.checkpoint import flatten_state, load_self_described, save_tensors, unflatten_state
 from compress.data import DataBundle
 from compress.deployable import save_deployable
-from compress.distill.base import Method, StepOutput
+from compress.distill.base import Method
 from compress.errors import CheckpointError, ConfigError, TrainingDiverged
 from compress.parallel import DistContext
+from compress.step import make_optimizer, step_forward, train_step
 
 STATE_FILE = "state.safetensors"  # everything needed to resume (method, optimizer, RNG, history)
 MODEL_FILE = "model.safetensors"  # the deployable module after the last completed epoch
@@ -143,84 +144,6 @@ def lr_factor(cfg: TrainConfig, epoch_progress: float) -> float:
     if cfg.schedule == "multistep":
         return cfg.gamma ** sum(epoch_progress >= m for m in cfg.milestones)
     return 1.0
-
-
-def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.SGD:
-    groups = method.param_groups(cfg.lr, cfg.weight_decay)
-    for group in groups:
-        group.setdefault("lr_scale", 1.0)
-        group["lr"] = cfg.lr * group["lr_scale"]
-    # GPU: one fused kernel per group (fused=True); CPU: foreach, a few kernels per group. Either way no
-    # Python loop over tensors, which would dominate the step of a small model.
-    cuda = all(p.is_cuda for group in groups for p in group["params"])
-    implementation = {"fused": True} if cuda else {"foreach": True}
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay, **implementation)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
-StepForward = Callable[[torch.Tensor, torch.Tensor], StepOutput]
-
-
-class CompiledForward:
-    """``torch.compile`` of the method's forward (the loss), for the small, launch-bound models.
-
-    Only the forward and its backward are compiled: the optimizer and the method's hooks stay eager,
-    so every method keeps one code path. ``reduce-overhead`` also replays the step as CUDA graphs
-    (torch's cudagraph trees); each step is marked as a new iteration, so its outputs (loss, logits,
-    ATSC's anchor differences) stay valid until the next step starts, which is as long as the loop
-    and the hooks use them. The first steps (and the first short last batch) pay the compilation.
-    """
-
-    def __init__(self, module: nn.Module, mode: str, backend: str = "inductor") -> None:
-        self.mode = mode
-        self.cuda_graphs = mode == "reduce-overhead"
-        options = {"mode": mode} if backend == "inductor" else {}  # other backends (tests) take no mode
-
-        def flat_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[Any, ...]:
-            # The named parts leave as one stacked tensor, not as detached aliases of the loss: Inductor
-            # folds `1.0 * mse` into `mse`, and a returned `mse.detach()` then takes the loss's gradient
-            # away (pytorch/pytorch#195357, fixed after torch 2.14).
-            out = module(images, labels)
-            names = tuple(out.parts)
-            parts = torch.stack([v.detach().float().reshape(()) for v in out.parts.values()]) if names else None
-            return out.loss, out.logits, parts, names
-
-        self.compiled = torch.compile(flat_step, backend=backend, **options)
-
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
-        if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        loss, logits, parts, names = self.compiled(images, labels)
-        return StepOutput(loss, logits, dict(zip(names, parts.unbind())) if names else {})
-
-
-def step_forward(module: nn.Module, mode: str) -> StepForward:
-    """What runs the step's forward: ``module`` itself, or its compiled form (``TrainConfig.compile``)."""
-    return module if mode == "off" else CompiledForward(module, mode)
-
-
-def train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-               lr: float, autocast: torch.dtype | None = None, module: StepForward | None = None) -> StepOutput:
-    """One optimisation step in the order every method relies on; no host sync.
-
-    ``module`` is what runs the forward (the DDP wrapper under torchrun, a compiled forward); the
-    hooks always go to the method itself: gradient edits before ``optimizer.step()``, extra updates
-    (ATSC's bias) after it.
-    """
-    set_lr(optimizer, lr)
-    with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
-        output = (module or method)(images, labels)
-    optimizer.zero_grad(set_to_none=True)
-    output.loss.backward()
-    method.before_optimizer_step()
-    optimizer.step()
-    method.after_optimizer_step(images, labels, lr)
-    return output
 
 
 @torch.no_grad()

@@ -118,7 +118,8 @@ def test_learning_rate_schedules() -> None:
 
 def test_resume_uses_this_machines_optimizer_kernels(tmp_path: Path) -> None:
     """A state saved on a GPU (fused SGD) resumes on a CPU with the CPU's foreach kernels, and vice versa."""
-    from compress.train import load_training_state, make_optimizer, save_training_state
+    from compress.step import make_optimizer
+    from compress.train import load_training_state, save_training_state
 
     torch.manual_seed(0)
     method = Supervised(create_model("resnet8", 10, 1, 16))

@@ -8,8 +8,9 @@ import torch
 
 from compress.distill.base import Method, StepOutput
 from compress.models import ClassifierModel, create_model
-from compress.train import TrainConfig, make_optimizer
-from compress.train import train_step as loop_step
+from compress.step import make_optimizer
+from compress.step import train_step as loop_step
+from compress.train import TrainConfig
 
 SIZE = 16
 

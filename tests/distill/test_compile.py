@@ -10,8 +10,9 @@ import torch
 
 from compress.distill import DistillConfig, build_method
 from compress.errors import ConfigError, DataError
-from compress.train import CompiledForward, TrainConfig, fit
-from compress.train import train_step as loop_step
+from compress.step import CompiledForward
+from compress.step import train_step as loop_step
+from compress.train import TrainConfig, fit
 
 from distill_helpers import SIZE, batch, optimizer, tiny, train_step
 
