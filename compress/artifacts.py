@@ -110,7 +110,8 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     A second compress process writing into the same folder fails at once with one line naming the
     holder, instead of both overwriting each other's checkpoints. A lock left by a killed process on
     this machine is taken over; one held from another host (a shared filesystem) cannot be checked
-    and is reported with how to clear it.
+    and is reported with how to clear it. Taking over is best effort: two processes that find the same
+    stale lock in the same instant could both proceed (a window of microseconds after a crash).
     """
     folder = Path(folder)
     lock = folder / LOCK_FILE
