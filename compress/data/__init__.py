@@ -141,11 +141,13 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     resize = int(round(size * 256 / 224))
     channels = cfg.channels or 3
     pre = Preprocessing(info.mean, info.std, size, 3, 3, resize).for_channels(channels)
-    grey = [transforms.Grayscale(1)] if channels == 1 else []
-    norm = [transforms.ToTensor(), transforms.Normalize(pre.mean, pre.std)]
+    grey = [transforms.Grayscale(1)] if channels == 1 else []  # ImageFolder already opens images as RGB
+    # Workers decode, crop and flip, and hand over uint8; DataLoaderAdapter normalises on the device.
+    to_uint8 = [transforms.PILToTensor()]
     train_tf = transforms.Compose(([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
-                                   if cfg.augment else [transforms.Resize(resize), transforms.CenterCrop(size)]) + grey + norm)
-    val_tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size)] + grey + norm)
+                                   if cfg.augment else [transforms.Resize(resize), transforms.CenterCrop(size)])
+                                  + grey + to_uint8)
+    val_tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size)] + grey + to_uint8)
     train_ds = datasets.ImageFolder(str(sources.check_image_folder(root, "train")), train_tf)
     val_ds = datasets.ImageFolder(str(sources.check_image_folder(root, "val")), val_tf)
     if train_ds.classes != val_ds.classes:
@@ -168,8 +170,8 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     val_dl = torch.utils.data.DataLoader(val_ds, cfg.eval_batch_size, shuffle=False, **loader_kw)
     n_classes = len(pre.class_names)
     info = DatasetInfo(info.name, n_classes, 3, size, info.mean, info.std, info.description, resize)
-    return DataBundle(DataLoaderAdapter(train_dl, device, channels_last), DataLoaderAdapter(val_dl, device, channels_last),
-                      info, n_classes, pre)
+    return DataBundle(DataLoaderAdapter(train_dl, device, channels_last, pre),
+                      DataLoaderAdapter(val_dl, device, channels_last, pre), info, n_classes, pre)
 
 
 def _limit_indices(n: int, limit: int, seed: int) -> list[int]:
