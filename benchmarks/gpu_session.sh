@@ -45,7 +45,7 @@ tail -n 5 "$OUT/gpu_tests.log"
 #    sum of its parts (resnet50 training 3,957 images/s, ATSC.md) leaves little room above 2,900 eagerly.
 #    The small, launch-bound pair also gets the CUDA-graph mode.
 step 240 resnet50-mobilenet_v2 $PY benchmarks/train_step.py "${size[@]}" --configs resnet50-mobilenet_v2-224 \
-  --modes reference default default-compile simkd teacher-only --end-to-end --out "$OUT" --tag "$card-r50"
+  --modes reference default default-compile simkd teacher-only --end-to-end --imagefolder --out "$OUT" --tag "$card-r50"
 step 200 small-models $PY benchmarks/train_step.py "${size[@]}" --configs resnet32x4-resnet8x4-32 \
   --modes reference default default-compile default-graphs simkd teacher-only --end-to-end \
   --out "$OUT" --tag "$card-small"

@@ -34,6 +34,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,28 @@ def time_steps(method: Method, optimizer: torch.optim.Optimizer, images: torch.T
     return marks[-1] - marks[0], [1000 * (b - a) for a, b in zip(marks, marks[1:])]
 
 
+def time_epochs(loader: Any, method: Method, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                autocast: torch.dtype | None, device: torch.device, forward: StepForward | None,
+                images: int) -> dict[str, float]:
+    """images/s of an epoch of the loader alone (the second one: workers started), then of a training epoch."""
+    rates = []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        sync(device)
+        start = time.perf_counter()
+        for x, _ in loader:  # output consumed, so nothing is skipped
+            x.sum()
+        sync(device)
+        rates.append(images / (time.perf_counter() - start))
+    loader.set_epoch(2)
+    sync(device)
+    start = time.perf_counter()
+    for x, y in loader:
+        train_step(method, optimizer, x, y, cfg.lr, autocast, forward)
+    sync(device)
+    return {"loader_images_per_s": rates[-1], "e2e_images_per_s": images / (time.perf_counter() - start)}
+
+
 def end_to_end(method: Method, optimizer: torch.optim.Optimizer, config: BenchConfig, image: int, batch: int,
                steps: int, cfg: TrainConfig, autocast: torch.dtype | None, device: torch.device,
                forward: StepForward | None = None) -> dict[str, float]:
@@ -183,23 +206,49 @@ def end_to_end(method: Method, optimizer: torch.optim.Optimizer, config: BenchCo
     pre = Preprocessing((0.5,) * config.channels, (0.25,) * config.channels, image, config.channels, config.channels)
     loader = TensorLoader(pixels, labels, batch, pre, shuffle=True, augment=augment_for(image), drop_last=True,
                           device=device, channels_last=bool(cfg.channels_last))
-    sync(device)
-    start = time.perf_counter()
-    for x, _ in loader:  # the loader alone (its output consumed so nothing is skipped)
-        x.sum()
-    sync(device)
-    loader_s = time.perf_counter() - start
-    loader.set_epoch(1)
-    start = time.perf_counter()
-    for x, y in loader:
-        train_step(method, optimizer, x, y, cfg.lr, autocast, forward)
-    sync(device)
-    epoch_s = time.perf_counter() - start
-    return {"e2e_images_per_s": n / epoch_s, "loader_images_per_s": n / loader_s}
+    return time_epochs(loader, method, optimizer, cfg, autocast, device, forward, n)
+
+
+def jpeg_folder(root: Path, classes: int, train_images: int, size: tuple[int, int] = (469, 387)) -> Path:
+    """An ImageNet-like folder of JPEGs, ``train_images`` spread over ``classes`` class folders and one
+    validation image per class (ImageFolder needs every class). Pictures are smooth shapes plus grain, so
+    they compress about like photographs (bytes per pixel), which is what sets the decoding cost."""
+    import numpy as np
+    from PIL import Image
+
+    import io
+
+    rng = np.random.default_rng(0)
+    encoded = []  # 64 distinct pictures, written round-robin: making thousands would take a minute
+    for _ in range(64):
+        smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.BICUBIC))
+        grain = rng.normal(0, 12, smooth.shape)
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+        encoded.append(buffer.getvalue())
+    for split, count in (("train", max(train_images, classes)), ("val", classes)):
+        for i in range(count):
+            folder = root / split / f"c{i % classes:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}.jpg").write_bytes(encoded[i % len(encoded)])
+    return root
+
+
+def imagefolder_end_to_end(method: Method, optimizer: torch.optim.Optimizer, config: BenchConfig, image: int,
+                           batch: int, steps: int, cfg: TrainConfig, autocast: torch.dtype | None, device: torch.device,
+                           forward: StepForward | None, workers: int, folder: Path) -> dict[str, float]:
+    """The same epoch timing through the ImageFolder pipeline (JPEG decode, random-resized crop and flip in
+    ``workers`` DataLoader workers, pinned uint8 batches, normalisation on the device)."""
+    from compress.data import DataConfig, load_data
+
+    data = load_data(DataConfig(name="imagefolder", data_dir=str(folder), image_size=image, channels=config.channels,
+                                batch_size=batch, workers=workers), device=device, channels_last=bool(cfg.channels_last))
+    timed = time_epochs(data.train, method, optimizer, cfg, autocast, device, forward, len(data.train) * batch)
+    return {f"imagefolder_{k}": v for k, v in timed.items()} | {"imagefolder_workers": workers}
 
 
 def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, warmup: int, steps: int,
-            e2e: bool, device: torch.device) -> dict[str, Any]:
+            e2e: bool, device: torch.device, folder: Path | None = None, workers: int = 0) -> dict[str, Any]:
     method, cfg = build(config, mode, image, device)
     method.train()
     autocast = amp_dtype(cfg, device)
@@ -234,6 +283,9 @@ def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, w
     }
     if e2e and mode in FAST_MODES:
         row.update(end_to_end(method, optimizer, config, image, batch, steps, cfg, autocast, device, forward))
+        if folder is not None:
+            row.update(imagefolder_end_to_end(method, optimizer, config, image, batch, steps, cfg, autocast, device,
+                                              forward, workers, folder))
     del method, optimizer, images, labels, forward
     gc.collect()
     if device.type == "cuda":
@@ -278,6 +330,15 @@ def markdown(record: dict[str, Any]) -> str:
                      f"{'yes' if r['channels_last'] else 'no'} | {r['images_per_s']:.1f} | {r['step_ms_p50']:.1f} | "
                      f"{r['step_ms_p90']:.1f} | {r['peak_memory_mb']:.0f} | {r['memory_before_steps_mb']:.0f} | {e2e} | "
                      f"{loader} | {warmup} |")
+    folder_rows = [r for r in record["results"] if "imagefolder_e2e_images_per_s" in r]
+    if folder_rows:
+        lines += ["", "ImageFolder pipeline (JPEGs decoded, random-resized-cropped and flipped by DataLoader workers; "
+                  "uint8 to the device, normalised there):", "",
+                  "| config | mode | workers | loader images/s | e2e images/s | compute-only images/s |",
+                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['config']} | {r['mode']} | {r['imagefolder_workers']} | "
+                  f"{r['imagefolder_loader_images_per_s']:.0f} | {r['imagefolder_e2e_images_per_s']:.0f} | "
+                  f"{r['images_per_s']:.0f} |" for r in folder_rows]
     lines += ["", f"Peak memory: {record['results'][0]['memory_kind'] if record['results'] else ''}.", "",
               "Ratio fast mode / reference (images/s; a bare configuration name is the default mode):", ""]
     lines += [f"- {c}: {v:.2f}x" for c, v in record["ratios"].items()]
@@ -294,6 +355,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 10 GPU, 2 CPU)")
     parser.add_argument("--steps", type=int, help="timed steps (default 30 GPU, 5 CPU)")
     parser.add_argument("--end-to-end", action="store_true", help="also time an epoch through the real TensorLoader")
+    parser.add_argument("--imagefolder", action="store_true",
+                        help="with --end-to-end: also time epochs through the ImageFolder pipeline (JPEGs made in a "
+                             "temporary folder, decoded by DataLoader workers)")
+    parser.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)),
+                        help="DataLoader workers for --imagefolder (default: cores - 1, at most 16)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="write train_step_<tag>.json and .md in this folder")
@@ -318,12 +384,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"{'config':<28} {'mode':<13} {'images/s':>10} {'p50 ms':>9} {'p90 ms':>9} {'peak MB':>9} {'e2e img/s':>10}",
           flush=True)
+    scratch = tempfile.TemporaryDirectory(prefix="train-step-jpegs-") if args.imagefolder and args.end_to_end else None
     for name in args.configs:
         config = CONFIGS[name]
         image = args.image or (config.small_image if args.small else config.image)
         batch = args.batch or (config.small_batch if args.small else config.batch)
+        folder = None
+        if scratch is not None:
+            # ImageNet's mean picture is about 469 x 387 px for 224 px crops: the same ratio here
+            folder = jpeg_folder(Path(scratch.name) / name, config.classes, steps * batch,
+                                 (image * 469 // 224, image * 387 // 224))
         for mode in args.modes:
-            row = run_row(name, config, mode, image, batch, warmup, steps, args.end_to_end, device)
+            row = run_row(name, config, mode, image, batch, warmup, steps, args.end_to_end, device, folder, args.workers)
             record["results"].append(row)
             e2e = f"{row['e2e_images_per_s']:.0f}" if "e2e_images_per_s" in row else ""
             print(f"{name:<28} {mode:<13} {row['images_per_s']:>10.1f} {row['step_ms_p50']:>9.1f} "

@@ -24,8 +24,8 @@ def _harness():  # benchmarks/ is not a package: load the script as a module
 def test_train_step_harness_writes_a_sane_record(tmp_path: Path, capsys) -> None:
     threads = torch.get_num_threads()
     record = _harness().main(["--small", "--configs", "resnet32x4-resnet8x4-32", "--image", "8", "--batch", "4",
-                              "--warmup", "1", "--steps", "2", "--end-to-end", "--device", "cpu",
-                              "--out", str(tmp_path), "--tag", "test"])
+                              "--warmup", "1", "--steps", "2", "--end-to-end", "--imagefolder", "--workers", "1",
+                              "--device", "cpu", "--out", str(tmp_path), "--tag", "test"])
     torch.set_num_threads(threads)
     saved = json.loads((tmp_path / "train_step_test.json").read_text())
     assert saved["ratios"] == record["ratios"] and (tmp_path / "train_step_test.md").read_text().startswith("#")
@@ -38,6 +38,9 @@ def test_train_step_harness_writes_a_sane_record(tmp_path: Path, capsys) -> None
     assert rows["reference"]["reference_semantics"] and not rows["default"]["reference_semantics"]
     assert rows["reference"]["amp"] == "off" and not rows["reference"]["channels_last"]
     assert rows["default"]["e2e_images_per_s"] > 0 and rows["default"]["loader_images_per_s"] > 0
+    assert rows["default"]["imagefolder_e2e_images_per_s"] > 0 and rows["default"]["imagefolder_loader_images_per_s"] > 0
+    assert rows["default"]["imagefolder_workers"] == 1 and "imagefolder_e2e_images_per_s" not in rows["reference"]
+    assert "ImageFolder pipeline" in (tmp_path / "train_step_test.md").read_text()
     ratio = rows["default"]["images_per_s"] / rows["reference"]["images_per_s"]
     assert saved["ratios"]["resnet32x4-resnet8x4-32"] == ratio
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("ratio default/reference")
