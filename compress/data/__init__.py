@@ -64,6 +64,8 @@ class DataConfig:
             value = getattr(self, field_name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{field_name.replace('_', '-')} must be at least 1, got {value}")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more (0 decodes in the main process), got {self.workers}")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and self.image_size < 8:

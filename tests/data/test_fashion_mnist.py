@@ -84,7 +84,8 @@ def test_missing_dataset_names_the_package(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("field,value,message", [("batch_size", 0, "batch-size must be at least 1"),
                                                  ("train_limit", -5, "--train-limit must be at least 1"),
-                                                 ("channels", 2, "channels must be 1 or 3")])
+                                                 ("channels", 2, "channels must be 1 or 3"),
+                                                 ("workers", -1, r"--workers must be 0 or more \(0 decodes")])
 def test_bad_numbers(field: str, value: int, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_data(DataConfig(**{field: value}))
