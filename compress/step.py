@@ -50,10 +50,8 @@ class CompiledForward:
     and the hooks use them. The first steps (and the first short last batch) pay the compilation.
     """
 
-    def __init__(self, module: nn.Module, mode: str, backend: str = "inductor") -> None:
-        self.mode = mode
+    def __init__(self, module: nn.Module, mode: str) -> None:
         self.cuda_graphs = mode == "reduce-overhead"
-        options = {"mode": mode} if backend == "inductor" else {}  # other backends (tests) take no mode
 
         def flat_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[Any, ...]:
             # The named parts leave as one stacked tensor, not as detached aliases of the loss: Inductor
@@ -64,7 +62,7 @@ class CompiledForward:
             parts = torch.stack([v.detach().float().reshape(()) for v in out.parts.values()]) if names else None
             return out.loss, out.logits, parts, names
 
-        self.compiled = torch.compile(flat_step, backend=backend, **options)
+        self.compiled = torch.compile(flat_step, mode=mode)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         if self.cuda_graphs:

@@ -172,8 +172,8 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     val_dl = torch.utils.data.DataLoader(val_ds, cfg.eval_batch_size, shuffle=False, **loader_kw)
     n_classes = len(pre.class_names)
     info = DatasetInfo(info.name, n_classes, 3, size, info.mean, info.std, info.description, resize)
-    return DataBundle(DataLoaderAdapter(train_dl, device, channels_last, pre),
-                      DataLoaderAdapter(val_dl, device, channels_last, pre), info, n_classes, pre)
+    return DataBundle(DataLoaderAdapter(train_dl, pre, device, channels_last),
+                      DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre)
 
 
 def _limit_indices(n: int, limit: int, seed: int) -> list[int]:

@@ -136,18 +136,18 @@ def uint8_affine(preprocessing: Preprocessing, device: torch.device) -> tuple[to
 class DataLoaderAdapter:
     """Wraps a torch DataLoader (ImageFolder) to the same interface; epoch order via its sampler.
 
-    With ``preprocessing`` the loader yields uint8 images (decoded, cropped and flipped by the workers)
-    and the normalisation happens here, on the device: a quarter of the bytes cross to the GPU, and the
+    The loader yields uint8 images (decoded, cropped and flipped by the workers) and the
+    normalisation happens here, on the device: a quarter of the bytes cross to the GPU, and the
     workers do no per-pixel float work.
     """
 
-    def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device | str = "cpu",
-                 channels_last: bool = False, preprocessing: Preprocessing | None = None) -> None:
+    def __init__(self, loader: torch.utils.data.DataLoader, preprocessing: Preprocessing,
+                 device: torch.device | str = "cpu", channels_last: bool = False) -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.num_samples = len(loader.dataset)  # type: ignore[arg-type]
-        self._affine = uint8_affine(preprocessing, self.device) if preprocessing is not None else None
+        self._scale, self._shift = uint8_affine(preprocessing, self.device)
 
     def set_epoch(self, epoch: int) -> None:
         sampler = self.loader.sampler
@@ -162,10 +162,7 @@ class DataLoaderAdapter:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         for images, labels in self.loader:
-            images = images.to(self.device, non_blocking=True)
-            if self._affine is not None:
-                scale, shift = self._affine
-                images = images.float() * scale + shift
+            images = images.to(self.device, non_blocking=True).float() * self._scale + self._shift
             yield images.contiguous(memory_format=memory_format), labels.to(self.device, non_blocking=True)
 
 
