@@ -81,6 +81,9 @@ SYNC_BN_HELP = ("Under torchrun on GPUs: BatchNorm statistics over the global ba
 WORKERS_HELP = ("DataLoader worker processes for imagefolder data (JPEG decoding); give a GPU about one per 500 "
                 "images/s it trains at. Fashion-MNIST and CIFAR need none: they live on the device.")
 DATA_HELP = "Dataset: fashion-mnist (default, Debian package), cifar10, cifar100, imagefolder, synthetic."
+LABELS_PER_CLASS_HELP = ("Few labels: keep the labels of N training images per class (a fixed, class-balanced subset); the "
+                         "other training images become unlabelled. Label terms (cross-entropy) see only labelled images, "
+                         "teacher terms (KL, feature MSE) see all; the student alone trains on the labelled ones.")
 
 
 @app.command("train-teacher")
@@ -104,6 +107,11 @@ def train_teacher(
     workers: int = typer.Option(4, "--workers", help=WORKERS_HELP),
     train_limit: Optional[int] = typer.Option(None, "--train-limit", help="Use a fixed subset of N training images."),
     val_limit: Optional[int] = typer.Option(None, "--val-limit", help="Use a fixed subset of N validation images."),
+    labels_per_class: Optional[int] = typer.Option(None, "--labels-per-class", help=LABELS_PER_CLASS_HELP),
+    label_fraction: Optional[float] = typer.Option(None, "--label-fraction", help="Like --labels-per-class, as a fraction of each class (e.g. 0.02)."),
+    unlabeled_dir: Optional[str] = typer.Option(None, "--unlabeled-dir", help="imagefolder: a folder of unlabelled images (any sub-folders) from the deployment domain, used by the teacher-side loss terms."),
+    labeled_share: float = typer.Option(0.25, "--labeled-share", help="Share of each batch drawn from the labelled images, for methods that learn from unlabelled ones."),
+    label_seed: int = typer.Option(0, "--label-seed", help="Which images keep their labels (independent of --seed)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (imagefolder/synthetic)."),
     channels: Optional[int] = typer.Option(None, "--channels", help="Model input channels (1 or 3); grey data is repeated for 3."),
     seed: int = typer.Option(0, "--seed"),
@@ -125,7 +133,8 @@ def train_teacher(
                       seed=seed, deterministic=deterministic, device=device, amp=amp, compile=compile_mode)
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch_size,
                           train_limit=train_limit, val_limit=val_limit, image_size=image_size, channels=channels,
-                          seed=seed, workers=workers)
+                          seed=seed, workers=workers, labels_per_class=labels_per_class, label_fraction=label_fraction,
+                          unlabeled_dir=unlabeled_dir, labeled_share=labeled_share, label_seed=label_seed)
     from compress.parallel import DistContext
 
     train_teacher_run(model, data_cfg, cfg, out, init=init, label_smoothing=label_smoothing, resume=resume,
@@ -167,6 +176,9 @@ def distill(
     teacher_lr_scale: Optional[float] = typer.Option(None, "--teacher-lr-scale", help="ATSC guard: teacher lr multiplier."),
     anchor_scope: Optional[str] = typer.Option(None, "--anchor-scope", help="ATSC guard: reference (conv kernels + W) or all (BN too)."),
     bn_mode: Optional[str] = typer.Option(None, "--bn-mode", help="ATSC guard: teacher BN statistics: train or frozen."),
+    shared_kl: Optional[float] = typer.Option(None, "--shared-kl", help="ATSC: weight of T^2 KL between the teacher's and the student's outputs through the shared classifier, on every image (default 1; 0 with --reference)."),
+    teacher_feedback: bool = typer.Option(True, "--teacher-feedback/--no-teacher-feedback", help="ATSC: let the feature MSE reach the teacher. --no-teacher-feedback is the control: the teacher keeps learning from its own cross-entropy only."),
+    adapt_last: Optional[int] = typer.Option(None, "--adapt-last", help="ATSC: only the teacher body's last N blocks adapt (a cheaper step); default all."),
     temperature: float = typer.Option(4.0, "--temperature", help="KD temperature."),
     ce_weight: float = typer.Option(0.1, "--ce-weight", help="KD: weight of the label cross-entropy."),
     kl_weight: float = typer.Option(0.9, "--kl-weight", help="KD: weight of the KL term."),
@@ -185,6 +197,11 @@ def distill(
     workers: int = typer.Option(4, "--workers", help=WORKERS_HELP),
     train_limit: Optional[int] = typer.Option(None, "--train-limit", help="Use a fixed subset of N training images."),
     val_limit: Optional[int] = typer.Option(None, "--val-limit", help="Use a fixed subset of N validation images."),
+    labels_per_class: Optional[int] = typer.Option(None, "--labels-per-class", help=LABELS_PER_CLASS_HELP),
+    label_fraction: Optional[float] = typer.Option(None, "--label-fraction", help="Like --labels-per-class, as a fraction of each class (e.g. 0.02)."),
+    unlabeled_dir: Optional[str] = typer.Option(None, "--unlabeled-dir", help="imagefolder: a folder of unlabelled images (any sub-folders) from the deployment domain, used by the teacher-side loss terms."),
+    labeled_share: float = typer.Option(0.25, "--labeled-share", help="Share of each batch drawn from the labelled images, for methods that learn from unlabelled ones."),
+    label_seed: int = typer.Option(0, "--label-seed", help="Which images keep their labels (independent of --seed)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (imagefolder/synthetic)."),
     channels: Optional[int] = typer.Option(None, "--channels", help="Model input channels (1 or 3)."),
     seed: int = typer.Option(0, "--seed"),
@@ -212,12 +229,15 @@ def distill(
                          "compile": compile_mode})
     method_settings = {**method_defaults, **{k: v for k, v in {
         "factor": factor, "w": w, "beta": beta, "teacher_ce": teacher_ce, "teacher_lr_scale": teacher_lr_scale,
-        "anchor_scope": anchor_scope, "bn_mode": bn_mode}.items() if v is not None}}
+        "anchor_scope": anchor_scope, "bn_mode": bn_mode, "shared_kl": shared_kl}.items() if v is not None}}
     distill_cfg = DistillConfig(method=method, projector=projector, reference=reference, temperature=temperature,
                                 ce_weight=ce_weight, kl_weight=kl_weight, momentum=cfg.momentum,
-                                teacher_drop_limit=teacher_margin, **method_settings)
+                                teacher_drop_limit=teacher_margin, teacher_feedback=teacher_feedback,
+                                adapt_last=adapt_last, **method_settings)
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch, train_limit=train_limit,
-                          val_limit=val_limit, image_size=image_size, channels=channels, seed=seed, workers=workers)
+                          val_limit=val_limit, image_size=image_size, channels=channels, seed=seed, workers=workers,
+                          labels_per_class=labels_per_class, label_fraction=label_fraction, unlabeled_dir=unlabeled_dir,
+                          labeled_share=labeled_share, label_seed=label_seed)
     typer.echo(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}", err=True)
     distill_run(student, list(teacher), list(teacher_weights), distill_cfg, data_cfg, cfg, out, resume=resume,
                 progress=progress, dist=DistContext.from_env(sync_batchnorm=sync_bn or None))

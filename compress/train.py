@@ -304,7 +304,8 @@ def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume
         if start_epoch >= cfg.epochs:
             raise ConfigError(f"'{out}' already finished {start_epoch} epochs; raise --epochs to train longer")
         log(f"resuming from epoch {start_epoch} (best top-1 {best_top1:.2f}% at epoch {best_epoch})")
-    steps_per_epoch = len(data.train)
+    train_batches = data.train_for(method.uses_unlabeled)  # labelled batches only, for a labels-only method
+    steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
         raise ConfigError(f"the training split has {data.train.num_samples} images, fewer than one batch: lower --batch-size")
     deploy_module = method.deployable()
@@ -313,19 +314,20 @@ def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume
     images_seen, train_seconds = 0, 0.0
     last_eval: dict[str, float] = {}
     for epoch in range(start_epoch, cfg.epochs):
-        data.train.set_epoch(epoch)
+        train_batches.set_epoch(epoch)
         method.train()
-        sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
+        sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss sum, images, correct, labelled images
         window_start, last_logged = time.perf_counter(), 0
         bar = _Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", progress and dist.is_main)
         epoch_start = time.perf_counter()
         parts_sum: dict[str, torch.Tensor] = {}
-        for step, (images, labels) in enumerate(data.train):
+        for step, (images, labels) in enumerate(train_batches):
             lr = cfg.lr * lr_factor(cfg, epoch + step / steps_per_epoch)
             output = train_step(method, optimizer, images, labels, lr, autocast, forward)
             loss = output.loss.detach().float()
-            sums += torch.stack([loss * len(labels), (output.logits.detach().argmax(1) == labels).sum(),
-                                 torch.tensor(len(labels), device=device)]).to(torch.float64)
+            known = labels >= 0  # train accuracy over the labelled images (all, unless the data is partly labelled)
+            sums += torch.stack([loss * len(labels), torch.tensor(len(labels), device=device),
+                                 ((output.logits.detach().argmax(1) == labels) & known).sum(), known.sum()]).to(torch.float64)
             for name, value in output.parts.items():
                 parts_sum[name] = parts_sum.get(name, 0) + value.detach().float()
             # CPU: checking every step is free. GPU: only at log points, to avoid a sync per step.
@@ -338,10 +340,10 @@ def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume
                         f"last good checkpoint: {good if good.exists() else 'none yet'}; lower --lr or check the data"
                     )
                 if (step + 1) % cfg.log_every == 0 or step + 1 == steps_per_epoch:
-                    loss_sum, correct, count = sums.tolist()
+                    loss_sum, count, correct, labeled = sums.tolist()
                     rate = (step + 1 - last_logged) * data.train.num_samples / steps_per_epoch / max(
                         time.perf_counter() - window_start, 1e-9)
-                    bar.update(step + 1 - last_logged, loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / count:.1f}",
+                    bar.update(step + 1 - last_logged, loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / max(labeled, 1):.1f}",
                                img_s=f"{rate:.0f}")
                     window_start, last_logged = time.perf_counter(), step + 1
         bar.close()
@@ -350,13 +352,13 @@ def _train(method: Method, data: DataBundle, cfg: TrainConfig, out: Path, resume
             dist.all_reduce_sum(value)
             value /= dist.world_size
         epoch_seconds = time.perf_counter() - epoch_start
-        loss_sum, correct, count = sums.tolist()
+        loss_sum, count, correct, labeled = sums.tolist()
         images_seen += int(count)
         train_seconds += epoch_seconds
         last_eval = evaluate(deploy_module, data.val, autocast, dist)
         extra = method.epoch_metrics(data.val)
         row: dict[str, Any] = {
-            "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / count, "train_top1": 100 * correct / count,
+            "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / count, "train_top1": 100 * correct / max(labeled, 1),
             "val_top1": last_eval["top1"], "val_top5": last_eval["top5"], "val_loss": last_eval["loss"],
             "images_per_s": count / epoch_seconds, "epoch_seconds": epoch_seconds,
             **{f"loss_{k}": float(v) / steps_per_epoch for k, v in parts_sum.items()}, **extra,

@@ -35,8 +35,12 @@ def check_output_path(out: Path) -> None:
 
 def data_record(cfg: DataConfig) -> dict[str, Any]:
     """What a later stage needs to reload the same data (recorded in sidecars)."""
-    return {"name": cfg.name, "data_dir": cfg.data_dir, "train_limit": cfg.train_limit, "val_limit": cfg.val_limit,
-            "image_size": cfg.image_size}
+    record = {"name": cfg.name, "data_dir": cfg.data_dir, "train_limit": cfg.train_limit, "val_limit": cfg.val_limit,
+              "image_size": cfg.image_size}
+    if cfg.partly_labeled:  # which labels the run could see (part of the resume fingerprint)
+        record |= {"labels_per_class": cfg.labels_per_class, "label_fraction": cfg.label_fraction,
+                   "unlabeled_dir": cfg.unlabeled_dir, "labeled_share": cfg.labeled_share, "label_seed": cfg.label_seed}
+    return record
 
 
 def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path,

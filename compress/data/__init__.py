@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compress.data.labels import UNLABELED, hide_labels, labeled_subset
 from compress.data.loaders import Augment, BatchLoader, DataLoaderAdapter, TensorLoader
 from compress.data.preprocessing import Preprocessing
 from compress.data import sources
@@ -55,6 +56,18 @@ class DataConfig:
     workers: int = 4
     seed: int = 0
     synthetic_size: tuple[int, int] = (2048, 512)
+    # Partly labelled training data (compress.data.labels): a class-balanced subset keeps its labels
+    # (labels_per_class or label_fraction, chosen by label_seed), the rest of the training images and
+    # every image in unlabeled_dir (imagefolder) are unlabelled.
+    labels_per_class: int | None = None
+    label_fraction: float | None = None
+    unlabeled_dir: str | None = None
+    labeled_share: float = 0.25  # labelled images per batch, for methods that learn from unlabelled ones
+    label_seed: int = 0
+
+    @property
+    def partly_labeled(self) -> bool:
+        return self.labels_per_class is not None or self.label_fraction is not None or self.unlabeled_dir is not None
 
     def validate(self) -> None:
         for field_name in ("batch_size", "eval_batch_size"):
@@ -70,6 +83,17 @@ class DataConfig:
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"image size must be at least 8 px, got {self.image_size}")
+        if self.labels_per_class is not None and self.label_fraction is not None:
+            raise ConfigError("give --labels-per-class or --label-fraction, not both")
+        if self.labels_per_class is not None and self.labels_per_class < 1:
+            raise ConfigError(f"--labels-per-class must be at least 1, got {self.labels_per_class}")
+        if self.label_fraction is not None and not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"--label-fraction must be in (0, 1], e.g. 0.02 for 2 %, got {self.label_fraction}")
+        if not 0 < self.labeled_share < 1:
+            raise ConfigError(f"--labeled-share (labelled images per batch) must be in (0, 1), got {self.labeled_share}")
+        if self.unlabeled_dir is not None and self.name not in ("imagefolder", "imagenet"):
+            raise ConfigError("--unlabeled-dir is for imagefolder data; for built-in datasets use --labels-per-class N "
+                              "(the other training images become unlabelled)")
 
 
 @dataclass
@@ -83,6 +107,15 @@ class DataBundle:
     @property
     def image_size(self) -> int:
         return self.preprocessing.image_size
+
+    def train_for(self, uses_unlabeled: bool) -> BatchLoader:
+        """The training batches for a method: on partly labelled data, one that learns from labels alone
+        gets batches of labelled images only (same steps per epoch); otherwise the loader as it is."""
+        if uses_unlabeled:
+            return self.train
+        if isinstance(self.train, TensorLoader) and self.train.partly_labeled:
+            return self.train.labels_only()
+        return getattr(self.train, "labels_only_loader", None) or self.train
 
 
 def _subset(split: sources.ArraySplit, limit: int | None, seed: int) -> sources.ArraySplit:
@@ -120,13 +153,19 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last
                           "imagefolder and synthetic data")
     train = _subset(splits["train"], cfg.train_limit, 0)
     val = _subset(splits["val"], cfg.val_limit, 1)
+    share = None
+    if cfg.partly_labeled:  # hidden here, before any loader exists: no loss can read them
+        keep = labeled_subset(train.labels, info.num_classes, cfg.labels_per_class, cfg.label_fraction, cfg.label_seed)
+        train = sources.ArraySplit(train.images, hide_labels(train.labels, keep))
+        share = cfg.labeled_share
     channels = cfg.channels or info.channels
     pre = Preprocessing(info.mean, info.std, info.image_size, info.channels, info.channels,
                         None, class_names).for_channels(channels)
     common = dict(device=device, channels_last=channels_last, rank=rank, world_size=world_size)
     train_loader = TensorLoader(torch.from_numpy(train.images), torch.from_numpy(train.labels), cfg.batch_size, pre,
                                 shuffle=True, augment=augment_for(info.image_size) if cfg.augment else Augment(),
-                                drop_last=len(train.labels) > cfg.batch_size, seed=cfg.seed, **common)
+                                drop_last=len(train.labels) > cfg.batch_size, seed=cfg.seed, labeled_share=share,
+                                **common)
     val_loader = TensorLoader(torch.from_numpy(val.images), torch.from_numpy(val.labels), cfg.eval_batch_size, pre,
                               shuffle=False, **common)
     return DataBundle(train_loader, val_loader, info, info.num_classes, pre)
@@ -161,7 +200,12 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     pre = Preprocessing(pre.mean, pre.std, size, channels, 3, resize, tuple(datasets.ImageFolder(str(root / "val")).classes))
     pin = torch.device(device).type == "cuda"
     loader_kw = dict(num_workers=cfg.workers, pin_memory=pin, persistent_workers=cfg.workers > 0)
-    if world_size > 1:
+    if cfg.partly_labeled:
+        train_ds, sampler = _partly_labeled_folder(cfg, root, train_ds, train_tf, len(pre.class_names), rank,
+                                                   world_size)
+        train_dl = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, **loader_kw)
+        labels_only = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler.labels_only(), **loader_kw)
+    elif world_size > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world_size, rank, shuffle=True, seed=cfg.seed)
         train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size // world_size, sampler=sampler, drop_last=True,
                                                **loader_kw)
@@ -172,8 +216,39 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     val_dl = torch.utils.data.DataLoader(val_ds, cfg.eval_batch_size, shuffle=False, **loader_kw)
     n_classes = len(pre.class_names)
     info = DatasetInfo(info.name, n_classes, 3, size, info.mean, info.std, info.description, resize)
-    return DataBundle(DataLoaderAdapter(train_dl, pre, device, channels_last),
-                      DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre)
+    train = DataLoaderAdapter(train_dl, pre, device, channels_last)
+    if cfg.partly_labeled:
+        train.labels_only_loader = DataLoaderAdapter(labels_only, pre, device, channels_last)
+    return DataBundle(train, DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre)
+
+
+def _folder_targets(dataset: torch.utils.data.Dataset) -> np.ndarray:
+    """The class index of every image of an ImageFolder (or a Subset of one), from its file list."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        targets = np.asarray(dataset.dataset.targets)  # type: ignore[attr-defined]
+        return targets[np.asarray(dataset.indices)]
+    return np.asarray(dataset.targets)  # type: ignore[attr-defined]
+
+
+def _partly_labeled_folder(cfg: DataConfig, root: Path, train_ds: torch.utils.data.Dataset, transform: object,
+                           n_classes: int, rank: int, world_size: int) -> tuple[torch.utils.data.Dataset, "MixedBatchSampler"]:
+    """train/ with the labels outside the labelled subset hidden, followed by --unlabeled-dir's images."""
+    from compress.data.labels import HiddenLabels, MixedBatchSampler
+
+    targets = _folder_targets(train_ds)
+    if cfg.labels_per_class is not None or cfg.label_fraction is not None:
+        keep = labeled_subset(targets, n_classes, cfg.labels_per_class, cfg.label_fraction, cfg.label_seed)
+    else:
+        keep = np.arange(len(targets))
+    parts: list[torch.utils.data.Dataset] = [HiddenLabels(train_ds, keep)]
+    if cfg.unlabeled_dir:
+        parts.append(sources.UnlabeledFolder(Path(cfg.unlabeled_dir), transform))  # type: ignore[arg-type]
+    dataset = torch.utils.data.ConcatDataset(parts)
+    labeled = torch.from_numpy(keep).long()
+    known = np.zeros(len(dataset), dtype=bool)
+    known[keep] = True
+    unlabeled = torch.from_numpy(np.flatnonzero(~known)).long()
+    return dataset, MixedBatchSampler(labeled, unlabeled, cfg.batch_size, cfg.labeled_share, cfg.seed, rank, world_size)
 
 
 def _limit_indices(n: int, limit: int, seed: int) -> list[int]:

@@ -9,11 +9,13 @@ With ``world_size > 1`` every rank draws the same global batch and keeps its own
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 import torch
 
+from compress.data.labels import UNLABELED, epoch_batches, labeled_per_batch
 from compress.data.preprocessing import Preprocessing
 
 
@@ -81,7 +83,10 @@ class TensorLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        labeled_share: float | None = None,
     ) -> None:
+        """``labels`` may mark unlabelled images with ``UNLABELED``; then ``labeled_share`` of each batch
+        is labelled for methods that use unlabelled images (``use_unlabeled``), see ``compress.data.labels``."""
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("TensorLoader wants uint8 images shaped N x C x H x W")
         self.device = torch.device(device)
@@ -98,19 +103,43 @@ class TensorLoader:
         self.num_samples = len(self.labels)
         self.channels = preprocessing.channels
         self._scale, self._shift = uint8_affine(preprocessing, self.device)
+        # Partly labelled data: index pools on the CPU, where the generator draws from them.
+        self.partly_labeled = labeled_share is not None
+        self.use_unlabeled = True
+        if self.partly_labeled:
+            known = labels.cpu() != UNLABELED
+            self.labeled_index = torch.nonzero(known).flatten()
+            self.unlabeled_index = torch.nonzero(~known).flatten()
+            if len(self.labeled_index) == 0:
+                raise ValueError("partly labelled data needs at least one labelled image")
+            self.labeled_per_batch = labeled_per_batch(batch_size, labeled_share)  # type: ignore[arg-type]
+
+    def labels_only(self) -> "TensorLoader":
+        """The same data for a method that learns from labels alone: whole batches of labelled images."""
+        clone = copy.copy(self)
+        clone.use_unlabeled = False
+        return clone
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _order(self, generator: torch.Generator) -> torch.Tensor:
+        """The epoch's image indices, batch after batch (moved to the device once, not per step)."""
+        if self.partly_labeled:
+            return torch.cat(list(epoch_batches(self.labeled_index, self.unlabeled_index, self.batch_size, len(self),
+                                                self.labeled_per_batch, self.use_unlabeled, generator)))
+        return torch.randperm(self.num_samples, generator=generator) if self.shuffle else torch.arange(self.num_samples)
+
     def __len__(self) -> int:
+        if self.partly_labeled:  # the same steps for every method: one pass's worth of images
+            return max(1, self.num_samples // self.batch_size)
         if self.drop_last:
             return self.num_samples // self.batch_size
         return -(-self.num_samples // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.num_samples, generator=generator) if self.shuffle else torch.arange(self.num_samples)
-        order = order.to(self.device)
+        order = self._order(generator).to(self.device)
         for step in range(len(self)):
             index = order[step * self.batch_size:(step + 1) * self.batch_size]
             batch = self.images[index]
@@ -148,8 +177,12 @@ class DataLoaderAdapter:
         self.channels_last = channels_last
         self.num_samples = len(loader.dataset)  # type: ignore[arg-type]
         self._scale, self._shift = uint8_affine(preprocessing, self.device)
+        self.labels_only_loader: DataLoaderAdapter | None = None  # partly labelled folders: labelled batches only
 
     def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.loader.batch_sampler, "set_epoch"):  # MixedBatchSampler (partly labelled)
+            self.loader.batch_sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            return
         sampler = self.loader.sampler
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)

@@ -113,3 +113,27 @@ def check_image_folder(root: Path, split: str) -> Path:
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for d in classes for p in d.iterdir()):
         raise DataError(f"'{folder}' has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return folder
+
+
+class UnlabeledFolder:
+    """Every image below a folder (any depth, sorted paths), each with the label ``UNLABELED``."""
+
+    def __init__(self, root: Path, transform: object) -> None:
+        from compress.data.labels import UNLABELED
+
+        if not root.is_dir():
+            raise DataError(f"unlabelled image folder '{root}' does not exist: pass --unlabeled-dir DIR with images "
+                            "in it (any sub-folders)")
+        self.paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.paths:
+            raise DataError(f"'{root}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}): point --unlabeled-dir at "
+                            "a folder of images")
+        self.transform, self.label = transform, UNLABELED
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[object, int]:
+        from torchvision.datasets.folder import default_loader
+
+        return self.transform(default_loader(str(self.paths[index]))), self.label  # type: ignore[operator]

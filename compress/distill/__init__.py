@@ -38,8 +38,10 @@ METHODS.add("kd", MethodEntry(KD.summary, lambda c, s, t, size: KD(s, t, c.tempe
 METHODS.add("simkd", MethodEntry(SimKD.summary, lambda c, s, t, size: SimKD(s, t, c.projector, c.factor, c.beta, size),
                                  True))
 METHODS.add("atsc", MethodEntry(ATSC.summary, lambda c, s, t, size: ATSC(
-    s, t, c.projector, c.factor, c.beta, c.w, c.reference, c.teacher_ce, c.teacher_lr_scale, c.anchor_scope,
-    c.bn_mode, c.momentum, c.stability, c.teacher_drop_limit, size), True))
+    s, t, projector=c.projector, factor=c.factor, beta=c.beta, w=c.w, reference=c.reference, teacher_ce=c.teacher_ce,
+    teacher_lr_scale=c.teacher_lr_scale, anchor_scope=c.anchor_scope, bn_mode=c.bn_mode, momentum=c.momentum,
+    stability=c.stability, teacher_drop_limit=c.teacher_drop_limit, image_size=size, shared_kl=c.shared_kl,
+    temperature=c.temperature, teacher_feedback=c.teacher_feedback, adapt_last=c.adapt_last), True))
 
 
 def check_teachers(student: ClassifierModel, teachers: list[ClassifierModel]) -> None:

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from compress.data.labels import labeled_ce
 from compress.distill.base import StepOutput
 from compress.distill.losses import anchor_penalty
+from compress.distill.projector import align_maps
 from compress.distill.simkd import SharedClassifierMethod, _stack_mean, eval_mode
 from compress.errors import ConfigError
 from compress.models import ClassifierModel
@@ -43,7 +45,18 @@ def anchor_names(teacher: ClassifierModel, scope: str) -> list[str]:
     """
     bias = teacher.classifier.bias
     return [name for name, p in teacher.named_parameters()
-            if p is not bias and (scope == "all" or p.ndim > 1)]
+            if p is not bias and p.requires_grad and (scope == "all" or p.ndim > 1)]
+
+
+def fixed_front(teacher: ClassifierModel, adapt_last: int | None) -> list[nn.Module]:
+    """The teacher body's top-level blocks that stay fixed when only its last ``adapt_last`` adapt."""
+    if adapt_last is None:
+        return []
+    blocks = list(teacher.body.children())
+    if not 1 <= adapt_last <= len(blocks):
+        raise ConfigError(f"adapt_last must be between 1 and {len(blocks)} (the blocks of {teacher.spec.name}'s body), "
+                          f"got {adapt_last}")
+    return blocks[:len(blocks) - adapt_last]
 
 
 def pre_classifier(head: nn.Sequential, feature_map: torch.Tensor) -> torch.Tensor:
@@ -78,19 +91,27 @@ class Snapshot(nn.Module):
 class ATSC(SharedClassifierMethod):
     name = "atsc"
     summary = "ATSC: SimKD with an adapted teacher (anchored to its weights), bias refinement; guarded by default"
+    label_terms = ("teacher_ce", "bias_ce")
 
     def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], projector: str = "bottleneck",
                  factor: int = 2, beta: float = 1.0, w: float = 1.0, reference: bool = False,
                  teacher_ce: float = 1.0, teacher_lr_scale: float = 0.1, anchor_scope: str = "all",
                  bn_mode: str = "train", momentum: float = 0.9, stability: str = "error",
-                 teacher_drop_limit: float = 0.01, image_size: int | tuple[int, int] | None = None) -> None:
+                 teacher_drop_limit: float = 0.01, image_size: int | tuple[int, int] | None = None, *,
+                 shared_kl: float = 0.0, temperature: float = 4.0, teacher_feedback: bool = True,
+                 adapt_last: int | None = None) -> None:
         for i, t in enumerate(teachers):
             head = t.head_module
             if not isinstance(head, nn.Sequential) or head[-1] is not t.classifier or t.classifier.bias is None:
                 raise ConfigError(f"teacher {i + 1} ({t.spec.name}): ATSC needs a head that ends with its "
                                   "classifier Linear (with bias)")
             t.requires_grad_(True)  # the teacher adapts
+            for block in fixed_front(t, adapt_last):
+                block.requires_grad_(False)  # backward stops at the first adapting block: a cheaper step
         super().__init__(student, teachers, projector, factor, beta, image_size)
+        self.shared_kl, self.temperature = shared_kl, temperature
+        self.teacher_feedback, self.adapt_last = teacher_feedback, adapt_last
+        self._fixed = [fixed_front(t, adapt_last) for t in teachers]
         self.w, self.reference, self.teacher_ce = w, reference, teacher_ce
         self.teacher_lr_scale, self.anchor_scope, self.bn_mode = teacher_lr_scale, anchor_scope, bn_mode
         self.momentum, self.stability, self.teacher_drop_limit = momentum, stability, teacher_drop_limit
@@ -120,6 +141,9 @@ class ATSC(SharedClassifierMethod):
 
     def train(self, mode: bool = True) -> "ATSC":
         super().train(mode)
+        for front in self._fixed:  # blocks that do not adapt keep their BN statistics too
+            for block in front:
+                block.eval()
         if mode and self.bn_mode == "frozen":  # running statistics used and kept; affine still trains
             for teacher in self.teachers:
                 for m in teacher.modules():
@@ -146,7 +170,7 @@ class ATSC(SharedClassifierMethod):
         teacher_ids = {id(p) for p in self.teachers.parameters()}
         bias_ids = {id(b) for b in self.biases()}
         student = [p for p in self.net.parameters() if id(p) not in teacher_ids]  # backbone + projectors
-        teacher = [p for p in self.teachers.parameters() if id(p) not in bias_ids]
+        teacher = [p for p in self.teachers.parameters() if id(p) not in bias_ids and p.requires_grad]
         # The reference steps b with the whole teacher (it gets no L1 gradient unless teacher_ce > 0);
         # the fast path refines b at the base lr, like the reference's separate bias optimizer.
         bias_scale = self.teacher_lr_scale if self.reference else 1.0
@@ -160,9 +184,16 @@ class ATSC(SharedClassifierMethod):
         k_teachers = len(self.teachers)
         f_s = self.net.backbone(images)
         f_ts = [t.features(images) for t in self.teachers]  # with autograd: the MSE reaches the teachers
-        mses, logits = self.project(f_s, f_ts)
+        # Without feedback (the control for ATSC's claim) the MSE's gradient stops at the teacher, which
+        # then learns from its own cross-entropy alone.
+        targets = f_ts if self.teacher_feedback else [f.detach() for f in f_ts]
+        mses, logits = self.project(f_s, targets)
         loss = (self.beta / k_teachers) * sum(mses)
         parts: dict[str, torch.Tensor] = {"mse": _stack_mean(mses).detach()}
+        if self.shared_kl > 0:
+            kl = _stack_mean(self.shared_kls(f_s, f_ts))
+            loss = loss + self.shared_kl * kl
+            parts["shared_kl"] = kl.detach()
 
         teacher_ces, bias_ces = [], []
         for teacher, f_t in zip(self.teachers, f_ts):
@@ -170,10 +201,10 @@ class ATSC(SharedClassifierMethod):
                 hidden = pre_classifier(teacher.head_module, f_t)
                 fc = teacher.classifier
                 if self.teacher_ce > 0:
-                    teacher_ces.append(F.cross_entropy(fc(hidden), labels))
+                    teacher_ces.append(labeled_ce(fc(hidden), labels))
                 if not self.reference:
                     # Fast-path L2: same-step pooled features and W detached, so only b gets this gradient.
-                    bias_ces.append(F.cross_entropy(F.linear(hidden.detach(), fc.weight.detach(), fc.bias), labels))
+                    bias_ces.append(labeled_ce(F.linear(hidden.detach(), fc.weight.detach(), fc.bias), labels))
         if teacher_ces:
             teacher_ce = _stack_mean(teacher_ces)
             loss = loss + self.teacher_ce * teacher_ce  # (teacher_ce / K) sum_k CE_k
@@ -196,6 +227,22 @@ class ATSC(SharedClassifierMethod):
             loss = loss + anchor
         parts["anchor"] = anchor.detach() if isinstance(anchor, torch.Tensor) else loss.new_tensor(anchor)
         return StepOutput(loss, logits, parts)
+
+    def shared_kls(self, f_s: torch.Tensor, f_ts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per teacher: ``T^2 KL(softmax(g(f_t)/T) || softmax(g(P(f_s))/T))`` through the shared classifier
+        g, on every image (no labels). Teacher logits and g are constants here: this term moves only the
+        student and its projector, so the teacher adapts through the feature MSE and its own CE alone."""
+        kls = []
+        for teacher, branch, f_t in zip(self.teachers, self.net.branches, f_ts):
+            fc = teacher.classifier
+            source, _, _ = align_maps(f_s, f_t)
+            hidden = pre_classifier(teacher.head_module, branch.projector(source))
+            student_logits = F.linear(hidden, fc.weight.detach(), fc.bias.detach())
+            with torch.no_grad():
+                teacher_probs = F.softmax(fc(pre_classifier(teacher.head_module, f_t)).float() / self.temperature, dim=1)
+            log_p = F.log_softmax(student_logits.float() / self.temperature, dim=1)
+            kls.append(F.kl_div(log_p, teacher_probs, reduction="batchmean") * self.temperature ** 2)
+        return kls
 
     def before_optimizer_step(self) -> None:
         """Fast path: grad += 2w (theta - theta0) on the anchored set (the penalty's exact gradient)."""
@@ -223,7 +270,7 @@ class ATSC(SharedClassifierMethod):
             with torch.no_grad():  # only b is stepped: no graph through the backbone is needed
                 hidden = pre_classifier(teacher.head_module, teacher.features(images))
             fc = teacher.classifier
-            losses.append(F.cross_entropy(F.linear(hidden, fc.weight.detach(), fc.bias), labels))
+            losses.append(labeled_ce(F.linear(hidden, fc.weight.detach(), fc.bias), labels))
         grads = torch.autograd.grad(sum(losses), biases)
         for b, g in zip(biases, grads):
             b.grad = g

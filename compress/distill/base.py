@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from compress.data.labels import labeled_ce
 from compress.models import ClassifierModel
 
 
@@ -28,6 +28,12 @@ class Method(nn.Module):
     """Base class. Subclasses own every module they train and decide what is deployed."""
 
     name: str = "method"
+    # Which data the method learns from. On partly labelled data (compress.data.labels) a method that
+    # uses unlabelled images gets mixed batches; one that does not gets batches of labelled images.
+    uses_unlabeled: bool = True
+    # The named loss parts that read labels; they average over the labelled images of a batch only
+    # (``labeled_ce``), every other part uses every image. Tests hold each method to this.
+    label_terms: tuple[str, ...] = ()
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -69,6 +75,8 @@ class Supervised(Method):
     """Plain cross-entropy training of one model: teachers, and the 'none' distillation baseline."""
 
     name = "none"
+    uses_unlabeled = False
+    label_terms = ("ce",)
 
     def __init__(self, model: ClassifierModel, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -77,7 +85,7 @@ class Supervised(Method):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         logits = self.model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        loss = labeled_ce(logits, labels, self.label_smoothing)
         return StepOutput(loss, logits, {"ce": loss.detach()})
 
     def deployable(self) -> nn.Module:

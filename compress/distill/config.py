@@ -14,9 +14,10 @@ BN_MODES = ("train", "frozen")
 STABILITY = ("error", "warn", "off")
 
 # ATSC guards: what the project default runs, and the neutral values that give the authors' semantics.
-GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "anchor_scope": "all", "bn_mode": "train"}
+GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "anchor_scope": "all", "bn_mode": "train",
+                                  "shared_kl": 0.0}
 REFERENCE_GUARDS: dict[str, Any] = {"teacher_ce": 0.0, "teacher_lr_scale": 1.0, "anchor_scope": "reference",
-                                    "bn_mode": "train"}
+                                    "bn_mode": "train", "shared_kl": 0.0}
 
 
 @dataclass
@@ -40,6 +41,9 @@ class DistillConfig:
     teacher_lr_scale: float | None = None  # teacher lr = lr * this (the classifier bias refines at lr)
     anchor_scope: str | None = None  # reference: conv kernels + W; all: every teacher param but the classifier bias
     bn_mode: str | None = None  # train: batch statistics (reference); frozen: running statistics fixed
+    shared_kl: float | None = None  # weight of T^2 KL(teacher || student) through the shared classifier, all images
+    teacher_feedback: bool = True  # False: the MSE does not reach the teacher (the control for ATSC's claim)
+    adapt_last: int | None = None  # only the teacher body's last N blocks adapt (None: all); a cheaper step
     momentum: float = 0.9  # SGD momentum of the bias refinement, and the one the stability check assumes
     stability: str = "error"  # lr * teacher_lr_scale * 2w >= 2(1 + momentum) diverges: error | warn | off
     teacher_drop_limit: float = 0.01  # health warning when a teacher keeps < (1 - this) of its top-1
@@ -77,6 +81,11 @@ class DistillConfig:
         number("w", 0.0)
         number("teacher_ce", 0.0)
         number("teacher_lr_scale", 0.0)
+        number("shared_kl", 0.0)
+        if self.adapt_last is not None and (isinstance(self.adapt_last, bool) or not isinstance(self.adapt_last, int)
+                                            or self.adapt_last < 1):
+            raise ConfigError(f"distill setting 'adapt_last' must be a whole number >= 1 (teacher blocks that adapt), "
+                              f"got {self.adapt_last!r}")
         number("momentum", 0.0, 0.999)
         number("teacher_drop_limit", 0.0, 1.0)
         number("temperature", 0.0, low_open=True)
@@ -86,8 +95,9 @@ class DistillConfig:
         for name, choices in (("anchor_scope", ANCHOR_SCOPES), ("bn_mode", BN_MODES), ("stability", STABILITY)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"distill setting '{name}' must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
-        if not isinstance(self.reference, bool):
-            raise ConfigError(f"distill setting 'reference' must be true or false, got {self.reference!r}")
+        for name in ("reference", "teacher_feedback"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"distill setting '{name}' must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

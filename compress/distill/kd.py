@@ -23,6 +23,7 @@ def freeze(teacher: ClassifierModel) -> ClassifierModel:
 class KD(Method):
     name = "kd"
     summary = "Hinton KD: CE + T^2 KL to the (mean) softened teacher probabilities; teachers frozen"
+    label_terms = ("ce",)
 
     def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], temperature: float = 4.0,
                  ce_weight: float = 0.1, kl_weight: float = 0.9) -> None:

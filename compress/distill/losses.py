@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from compress.data.labels import labeled_ce
+
 
 def feature_mse(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Feature regression of SimKD (Chen et al., CVPR 2022) and ATSC (Jang et al., 2024).
@@ -44,7 +46,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: t
     where ``kl`` already includes the ``T^2`` factor.
     """
     z = student_logits.float()
-    ce = F.cross_entropy(z, labels)
+    ce = labeled_ce(z, labels)  # unlabelled images (label < 0) count in the KL term only
     log_p_s = F.log_softmax(z / temperature, dim=1)
     kl = F.kl_div(log_p_s, teacher_probs, reduction="batchmean") * temperature**2
     return ce_weight * ce + kl_weight * kl, ce, kl

@@ -253,16 +253,44 @@ _DISTILL_OWN = ("student", "methods", "deploy", "train")
 
 @dataclass
 class DistillSpec:
-    """The student, the methods to run (several make the comparison table) and the one deployed."""
+    """The student, the runs to compare (the comparison table) and the one deployed.
+
+    Each entry of ``methods`` is a method name, or a variant: a mapping with its own ``name`` (the
+    table row and folder), the ``method`` it runs and settings of its own that take precedence over
+    the section's, e.g. ``{name: atsc-reference, method: atsc, reference: true}``."""
 
     student: str
-    methods: tuple[str, ...]
+    methods: tuple[str, ...]  # the run names, in order
     deploy: str
     train: TrainSpec
     settings: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields (the method aside)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # run name -> {method, own settings}
 
-    def config_for(self, method: str) -> DistillConfig:
-        return DistillConfig(method=method, **self.settings)
+    def method_of(self, name: str) -> str:
+        return str(self.variants.get(name, {}).get("method", name))
+
+    def config_for(self, name: str) -> DistillConfig:
+        own = {k: v for k, v in self.variants.get(name, {}).items() if k != "method"}
+        return DistillConfig(method=self.method_of(name), **{**self.settings, **own})
+
+    @staticmethod
+    def parse_variant(raw: Any, path: str) -> tuple[str, dict[str, Any]]:
+        """A ``methods`` entry: a method name, or ``{name, method, <settings>}``; returns (name, variant)."""
+        from compress.distill import METHODS
+
+        if isinstance(raw, str):
+            return _checked(path, lambda: METHODS.canonical(raw)), {}
+        data = _mapping(raw, path)
+        for key in ("name", "method"):
+            if key not in data:
+                raise ConfigError(f"{path}.{key}: missing: a variant needs a name (its table row) and the method it "
+                                  "runs, e.g. {name: atsc-reference, method: atsc, reference: true}")
+        name = convert(data.pop("name"), str, _join(path, "name"))
+        if not _NAME.match(name):
+            raise ConfigError(f"{path}.name: '{name}' becomes a folder name: use letters, digits, '-', '_' and '.'")
+        method = _checked(_join(path, "method"), lambda: METHODS.canonical(convert(data.pop("method"), str, path)))
+        own = read_fields(DistillConfig, data, path, exclude=("method",))
+        return name, {"method": method, **own}
 
     @classmethod
     def parse(cls, raw: Any, path: str) -> "DistillSpec":
@@ -279,29 +307,32 @@ class DistillSpec:
         methods_raw = data.get("methods", ["atsc"])
         if isinstance(methods_raw, str):
             methods_raw = [methods_raw]
-        names = convert(methods_raw, tuple[str, ...], _join(path, "methods"))
-        if not names:
-            raise ConfigError(f"{path}.methods: give at least one method (none, kd, simkd, atsc)")
-        methods = tuple(_checked(f"{path}.methods[{i}]", lambda n=n: METHODS.canonical(n)) for i, n in enumerate(names))
+        if not isinstance(methods_raw, (list, tuple)) or not methods_raw:
+            raise ConfigError(f"{path}.methods: give a list of at least one method (none, kd, simkd, atsc)")
+        parsed = [cls.parse_variant(m, f"{path}.methods[{i}]") for i, m in enumerate(methods_raw)]
+        methods = tuple(name for name, _ in parsed)
+        variants = {name: variant for name, variant in parsed if variant}
         if len(set(methods)) != len(methods):
-            raise ConfigError(f"{path}.methods: each method once, got {list(names)}")
+            raise ConfigError(f"{path}.methods: each name once, got {list(methods)}")
         deploy = methods[0]
         if data.get("deploy") is not None:
-            deploy = _checked(_join(path, "deploy"), lambda: METHODS.canonical(convert(data["deploy"], str, path)))
+            given = convert(data["deploy"], str, _join(path, "deploy"))
+            deploy = given if given in methods else _checked(_join(path, "deploy"), lambda: METHODS.canonical(given))
             if deploy not in methods:
                 raise ConfigError(f"{path}.deploy: '{deploy}' is not among the methods run ({', '.join(methods)}); "
                                   "add it to methods")
         train = TrainSpec.parse(data.get("train"), _join(path, "train"))
         if train.preset:  # the preset's method settings (w, factor, beta) sit under explicit keys
             settings = {**PRESETS.get(train.preset)["distill"], **settings}
-        spec = cls(student, methods, deploy, train, settings)
+        spec = cls(student, methods, deploy, train, settings, variants)
         for method in methods:  # every method's settings must build, before anything trains
             _checked(path, lambda m=method: spec.config_for(m))
         return spec
 
     def to_dict(self) -> dict[str, Any]:
         return {"student": self.student, "methods": list(self.methods), "deploy": self.deploy,
-                "train": self.train.to_dict(), "settings": plain(self.settings)}
+                "train": self.train.to_dict(), "settings": plain(self.settings),
+                **({"variants": plain(self.variants)} if self.variants else {})}
 
 
 @dataclass
@@ -486,7 +517,7 @@ def parse_recipe(raw: Any, default_name: str = "pipeline", source: str | None = 
     distill = DistillSpec.parse(raw["distill"], "distill")
     from compress.distill import METHODS
 
-    needing = [m for m in distill.methods if METHODS.get(m).needs_teachers]
+    needing = [m for m in distill.methods if METHODS.get(distill.method_of(m)).needs_teachers]
     if needing and not teachers:
         raise ConfigError(f"teachers: method(s) {', '.join(needing)} need at least one teacher")
     export = ExportSpec.parse(raw.get("export"), "export")
