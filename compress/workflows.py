@@ -158,6 +158,9 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
             teacher_models.append(teacher)
             inputs[f"teacher{i + 1}"] = source
     spec = make_spec(student_name, data.num_classes, data.preprocessing.channels, data.image_size)
+    # Seeded again here: building teachers consumed random numbers, and every method of a comparison
+    # (with or without teachers) should start from the same student weights for a given seed.
+    torch.manual_seed(train_cfg.seed)
     student = build_model(spec).to(device)
     teacher_top1: list[float] = []
     if not resume:  # a resumed run has these in its first epoch's metrics already

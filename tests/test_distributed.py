@@ -26,6 +26,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from compress.data import DATASETS, DataBundle
+from compress.data.labels import UNLABELED
 from compress.data.loaders import Augment, TensorLoader
 from compress.data.preprocessing import Preprocessing
 from compress.distill import ATSC, DistillConfig
@@ -74,16 +75,20 @@ def _method(reference: bool, teacher_ce: float = 0.0) -> RecordingATSC:
     return method
 
 
-def _data(rank: int, world: int) -> DataBundle:
+def _data(rank: int, world: int, partly_labeled: bool = False) -> DataBundle:
     g = torch.Generator().manual_seed(7)
     train_x = torch.randint(0, 256, (64, 1, SIZE, SIZE), generator=g, dtype=torch.uint8)
     train_y = torch.randint(0, CLASSES, (64,), generator=g)
+    share = None
+    if partly_labeled:  # 16 of 64 images keep their labels; half of each global batch is labelled
+        train_y[16:] = UNLABELED
+        share = 0.5
     val_x = torch.randint(0, 256, (40, 1, SIZE, SIZE), generator=g, dtype=torch.uint8)
     val_y = torch.randint(0, CLASSES, (40,), generator=g)
     pre = Preprocessing((0.5,), (0.25,), SIZE, 1, 1, None, tuple(str(i) for i in range(CLASSES)))
     common: dict[str, Any] = dict(rank=rank, world_size=world)
     train = TensorLoader(train_x, train_y, GLOBAL_BATCH, pre, shuffle=True, augment=Augment(pad=2, flip=True),
-                         drop_last=True, seed=3, **common)
+                         drop_last=True, seed=3, labeled_share=share, **common)
     val = TensorLoader(val_x, val_y, 16, pre, shuffle=False, **common)
     return DataBundle(train, val, DATASETS.get("synthetic"), CLASSES, pre)
 
@@ -93,16 +98,19 @@ def _config(epochs: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, lr=0.1, schedule="constant", seed=0, log_every=1)
 
 
-# (out folder, reference path, teacher CE weight, epochs): "fast" leaves W without gradient (DDP must find
-# it unused), "guarded" (the default's teacher CE) reaches every parameter, "reference" steps b outside DDP.
-JOBS = (("fast", False, 0.0, 2), ("guarded", False, 1.0, 1), ("reference", True, 0.0, 1))
+# (out folder, reference path, teacher CE weight, epochs, partly labelled): "fast" leaves W without gradient
+# (DDP must find it unused), "guarded" (the default's teacher CE) reaches every parameter, "reference" steps b
+# outside DDP, "partly" is "guarded" on mixed batches (each rank averages its label terms over its own half
+# of the batch's labelled images, an equal share, so the mean over ranks is the global batch's).
+JOBS = (("fast", False, 0.0, 2, False), ("guarded", False, 1.0, 1, False), ("reference", True, 0.0, 1, False),
+        ("partly", False, 1.0, 1, True))
 
 
 def _train(root: Path, rank: int, world: int, dist: DistContext) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for name, reference, teacher_ce, epochs in JOBS:
+    for name, reference, teacher_ce, epochs, partly in JOBS:
         method = _method(reference, teacher_ce)
-        fit(method, _data(rank, world), _config(epochs), root / name, dist=dist, **QUIET)
+        fit(method, _data(rank, world, partly), _config(epochs), root / name, dist=dist, **QUIET)
         results[name] = {"losses": torch.stack(method.losses),
                          "state": {k: v.clone() for k, v in method.state_dict().items()}}
     return results
@@ -141,7 +149,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path: Path) -> None:
     single = _train(one, 0, 1, DistContext.single())
     ranks = [torch.load(two / f"rank{r}.pt") for r in range(2)]
 
-    for name, _, _, epochs in JOBS:
+    for name, _, _, epochs, _ in JOBS:
         # the per-step loss: mean of the two half-batch losses == the global batch's loss
         together = (ranks[0][name]["losses"] + ranks[1][name]["losses"]) / 2
         assert len(together) == epochs * 4

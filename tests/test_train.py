@@ -136,3 +136,42 @@ def test_resume_uses_this_machines_optimizer_kernels(tmp_path: Path) -> None:
     assert all(g["foreach"] is True and not g["fused"] for g in fresh.param_groups)
     momentum = [fresh.state[p]["momentum_buffer"] for p in method.parameters()]
     assert all(torch.equal(m, saved.state[p]["momentum_buffer"]) for m, p in zip(momentum, method.parameters()))
+
+
+class _StopAt(Exception):
+    pass
+
+
+def _kd_run(out: Path, stop_at_step: int | None = None, resume: bool = False) -> torch.nn.Module:
+    """KD on partly labelled data (mixed batches); optionally stopped in the middle of epoch 2."""
+    from compress.distill import DistillConfig, build_method
+
+    torch.manual_seed(7 if not resume else 999)  # a resumed run must take everything from the checkpoint
+    method = build_method(DistillConfig(method="kd"), create_model("resnet8", 10, 1), [create_model("resnet8", 10, 1)])
+    data = load_data(DataConfig(batch_size=64, train_limit=1024, val_limit=500, labels_per_class=10, seed=3))
+    if stop_at_step is not None:
+        calls = {"n": 0}
+        forward = method.forward
+
+        def counting(images: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == stop_at_step:
+                raise _StopAt  # as if the process died mid-epoch, after the last epoch's checkpoint
+            return forward(images, labels)
+
+        method.forward = counting  # type: ignore[method-assign]
+    cfg = TrainConfig(epochs=2, lr=0.05, seed=3, deterministic=True)
+    fit(method, data, cfg, out, resume=resume, **QUIET)
+    return method
+
+
+def test_resume_mid_epoch_with_unlabelled_data_gives_the_same_weights(tmp_path: Path, fmnist_available: Path) -> None:
+    straight = _kd_run(tmp_path / "straight")
+    with pytest.raises(_StopAt):
+        _kd_run(tmp_path / "resumed", stop_at_step=16 + 5)  # 16 steps per epoch: 5 steps into epoch 2
+    resumed = _kd_run(tmp_path / "resumed", resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert 0 < rows[-1]["train_top1"] <= 100  # over the labelled images of the mixed batches

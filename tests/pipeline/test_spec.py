@@ -53,6 +53,9 @@ def test_every_recipe_parses(path: Path) -> None:
     spec = load_recipe(path)
     assert spec.name == path.stem  # the run folder is named after the file
     assert spec.distill.deploy in spec.distill.methods
+    if path.stem.endswith("_teacher"):  # makes a teacher (run with --until teacher), exports nothing
+        assert len(spec.teachers) == 1 and spec.teachers[0].train is not None and spec.export.onnx is None
+        return
     assert spec.export.onnx is not None and spec.export.int8 is not None
     assert spec.validate.parsed_gates is not None
 
@@ -161,3 +164,31 @@ def test_stage_names_for_from_and_until() -> None:
     assert stage_index("export_onnx", "--from") == 2 and stage_index("Report", "--until") == 6
     with pytest.raises(ConfigError, match=r"--from 'exprt-onnx' is not a stage: did you mean 'export-onnx'\?"):
         stage_index("exprt-onnx", "--from")
+
+
+def test_methods_may_be_named_variants_with_their_own_settings() -> None:
+    raw = {"data": {"name": "fashion-mnist", "labels_per_class": 100},
+           "teachers": [{"model": "resnet20", "train": {"epochs": 1}}],
+           "distill": {"student": "resnet8", "w": 2.0, "deploy": "atsc-reference",
+                       "methods": ["none", {"name": "none-ls", "method": "none", "label_smoothing": 0.1},
+                                   {"name": "atsc-reference", "method": "atsc", "reference": True}, "atsc"]}}
+    spec = parse_recipe(raw)
+    assert spec.distill.methods == ("none", "none-ls", "atsc-reference", "atsc")
+    assert spec.data.labels_per_class == 100 and spec.distill.deploy == "atsc-reference"
+    ls, ref, atsc = (spec.distill.config_for(n) for n in ("none-ls", "atsc-reference", "atsc"))
+    assert (ls.method, ls.label_smoothing) == ("none", 0.1)
+    assert (ref.method, ref.reference, ref.teacher_ce, ref.w) == ("atsc", True, 0.0, 2.0)  # reference guards, shared w
+    assert (atsc.reference, atsc.teacher_ce) == (False, 1.0)
+
+
+@pytest.mark.parametrize("variant, message", [
+    ({"method": "atsc"}, r"distill.methods\[0\].name: missing"),
+    ({"name": "x", "method": "atsk"}, r"distill.methods\[0\].method: .*did you mean 'atsc'"),
+    ({"name": "x/y", "method": "atsc"}, "becomes a folder name"),
+    ({"name": "x", "method": "atsc", "refrence": True}, r"did you mean 'reference'"),
+])
+def test_bad_variants_name_their_path(variant: dict, message: str) -> None:
+    raw = {"teachers": [{"model": "resnet20", "train": {"epochs": 1}}],
+           "distill": {"student": "resnet8", "methods": [variant]}}
+    with pytest.raises(ConfigError, match=message):
+        parse_recipe(raw)
