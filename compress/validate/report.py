@@ -1,25 +1,47 @@
 """Reports in a run folder: ``report.json`` (every number), ``report.md`` (tables), ``report.png`` (plots).
 
-The picture has accuracy against p90 latency for every stage/backend (up and to the left is better)
-and, when given, training curves from per-epoch metrics (JSON lines). matplotlib is optional and is
-imported only here, with the Agg backend (no display on a server or in CI).
+The picture has accuracy against p90 latency for every stage/backend (up and to the left is better),
+when given, the student's top-1 for every distillation run against its teachers and the student trained
+alone, and training curves from per-epoch metrics (JSON lines). Every accuracy axis spans at least a
+couple of points (``accuracy_limits``), so a 0.01-point difference never fills a plot. matplotlib is
+optional and is imported only here, with the Agg backend (no display on a server or in CI).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from compress.artifacts import atomic_path, atomic_write_text, ensure_writable_dir, write_json
-from compress.errors import CheckpointError, MissingDependency
+from compress.errors import CheckpointError, ConfigError, MissingDependency
 from compress.validate.gates import describe
 from compress.validate.latency import LatencyStats
 from compress.validate.results import StageResult, ValidationResult
 
+if TYPE_CHECKING:  # compress.data imports torch: not needed to render a report
+    from compress.data import DataConfig
+    from matplotlib.figure import Figure
+
 Curves = Mapping[str, Sequence[Mapping[str, Any]]]  # run name (method) -> per-epoch metric dicts
+
+# Columns of the distillation table that the pipeline writes (compress.pipeline.stages) and the picture
+# reads back; other columns are shown as they come.
+RUN, ROLE, TOP1 = "run", "role", "top-1 (%)"
+TEACHER_AFTER = "teacher after (%)"  # an adapting teacher's (ATSC) top-1 after the last epoch
+DELTA_ALONE = "Δ vs alone (pt)"  # student top-1 minus that of the student trained alone (method none)
+TEACHER_ROLE = "teacher"
+
+
+def student_role(deployed: bool = False, alone: bool = False) -> str:
+    """The role of a student run: "student", "student (deployed)", "student (alone)", "student (alone, deployed)".
+
+    "alone" marks the run the Δ column is measured against, so a reader sees which it is."""
+    marks = [mark for mark, on in (("alone", alone), ("deployed", deployed)) if on]
+    return "student" + (f" ({', '.join(marks)})" if marks else "")
 
 
 @dataclass
@@ -44,6 +66,176 @@ def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise CheckpointError(f"'{path}' line {number} is not JSON ({exc.msg})") from None
     return rows
+
+
+# ---------------------------------------------------------------- regime
+
+# Training images of the built-in datasets (before train_limit); imagefolder data is counted on disk and
+# synthetic data has its own size. Kept here rather than read from the data files: a report must not
+# load 60,000 images to print one number.
+_TRAIN_SIZES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+_SYNTHETIC_TRAIN = 2048  # DataConfig.synthetic_size[0]; data records in sidecars do not carry it
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """How many training images a run drew from and how many of them had labels (None: unknown here)."""
+
+    total: int | None  # labelled + unlabelled
+    labeled: int | None
+    unlabeled: int | None  # 0 when every image is labelled
+    per_class: int | None = None  # the request, as given: labels_per_class ...
+    fraction: float | None = None  # ... or label_fraction
+
+    @property
+    def partly_labeled(self) -> bool:
+        return self.unlabeled != 0
+
+
+@dataclass(frozen=True)
+class TeacherFacts:
+    """What the regime sentence says about a teacher."""
+
+    label: str
+    top1: float | None = None
+    data: Mapping[str, Any] | None = None  # the data record it was trained with (its sidecar's "data")
+    weights: str | None = None  # given weights (e.g. "imagenet") when it was not trained on this data
+
+
+def _field(data: DataConfig | Mapping[str, Any], name: str) -> Any:
+    """A field of a DataConfig or of a data record (a sidecar's "data": a dict, some keys absent)."""
+    return data.get(name) if isinstance(data, Mapping) else getattr(data, name, None)
+
+
+def _dataset_name(data: DataConfig | Mapping[str, Any]) -> str:
+    name = str(_field(data, "name") or "?")
+    from compress.data import DATASETS
+
+    try:
+        return DATASETS.canonical(name)  # aliases (fmnist, imagenet) -> the registry's name
+    except ConfigError:  # an unknown name (a foreign sidecar): say what it says
+        return name
+
+
+def _image_files(folder: Path, recursive: bool) -> int | None:
+    from compress.data.sources import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        return None  # the report may be rendered on another machine than the one that trained
+    paths = folder.rglob("*") if recursive else (p for d in folder.iterdir() if d.is_dir() for p in d.iterdir())
+    return sum(1 for p in paths if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _classes_and_size(data: DataConfig | Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(classes, training images before any limit) of the dataset a config or data record names."""
+    name = _dataset_name(data)
+    if name == "imagefolder":
+        root = _field(data, "data_dir")
+        train = Path(root) / "train" if root else None
+        if train is None or not train.is_dir():
+            return None, None
+        return sum(1 for d in train.iterdir() if d.is_dir()), _image_files(train, recursive=False)
+    from compress.data import DATASETS
+
+    try:
+        classes: int | None = DATASETS.get(name).num_classes
+    except ConfigError:
+        classes = None
+    if name == "synthetic":
+        size = _field(data, "synthetic_size")
+        return classes, int(size[0]) if size else _SYNTHETIC_TRAIN
+    return classes, _TRAIN_SIZES.get(name)
+
+
+def label_counts(data: DataConfig | Mapping[str, Any]) -> LabelCounts:
+    """Labelled and unlabelled training images of a DataConfig or data record, without loading any image.
+
+    Mirrors compress.data: the training set is ``train_limit`` images of the dataset (all without it);
+    ``labels_per_class`` keeps that many per class, ``label_fraction`` about that share of every class
+    (rounded per class, so the count here may differ by a few), the rest lose their labels, and the
+    images of ``unlabeled_dir`` (imagefolder) join the unlabelled ones."""
+    classes, size = _classes_and_size(data)
+    limit = _field(data, "train_limit")
+    if limit is not None:
+        size = min(size, int(limit)) if size is not None else int(limit)
+    per_class, fraction = _field(data, "labels_per_class"), _field(data, "label_fraction")
+    extra_dir = _field(data, "unlabeled_dir")
+    extra = _image_files(Path(extra_dir), recursive=True) if extra_dir else 0
+    if per_class is None and fraction is None and not extra_dir:
+        return LabelCounts(size, size, 0)
+    if per_class is not None:
+        labeled = per_class * classes if classes is not None else None
+    elif fraction is not None:
+        labeled = round(fraction * size) if size is not None else None
+    else:
+        labeled = size  # unlabeled_dir alone: train/ keeps every label
+    if labeled is not None and size is not None:
+        labeled = min(labeled, size)  # a request beyond the data fails in training; never count below zero
+    rest = size - labeled if size is not None and labeled is not None else None
+    unlabeled = rest + extra if rest is not None and extra is not None else None
+    total = labeled + unlabeled if labeled is not None and unlabeled is not None else None
+    return LabelCounts(total, labeled, unlabeled, per_class, fraction)
+
+
+def _how_labeled(counts: LabelCounts) -> str:
+    """"(100 per class)" / "(2 % of each class)": the request behind a labelled count."""
+    if counts.per_class is not None:
+        return f"({counts.per_class:,} per class)"
+    if counts.fraction is not None:
+        return f"({100 * counts.fraction:g} % of each class)"
+    return ""
+
+
+def _student_regime(counts: LabelCounts, unlabeled_dir: str | None) -> str:
+    if not counts.partly_labeled:
+        return f"all {counts.total:,} training images labelled" if counts.total is not None else \
+            "all training images labelled"
+    how = _how_labeled(counts)
+    if counts.labeled is not None:
+        labeled = f"{counts.labeled:,} labelled training images" + (f" {how}" if how else "")
+    elif counts.per_class is not None:
+        labeled = f"{counts.per_class:,} labelled training images per class"
+    else:
+        labeled = f"{100 * (counts.fraction or 0):g} % of the training images labelled"
+    if counts.unlabeled is not None:
+        return f"{labeled} and {counts.unlabeled:,} unlabelled ones"
+    return f"{labeled} and the unlabelled images of {unlabeled_dir}" if unlabeled_dir else f"{labeled}, the rest unlabelled"
+
+
+def _teacher_regime(teacher: TeacherFacts, student_dataset: str) -> str:
+    details = []
+    if teacher.top1 is not None:
+        details.append(f"{teacher.top1:.2f} % top-1")
+    if teacher.data is not None:
+        counts = label_counts(teacher.data)
+        other = _dataset_name(teacher.data)
+        of = f" {other}" if other != student_dataset else ""  # only worth saying when it differs
+        if not counts.partly_labeled:
+            details.append(f"trained on all {counts.total:,}{of} labels" if counts.total is not None else
+                           f"trained on all{of} labels")
+        elif counts.labeled is not None:
+            how = _how_labeled(counts)[1:-1]  # without its parentheses: this already sits in some
+            details.append(f"trained on {counts.labeled:,}{of} labels" + (f", {how}" if how else ""))
+        else:
+            details.append(f"trained on part of the{of} labels")
+    elif teacher.weights:
+        details.append(f"{teacher.weights} weights")
+    return f"{teacher.label}" + (f" ({', '.join(details)})" if details else "")
+
+
+def describe_regime(data: DataConfig | Mapping[str, Any], teachers: Sequence[TeacherFacts] = ()) -> str:
+    """One sentence on what the runs learnt from, e.g. "Regime: 1,000 labelled training images (100 per
+    class) and 59,000 unlabelled ones; teacher resnet20 (93.12 % top-1, trained on all 60,000 labels)."
+
+    The same numbers mean different things with all labels and with a few: a reader needs this before
+    the comparison table."""
+    sentence = "Regime: " + _student_regime(label_counts(data), _field(data, "unlabeled_dir"))
+    if teachers:
+        dataset = _dataset_name(data)
+        parts = [_teacher_regime(t, dataset) for t in teachers]
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        sentence += f"; teacher{'s' if len(parts) > 1 else ''} {listed}"
+    return sentence + "."
 
 
 # ---------------------------------------------------------------- markdown
@@ -83,7 +275,9 @@ def _stage_label(stage: StageResult) -> str:
 
 
 def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str, Any]] | None = None,
-                    title: str = "Validation report") -> str:
+                    title: str = "Validation report", regime: str | None = None) -> str:
+    """The report as Markdown. ``regime``: a sentence on the training data (``describe_regime``), shown
+    above the distillation table (or under the data line when there is none)."""
     env = result.environment
     versions = env.get("versions", {})
     lib = ", ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "tensorrt", "compress") if k in versions)
@@ -92,6 +286,8 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
     out.append(f"Data: **{data.get('name', '?')}**, {data.get('samples', '?')} validation images. "
                f"Reference: **{result.reference}**. CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores); "
                f"GPU: {env.get('gpu') or 'none'}. {lib}.")
+    if regime and not distillation:
+        out += ["", regime]
     out += ["", "## Stages", ""]
     rows = []
     for s in result.stages.values():
@@ -122,8 +318,8 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
         keys: list[str] = []
         for row in distillation:
             keys += [k for k in row if k not in keys]
-        out += ["", "## Distillation methods", ""]
-        out.append(_table(keys, [[_cell(row.get(k)) for k in keys] for row in distillation]))
+        out += ["", "## Distillation methods", ""] + ([regime, ""] if regime else [])
+        out.append(_table(keys, [[_cell(row.get(k), k) for k in keys] for row in distillation]))
 
     if result.gates:
         out += ["", "## Gates", ""]
@@ -138,7 +334,9 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
     return "\n".join(out) + "\n"
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith("(pt)"):
+        return f"{value:+.2f}"  # a difference in points: its sign is the news
     if isinstance(value, float):
         return f"{value:.2f}"
     return "–" if value is None else str(value)
@@ -152,6 +350,28 @@ def _gate_value(value: float | None, unit: str) -> str:
 
 # ---------------------------------------------------------------- picture
 
+def accuracy_limits(values: Iterable[float | None], min_span: float = 2.0, margin: float = 0.1) -> tuple[float, float]:
+    """(low, high) of a top-1 (%) axis: every value inside, at least ``min_span`` points tall, within [0, 100].
+
+    Autoscaling fills an axis with whatever spread there is, so two stages 0.01 point apart would look a
+    cliff apart. The span is the values' spread plus ``margin`` of it on each side, widened about their
+    centre to ``min_span``; at 0 or 100 it is shifted inwards rather than cut. None and NaN are ignored."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return 0.0, 100.0
+    low, high = min(finite), max(finite)
+    pad = margin * (high - low)
+    low, high = low - pad, high + pad
+    if high - low < min_span:
+        centre = (low + high) / 2
+        low, high = centre - min_span / 2, centre + min_span / 2
+    if low < 0:
+        low, high = 0.0, min(100.0, high - low)
+    if high > 100:
+        low, high = max(0.0, low - (high - 100)), 100.0
+    return low, high
+
+
 def _plot_point(stage: StageResult, batch_size: int | None) -> LatencyStats | None:
     """The stage's point for the scatter: the chosen batch, the most threads (GPU points have none)."""
     if not stage.latency or stage.accuracy is None:
@@ -161,8 +381,7 @@ def _plot_point(stage: StageResult, batch_size: int | None) -> LatencyStats | No
     return max(candidates, key=lambda s: s.threads or 0) if candidates else None
 
 
-def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: Curves | None = None,
-               batch_size: int | None = None) -> Path:
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -170,22 +389,24 @@ def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: C
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependency("matplotlib", "report", "report.png") from None
-    curves = {k: v for k, v in (curves or {}).items() if v}
-    ncols = 2 if curves else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.6), squeeze=False)
-    ax = axes[0][0]
+    return plt
+
+
+def _latency_panel(ax: Any, result: ValidationResult, batch_size: int | None) -> None:
     markers = {"pytorch": "o", "onnxruntime": "s", "tensorrt": "^"}
     plotted_batch = None
     latencies: list[float] = []
+    top1: list[float] = []
     for i, stage in enumerate(result.stages.values()):
         point = _plot_point(stage, batch_size)
-        if point is None:
+        if point is None or stage.accuracy is None:
             continue
         plotted_batch = point.batch_size
         latencies.append(point.p90_ms)
-        ax.scatter(point.p90_ms, stage.accuracy.top1, s=70, marker=markers.get(stage.engine, "o"),  # type: ignore[union-attr]
+        top1.append(stage.accuracy.top1)
+        ax.scatter(point.p90_ms, stage.accuracy.top1, s=70, marker=markers.get(stage.engine, "o"),
                    color=f"C{i}", label=f"{stage.name} ({_stage_label(stage)})", zorder=3)
-        ax.annotate(stage.name, (point.p90_ms, stage.accuracy.top1), textcoords="offset points", xytext=(6, 5),  # type: ignore[union-attr]
+        ax.annotate(stage.name, (point.p90_ms, stage.accuracy.top1), textcoords="offset points", xytext=(6, 5),
                     fontsize=8)
     threads = sorted({s.threads for st in result.stages.values() for s in st.latency if s.threads is not None})
     where = f"batch {plotted_batch}" + (f", CPU threads {threads[-1]}" if threads else "")
@@ -198,59 +419,134 @@ def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: C
         ax.text(0.01, 0.01, "skipped here: " + ", ".join(skipped), transform=ax.transAxes, fontsize=7, color="grey")
     if ax.collections:
         ax.legend(fontsize=7, loc="best")
-        ax.margins(x=0.25, y=0.25)
+        ax.margins(x=0.25)
+        ax.set_ylim(*accuracy_limits(top1, margin=0.25))  # room for the labels above the points
         if min(latencies) > 0 and max(latencies) / min(latencies) > 10:
             ax.set_xscale("log")  # eager vs runtimes often differ by 10-100x: keep every point readable
 
-    if curves:
-        cax = axes[0][1]
-        loss_ax = cax.twinx()
-        for i, (run, rows) in enumerate(curves.items()):
-            epochs = [r.get("epoch", n + 1) for n, r in enumerate(rows)]
-            top1 = [(e, r["val_top1"]) for e, r in zip(epochs, rows) if r.get("val_top1") is not None]
-            loss = [(e, r["train_loss"]) for e, r in zip(epochs, rows) if r.get("train_loss") is not None]
-            if top1:
-                cax.plot(*zip(*top1), color=f"C{i}", marker=".", label=f"{run} val top-1")
-            if loss:
-                loss_ax.plot(*zip(*loss), color=f"C{i}", linestyle="--", alpha=0.6, label=f"{run} train loss")
-        from matplotlib.ticker import MaxNLocator
 
-        cax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        cax.set_xlabel("epoch")
-        cax.set_ylabel("validation top-1 (%), solid")
-        loss_ax.set_ylabel("training loss, dashed")
-        cax.set_title("Training curves")
-        cax.grid(True, alpha=0.3)
-        handles = cax.get_legend_handles_labels()[0] + loss_ax.get_legend_handles_labels()[0]
-        labels = cax.get_legend_handles_labels()[1] + loss_ax.get_legend_handles_labels()[1]
-        if handles:
-            cax.legend(handles, labels, fontsize=7, loc="center right")
+def _student_runs(distillation: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in distillation if str(r.get(ROLE, "")).startswith("student") and r.get(TOP1) is not None]
+
+
+def _methods_panel(ax: Any, distillation: Sequence[Mapping[str, Any]]) -> None:
+    """One bar per student run, the deployed one highlighted, against lines at each teacher's top-1 and
+    the student trained alone's: how much each method bought over training without a teacher."""
+    students = _student_runs(distillation)
+    teachers = [r for r in distillation if r.get(ROLE) == TEACHER_ROLE and r.get(TOP1) is not None]
+    alone = next((r for r in students if "alone" in str(r[ROLE])), None)
+    values = [float(r[TOP1]) for r in students]
+    deployed = ["deployed" in str(r[ROLE]) for r in students]
+    positions = list(range(len(students)))
+    bars = ax.bar(positions, values, width=0.6, color=["C1" if d else "C0" for d in deployed],
+                  edgecolor=["black" if d else "none" for d in deployed], zorder=2)
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=2)
+    names = [f"{r[RUN]}\n(deployed)" if d else str(r[RUN]) for r, d in zip(students, deployed)]
+    ax.set_xticks(positions, names, fontsize=8, rotation=30 if len(students) > 4 else 0,
+                  ha="right" if len(students) > 4 else "center")
+    lines = []
+    for i, teacher in enumerate(teachers):
+        lines.append(float(teacher[TOP1]))
+        ax.axhline(lines[-1], color=f"C{i + 2}", linestyle="--", linewidth=1.2,
+                   label=f"{teacher.get(RUN, 'teacher')}: {lines[-1]:.2f}%")
+    if alone is not None:
+        lines.append(float(alone[TOP1]))
+        ax.axhline(lines[-1], color="black", linestyle=":", linewidth=1.2,
+                   label=f"student alone ({alone[RUN]}): {lines[-1]:.2f}%")
+    # bars start below the axis: their labels carry the numbers, the axis the differences
+    ax.set_ylim(*accuracy_limits(values + lines, margin=0.15))
+    ax.set_ylabel("student top-1 (%)")
+    ax.set_title("Student top-1 by method")
+    ax.grid(True, axis="y", alpha=0.3)
+    if lines:
+        ax.legend(fontsize=7, loc="best")
+
+
+def _curves_panel(ax: Any, curves: Curves) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    loss_ax = ax.twinx()
+    top1_values: list[float] = []
+    for i, (run, rows) in enumerate(curves.items()):
+        epochs = [r.get("epoch", n + 1) for n, r in enumerate(rows)]
+        top1 = [(e, r["val_top1"]) for e, r in zip(epochs, rows) if r.get("val_top1") is not None]
+        loss = [(e, r["train_loss"]) for e, r in zip(epochs, rows) if r.get("train_loss") is not None]
+        if top1:
+            ax.plot(*zip(*top1), color=f"C{i}", marker=".", label=f"{run} val top-1")
+            top1_values += [v for _, v in top1]
+        if loss:
+            loss_ax.plot(*zip(*loss), color=f"C{i}", linestyle="--", alpha=0.6, label=f"{run} train loss")
+    if top1_values:
+        ax.set_ylim(*accuracy_limits(top1_values))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%), solid")
+    loss_ax.set_ylabel("training loss, dashed")
+    ax.set_title("Training curves")
+    ax.grid(True, alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0] + loss_ax.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + loss_ax.get_legend_handles_labels()[1]
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="center right")
+
+
+def report_figure(result: ValidationResult, curves: Curves | None = None,
+                  distillation: Sequence[Mapping[str, Any]] | None = None, batch_size: int | None = None) -> Figure:
+    """The picture of ``render_png``, side by side: accuracy vs latency; student top-1 by method (when the
+    table has student runs with a top-1); training curves (when given). Close it with
+    ``matplotlib.pyplot.close`` when done."""
+    plt = _pyplot()
+    curves = {k: v for k, v in (curves or {}).items() if v}
+    with_methods = bool(_student_runs(distillation or ()))
+    ncols = 1 + with_methods + bool(curves)
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.6), squeeze=False)
+    panels = iter(axes[0])
+    _latency_panel(next(panels), result, batch_size)
+    if with_methods:
+        _methods_panel(next(panels), distillation or ())
+    if curves:
+        _curves_panel(next(panels), curves)
     fig.tight_layout()
+    return fig
+
+
+def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: Curves | None = None,
+               batch_size: int | None = None, distillation: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write ``report_figure`` to ``path`` (PNG); returns the path."""
+    fig = report_figure(result, curves, distillation, batch_size)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        _pyplot().close(fig)
     return path
 
 
 def write_report(result: ValidationResult, out_dir: str | os.PathLike[str], *,
                  distillation: Sequence[Mapping[str, Any]] | None = None, curves: Curves | None = None,
-                 png: bool = True, title: str = "Validation report") -> ReportPaths:
+                 png: bool = True, title: str = "Validation report", regime: str | None = None) -> ReportPaths:
     """Write report.json, report.md and (with ``png``) report.png into ``out_dir``.
 
-    ``distillation``: one dict per distillation method run (method, teacher, student, top1, ...), shown as
-    a table when given. ``curves``: run name -> per-epoch metric dicts (see ``read_metrics_jsonl``).
+    ``distillation``: one dict per distillation run or teacher (run, role, top-1 (%), ...), shown as a
+    table when given; rows with a ``role`` of "teacher"/"student ..." and a ``top-1 (%)`` are also
+    plotted. ``curves``: run name -> per-epoch metric dicts (see ``read_metrics_jsonl``). ``regime``: a
+    sentence on the training data (``describe_regime``).
     """
     out = ensure_writable_dir(out_dir)
     data = result.to_dict()
+    if regime:
+        data["regime"] = regime
     if distillation:
         data["distillation"] = [dict(row) for row in distillation]
     if curves:
         data["training_curves"] = {name: [dict(r) for r in rows] for name, rows in curves.items()}
     write_json(out / "report.json", data)
-    atomic_write_text(out / "report.md", render_markdown(result, distillation, title))
-    picture = render_png(result, out / "report.png", curves) if png else None
+    atomic_write_text(out / "report.md", render_markdown(result, distillation, title, regime))
+    picture = render_png(result, out / "report.png", curves, distillation=distillation) if png else None
     return ReportPaths(out / "report.json", out / "report.md", picture)
 
 
-__all__ = ["ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"]
+__all__ = ["DELTA_ALONE", "LabelCounts", "ROLE", "RUN", "ReportPaths", "TEACHER_AFTER", "TEACHER_ROLE", "TOP1",
+           "TeacherFacts", "accuracy_limits", "describe_regime", "label_counts", "read_metrics_jsonl",
+           "render_markdown", "render_png", "report_figure", "student_role", "write_report"]
