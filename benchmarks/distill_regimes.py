@@ -52,12 +52,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "atsc-reference": {"method": "atsc", "reference": True},
     "atsc": {"method": "atsc"},  # the project default at the time of the run
     "atsc-control": {"method": "atsc", "teacher_feedback": False},
-    # explored to choose the default
+    # ablations of the default
+    "atsc-no-kl": {"method": "atsc", "shared_kl": 0.0},  # the guards of issue 3 alone
+    "atsc-last3": {"method": "atsc", "adapt_last": 3},  # only the teacher's last stage (resnet20) adapts
+    # as first explored (before shared_kl = 1 became the default; probe record distill_regimes_probe_cpu)
     "atsc-kl0": {"method": "atsc", "shared_kl": 0.0},
     "atsc-kl1": {"method": "atsc", "shared_kl": 1.0},
     "atsc-kl1-last3": {"method": "atsc", "shared_kl": 1.0, "adapt_last": 3},
-    "atsc-kl1-control": {"method": "atsc", "shared_kl": 1.0, "teacher_feedback": False},
-    "atsc-kl1-lr1": {"method": "atsc", "shared_kl": 1.0, "teacher_lr_scale": 1.0},
 }
 REGIMES = ("full", "few-privileged", "few-fair")
 COMPARED = ("none", "kd", "simkd")  # what the deployed ATSC is compared with, seed by seed

@@ -4,6 +4,7 @@ Per teacher k (weights theta_k, classifier g_k = (W_k, b_k), snapshot theta_k0 a
 
     L1 = (beta / K) sum_k MSE(P_k(f_s), f_t^k) + w sum_k sum_{p in anchor set} ||p - p0||^2
          [+ (teacher_ce / K) sum_k CE(g_k(GAP(f_t^k)), y)]            (guard, ours)
+         [+ (shared_kl / K) sum_k T^2 KL(g_k(f_t^k) || g_k(P_k(f_s)))] (ours, see below)
     L2 = sum_k CE(g_k(GAP(f_t^k)), y), stepping only the classifier biases b_k.
 
 ``reference=True`` runs the authors' semantics (see ../shared/ATSC.md): teacher in train mode with
@@ -14,6 +15,16 @@ so the bias update rides in the main step (one step staler, no second pass), and
 ``2w(theta - theta0)`` added straight to the gradients with ``torch._foreach`` ops. The guards against the
 collapse measured on real data are options: ``teacher_ce``, ``anchor_scope``, ``teacher_lr_scale``,
 ``bn_mode``. Deployed: ``SharedHeadStudent`` with the adapted teacher heads.
+
+Our additions, each an option measured on real data (benchmarks/results/distill_regimes_cpu.md):
+- ``shared_kl`` (default 1; 0 in the reference): ``T^2 KL(softmax(g(f_t)/T) || softmax(g(P(f_s))/T))``,
+  Hinton's soft targets through the shared classifier g, on every image (labelled or not), moving only
+  the student and its projector. The authors' code has a KL term at weight 0; on short schedules the
+  feature MSE alone leaves the shared head's outputs far from the teacher's, and this term closes that.
+- ``teacher_feedback=False``: the MSE's gradient stops at the teacher, which keeps learning from its
+  own cross-entropy only: the control that tells whether adapting *to the student* matters.
+- ``adapt_last=N``: only the teacher body's last N blocks adapt; backward stops there (a cheaper step).
+Label terms (teacher CE, bias refinement) average over the labelled images of a batch only.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ STABILITY = ("error", "warn", "off")
 
 # ATSC guards: what the project default runs, and the neutral values that give the authors' semantics.
 GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "anchor_scope": "all", "bn_mode": "train",
-                                  "shared_kl": 0.0}
+                                  "shared_kl": 1.0}
 REFERENCE_GUARDS: dict[str, Any] = {"teacher_ce": 0.0, "teacher_lr_scale": 1.0, "anchor_scope": "reference",
                                     "bn_mode": "train", "shared_kl": 0.0}
 

@@ -83,3 +83,41 @@ def test_two_ranks_split_each_epoch(tmp_path: Path) -> None:
         seen.append(torch.cat([x.flatten(1) for x, _ in batches]))
     both = torch.cat(seen)
     assert len(both) == 12 and len(torch.unique(both, dim=0)) == 12  # disjoint halves, every image once
+
+
+def test_unlabelled_folder_and_few_labels_mix_into_every_batch(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data", per_class=4)
+    extra = tmp_path / "unlabeled" / "camera" / "day1"  # any depth, no class structure
+    extra.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(extra / f"{i}.jpg")
+    (extra / "notes.txt").write_text("not an image")
+    cfg = DataConfig(name="imagefolder", data_dir=str(root), unlabeled_dir=str(tmp_path / "unlabeled"),
+                     labels_per_class=2, labeled_share=0.25, image_size=16, batch_size=8, workers=0)
+    data = load_data(cfg)
+    assert data.train.num_samples == 12 + 12 and len(data.train) == 24 // 8
+    for images, labels in data.train:  # 2 labelled images per batch of 8, the rest hidden or from the folder
+        assert images.shape == (8, 3, 16, 16)
+        assert (labels[:2] >= 0).all() and (labels[2:] == -1).all()
+    only = data.train_for(uses_unlabeled=False)
+    seen = torch.cat([labels for _, labels in only])
+    assert len(only) == 3 and (seen >= 0).all()
+    assert sorted(set(seen.tolist())) == [0, 1, 2] and len(seen) == 24  # the 6 labelled images, cycled
+    data.train.set_epoch(1)
+    first = [labels for _, labels in data.train]
+    data.train.set_epoch(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, [labels for _, labels in data.train]))  # reproducible
+
+
+def test_an_unlabelled_folder_without_images_is_one_line(tmp_path: Path) -> None:
+    from compress.errors import DataError
+
+    root = make_folder(tmp_path / "data", per_class=1)
+    (tmp_path / "empty").mkdir()
+    cfg = DataConfig(name="imagefolder", data_dir=str(root), unlabeled_dir=str(tmp_path / "empty"), workers=0)
+    with pytest.raises(DataError, match="holds no images"):
+        load_data(cfg)
+    cfg.unlabeled_dir = str(tmp_path / "missing")
+    with pytest.raises(DataError, match="does not exist"):
+        load_data(cfg)

@@ -107,8 +107,11 @@ def test_multi_teacher_loss_and_prediction(reference: bool) -> None:
         mses = [F.mse_loss(b.projector(f_s), t.body(x)) for b, t in zip(method.net.branches, method.teachers)]
         logits = torch.stack([b.head(b.projector(f_s)) for b in method.net.branches]).mean(0)
         expected = 0.7 / k * sum(mses)
-        if not reference:  # the fast path's bias CE rides in the same loss
+        if not reference:  # the fast path's bias CE rides in the same loss, and the default shared KL (T = 4)
             expected = expected + sum(F.cross_entropy(t(x), y) for t in method.teachers)
+            kls = [F.kl_div(F.log_softmax(b.head(b.projector(f_s)) / 4, 1), F.softmax(t(x) / 4, 1),
+                            reduction="batchmean") * 16 for b, t in zip(method.net.branches, method.teachers)]
+            expected = expected + sum(kls) / k
         assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
         torch.testing.assert_close(out.logits, logits)
         assert len(method.net.branches) == k and len(method.extra_checkpoints()) == k
@@ -235,3 +238,56 @@ def test_start_accuracy_measured_by_the_caller_saves_a_validation_pass() -> None
     assert val.passes == 3  # it measures the start itself (a resumed run)
     with pytest.raises(ValueError, match="2 accuracies for 1 teachers"):
         measured.teachers_measured([1.0, 2.0])
+
+
+def _grads(method: ATSC, loss: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    method.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: (None if p.grad is None or not p.grad.abs().sum() else p.grad.clone()) for n, p in method.named_parameters()}
+
+
+def test_shared_kl_moves_the_student_and_projector_only() -> None:
+    x, _ = batch()
+    method = build_method(DistillConfig(shared_kl=1.0), tiny("resnet8"), [tiny("resnet14", seed=1)])
+    method.train()
+    f_s = method.net.backbone(x)
+    f_ts = [t.features(x) for t in method.teachers]
+    grads = _grads(method, method.shared_kls(f_s, f_ts)[0])
+    assert all(g is None for n, g in grads.items() if n.startswith("teachers."))  # teacher body, W and b untouched
+    assert grads["net.branches.0.projector.0.weight"] is not None
+    assert any(g is not None for n, g in grads.items() if n.startswith("net.backbone."))
+
+
+def test_without_feedback_the_teacher_learns_from_its_own_cross_entropy_only() -> None:
+    x, y = batch()
+    method = build_method(DistillConfig(teacher_feedback=False, shared_kl=0.0, w=0.0), tiny("resnet8"),
+                          [tiny("resnet14", seed=1)])
+    method.train()
+    out = method(x, y)
+    with_mse = _grads(method, out.loss)
+    teacher = method.teachers[0]
+    own = _grads(method, F.cross_entropy(teacher(x), y))  # the teacher's cross-entropy term alone
+    bias = next(n for n, p in method.named_parameters() if p is teacher.classifier.bias)  # also gets the bias CE
+    for name, grad in with_mse.items():
+        if name.startswith("teachers.") and name != bias:
+            assert (grad is None) == (own[name] is None), name
+            if grad is not None:
+                torch.testing.assert_close(grad, own[name], msg=name)
+    assert out.parts["mse"].item() > 0 and with_mse["net.branches.0.projector.0.weight"] is not None
+
+
+def test_adapt_last_keeps_the_teacher_front_fixed_and_cheaper() -> None:
+    teacher = tiny("resnet14", seed=1)
+    front = list(teacher.body.children())[:-3]
+    before = params_and_buffers(teacher)
+    method = build_method(DistillConfig(adapt_last=3), tiny("resnet8"), [teacher])
+    opt = optimizer(method)
+    train_step(method, opt, *batch())
+    fixed = {f"body.{i}." for i in range(len(front))}
+    changed = {k for k, v in params_and_buffers(teacher).items() if not torch.equal(v, before[k])}
+    assert changed and not any(k.startswith(tuple(fixed)) for k in changed)  # BN statistics of the front too
+    assert any(k.startswith(f"body.{len(front)}.") for k in changed)
+    assert all(name.startswith(f"body.{len(front)}") or name.startswith(("body.7", "body.8", "head"))
+               for name in method._anchor_names[0])
+    with pytest.raises(ConfigError, match="adapt_last must be between 1 and 9"):
+        build_method(DistillConfig(adapt_last=10), tiny("resnet8"), [tiny("resnet14", seed=1)])
