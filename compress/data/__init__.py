@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,12 @@ class DataConfig:
     @property
     def partly_labeled(self) -> bool:
         return self.labels_per_class is not None or self.label_fraction is not None or self.unlabeled_dir is not None
+
+    def without_label_split(self) -> "DataConfig":
+        """The same images with no labelled/unlabelled split: for export parity, calibration and
+        validation, which read images and validation labels only (a split of a small calibration
+        subset may not even be possible)."""
+        return replace(self, labels_per_class=None, label_fraction=None, unlabeled_dir=None)
 
     def validate(self) -> None:
         for field_name in ("batch_size", "eval_batch_size"):

@@ -217,7 +217,14 @@ class TeacherSpec:
 
     @property
     def label(self) -> str:
-        return self.model or Path(self.checkpoint or "teacher").parent.name or "teacher"
+        """The teacher's name in logs and tables: its zoo name, its checkpoint's file name, or the run
+        folder of a ``model.safetensors``."""
+        if self.model:
+            return self.model
+        path = Path(self.checkpoint or "teacher")
+        if path.suffix == ".safetensors" and path.name != "model.safetensors":
+            return path.stem
+        return (path.parent.name if path.suffix else path.name) or "teacher"
 
     @classmethod
     def parse(cls, raw: Any, path: str) -> "TeacherSpec":

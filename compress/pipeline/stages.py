@@ -134,7 +134,7 @@ def _export_data(run: _Run, channels: int, val: int, train: int = 1) -> Any:
 
     limit = run.spec.data.val_limit
     return load_data(run.data_copy(channels=channels, augment=False, val_limit=min(val, limit) if limit else val,
-                                   train_limit=train))
+                                   train_limit=train).without_label_split())
 
 
 def _student(run: _Run) -> Path:
@@ -279,7 +279,7 @@ def _validate_run(run: _Run) -> _Done:
 
     spec = run.spec.validate
     paths, skipped = _artifacts(run)
-    data = run.data_copy(augment=False, val_limit=spec.val_limit or run.spec.data.val_limit)
+    data = run.data_copy(augment=False, val_limit=spec.val_limit or run.spec.data.val_limit).without_label_split()
     result = validate_artifacts(paths, data, reference="student", batch_sizes=spec.batch_sizes, threads=spec.threads,
                                 duration_s=spec.duration_s, providers=spec.providers)
     for name, reason in skipped.items():

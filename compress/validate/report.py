@@ -496,7 +496,8 @@ def report_figure(result: ValidationResult, curves: Curves | None = None,
     table has student runs with a top-1); training curves (when given). Close it with
     ``matplotlib.pyplot.close`` when done."""
     plt = _pyplot()
-    curves = {k: v for k, v in (curves or {}).items() if v}
+    # A curve needs two epochs: single-epoch runs (the main job's) are dots the bar panel already shows.
+    curves = {k: v for k, v in (curves or {}).items() if len(v) >= 2}
     with_methods = bool(_student_runs(distillation or ()))
     ncols = 1 + with_methods + bool(curves)
     fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.6), squeeze=False)

@@ -238,3 +238,18 @@ def test_a_resume_state_that_cannot_be_trusted_is_trained_again(run_dir: Path) -
     assert any("cannot resume" in line and "training it again from the start" in line for line in lines)
     assert len((unit / "metrics.jsonl").read_text().splitlines()) == 1
     assert json.loads((unit / "unit.json").read_text())["done"] is True
+
+
+def test_a_few_label_pipeline_runs_through_export_and_reports_its_regime(fmnist_available: Path, tmp_path: Path) -> None:
+    """Labels hidden for training do not reach export or validation (a 64-image calibration subset has too
+    few images per class to split), and the report says which regime it was."""
+    recipe = tiny(**{"data.labels_per_class": 5, "distill.methods": ["none", "atsc"], "export.tensorrt": False,
+                     "validate.gates": {"onnx": {"min_agreement": 99.9}}})
+    result = run_pipeline(recipe, out=tmp_path / "run", progress=False, log=lambda _: None)
+    assert statuses(result)["report"] == "ran" and statuses(result)["int8"] == "ran"
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["regime"].startswith("Regime: 50 labelled training images (5 per class) and 462 unlabelled ones")
+    rows = {row["run"]: row for row in report["distillation"]}
+    assert rows["none"]["role"] == "student (alone)" and rows["atsc"]["role"] == "student (deployed)"
+    summary = json.loads((tmp_path / "run" / "distill" / "atsc" / "summary.json").read_text())
+    assert summary["data"]["labels_per_class"] == 5  # part of the resume fingerprint

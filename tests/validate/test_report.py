@@ -226,6 +226,13 @@ def test_png_has_three_panels_and_accuracy_axes_of_at_least_two_points(fixed_res
     path = render_png(fixed_result, tmp_path / "report.png", CURVES, distillation=STUDENTS)
     assert path == tmp_path / "report.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    single = {name: rows[:1] for name, rows in CURVES.items()}  # one-epoch runs: no curve to draw
+    fig = report_figure(fixed_result, single, STUDENTS)
+    try:
+        assert [ax.get_title() for ax in fig.axes] == ["Accuracy vs latency (up-left is better)", "Student top-1 by method"]
+    finally:
+        plt.close(fig)
+
 
 def test_regime_in_markdown_and_json(fixed_result, tmp_path):
     regime = describe_regime(DataConfig(labels_per_class=100), [RESNET20])
