@@ -369,8 +369,8 @@ def _report_rows(run: _Run) -> tuple[list[dict[str, Any]], dict[str, list[dict[s
     student_curves = {name: read_metrics_jsonl(run.path(key) / "metrics.jsonl") for name, key in info["methods"].items()}
     teachers = run.records["teacher"]["info"]["teachers"]
     rows, curves, facts = [], {}, []
-    for t in teachers:
-        name, model = f"teacher {t['label']}", t["label"]
+    for t, spec in zip(teachers, run.spec.teachers):
+        name, model = f"teacher {spec.label}", spec.label  # the recipe's current name for it
         if t["dir"] is not None:  # trained here: its epochs are in the run folder
             folder = run.path(t["dir"])
             curves[name] = read_metrics_jsonl(folder / "metrics.jsonl")
