@@ -53,7 +53,7 @@ def test_every_recipe_parses(path: Path) -> None:
     spec = load_recipe(path)
     assert spec.name == path.stem  # the run folder is named after the file
     assert spec.distill.deploy in spec.distill.methods
-    if path.stem.endswith("_teacher"):  # makes a teacher (run with --until teacher), exports nothing
+    if path.stem == "fashion_mnist_teacher":  # makes the shipped teacher (run with --until teacher), exports nothing
         assert len(spec.teachers) == 1 and spec.teachers[0].train is not None and spec.export.onnx is None
         return
     assert spec.export.onnx is not None and spec.export.int8 is not None
