@@ -15,7 +15,7 @@ COPY compress ./compress
 COPY deploy ./deploy
 COPY pipelines ./pipelines
 # torch/torchvision/tensorrt come from the base image; onnxruntime-gpu replaces the CPU build.
-RUN pip install --no-cache-dir -e '.[onnx,report]' cuda-python onnxruntime-gpu \
+RUN pip install --no-cache-dir -e ./deploy -e '.[onnx,report]' cuda-python onnxruntime-gpu \
  && python -c "import tensorrt, torch; print('tensorrt', tensorrt.__version__, 'torch', torch.__version__)"
 
 WORKDIR /work

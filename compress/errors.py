@@ -36,7 +36,7 @@ class MissingDependency(CompressError):
 
     def __init__(self, module: str, extra: str, purpose: str = "") -> None:
         why = f" (needed for {purpose})" if purpose else ""
-        super().__init__(f"'{module}' is not installed{why}: pip install 'compress[{extra}]'")
+        super().__init__(f"'{module}' is not installed{why}: pip install 'compress-edge[{extra}]'")
         self.module = module
         self.extra = extra
 

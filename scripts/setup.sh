@@ -30,5 +30,8 @@ if ! $PY -c "import torch, torchvision; assert torch.__version__.startswith('2.1
   echo "setup: installing torch 2.14.1 + torchvision 0.29.1 (large download on a fresh machine)"
   $PY -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-$PY -m pip install -q -e '.[dev]'
+# The distribution was called `compress` before it took a name of its own on PyPI: drop a stale install.
+if $PY -m pip show -q compress >/dev/null 2>&1; then $PY -m pip uninstall -q -y compress; fi
+# The edge runtime is its own distribution (deploy/pyproject.toml); the library and CLI the other.
+$PY -m pip install -q -e ./deploy -e '.[dev]'
 echo "setup: ready ($($PY -c 'import torch; print("torch", torch.__version__)'))"
