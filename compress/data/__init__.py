@@ -64,6 +64,9 @@ class DataConfig:
     unlabeled_dir: str | None = None
     labeled_share: float = 0.25  # labelled images per batch, for methods that learn from unlabelled ones
     label_seed: int = 0
+    # Image folders: refuse the first unreadable image when the folder is opened (reads every file once),
+    # instead of skipping bad files with a warning during training.
+    strict_data: bool = False
 
     @property
     def partly_labeled(self) -> bool:
@@ -179,7 +182,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last
 
 def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device | str, channels_last: bool,
                        rank: int, world_size: int) -> DataBundle:
-    from torchvision import datasets, transforms
+    from torchvision import transforms
 
     if not cfg.data_dir:
         raise DataError("imagefolder needs --data-dir DIR with DIR/train/<class>/ and DIR/val/<class>/")
@@ -195,15 +198,18 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
                                    if cfg.augment else [transforms.Resize(resize), transforms.CenterCrop(size)])
                                   + grey + to_uint8)
     val_tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size)] + grey + to_uint8)
-    train_ds = datasets.ImageFolder(str(sources.check_image_folder(root, "train")), train_tf)
-    val_ds = datasets.ImageFolder(str(sources.check_image_folder(root, "val")), val_tf)
+    from compress.data.images import SafeImageFolder
+
+    train_ds = SafeImageFolder(sources.check_image_folder(root, "train"), train_tf, cfg.strict_data)
+    val_ds = SafeImageFolder(sources.check_image_folder(root, "val"), val_tf, cfg.strict_data)
     if train_ds.classes != val_ds.classes:
         raise DataError(f"train/ and val/ in '{root}' have different class folders: make them match")
+    class_names = tuple(val_ds.classes)
     if cfg.train_limit:
         train_ds = torch.utils.data.Subset(train_ds, _limit_indices(len(train_ds), cfg.train_limit, 0))  # type: ignore[assignment]
     if cfg.val_limit:
         val_ds = torch.utils.data.Subset(val_ds, _limit_indices(len(val_ds), cfg.val_limit, 1))  # type: ignore[assignment]
-    pre = Preprocessing(pre.mean, pre.std, size, channels, 3, resize, tuple(datasets.ImageFolder(str(root / "val")).classes))
+    pre = Preprocessing(pre.mean, pre.std, size, channels, 3, resize, class_names)
     pin = torch.device(device).type == "cuda"
     loader_kw = dict(num_workers=cfg.workers, pin_memory=pin, persistent_workers=cfg.workers > 0)
     if cfg.partly_labeled:
@@ -248,7 +254,7 @@ def _partly_labeled_folder(cfg: DataConfig, root: Path, train_ds: torch.utils.da
         keep = np.arange(len(targets))
     parts: list[torch.utils.data.Dataset] = [HiddenLabels(train_ds, keep)]
     if cfg.unlabeled_dir:
-        parts.append(sources.UnlabeledFolder(Path(cfg.unlabeled_dir), transform))  # type: ignore[arg-type]
+        parts.append(sources.UnlabeledFolder(Path(cfg.unlabeled_dir), transform, cfg.strict_data))  # type: ignore[arg-type]
     dataset = torch.utils.data.ConcatDataset(parts)
     labeled = torch.from_numpy(keep).long()
     known = np.zeros(len(dataset), dtype=bool)

@@ -64,10 +64,26 @@ def load_fashion_mnist(data_dir: str | None, download: bool) -> dict[str, ArrayS
         if images_path is None or labels_path is None:
             raise DataError(f"'{folder}' lacks the {split} files ({images_stem}[.gz], {labels_stem}[.gz])")
         images, labels = read_idx(images_path), read_idx(labels_path)
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"'{images_path}' and '{labels_path}' do not fit together ({images.shape}, {labels.shape})")
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataError(f"'{images_path}' holds {images.dtype} of shape {images.shape}, expected uint8 images "
+                            "N x H x W: the file is damaged or not Fashion-MNIST")
+        if labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"'{images_path}' has {len(images)} images but '{labels_path}' has shape {labels.shape}: "
+                            "each image needs one label (the files do not belong together)")
+        _check_labels(labels, len(FASHION_MNIST_CLASSES), labels_path)
         splits[split] = ArraySplit(np.ascontiguousarray(images[:, None]), labels.astype(np.int64))
+    if splits["train"].images.shape[1:] != splits["val"].images.shape[1:]:
+        raise DataError(f"training images are {splits['train'].images.shape[2:]} but validation images are "
+                        f"{splits['val'].images.shape[2:]} in '{folder}': both splits must have one size")
     return splits
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """Labels must be class indices: an out-of-range one would crash training (or index garbage) later."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise DataError(f"'{path}' has {len(bad)} label(s) outside 0..{num_classes - 1} (first: {labels[bad[0]]} at "
+                        f"index {bad[0]}): the file is damaged or not Fashion-MNIST")
 
 
 def load_cifar(name: str, data_dir: str | None, download: bool) -> tuple[dict[str, ArraySplit], tuple[str, ...]]:
@@ -110,30 +126,49 @@ def check_image_folder(root: Path, split: str) -> Path:
     classes = [d for d in sorted(folder.iterdir()) if d.is_dir()]
     if not classes:
         raise DataError(f"'{folder}' has no class sub-folders: put images in {folder}/<class>/<image>.jpg")
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for d in classes for p in d.iterdir()):
+    empty = [d.name for d in classes if not any(_is_image(p) for p in d.rglob("*"))]
+    if len(empty) == len(classes):
         raise DataError(f"'{folder}' has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if empty:
+        raise DataError(f"class folder(s) {', '.join(repr(e) for e in empty[:5])} in '{folder}' hold no images: add "
+                        "images or remove the folder (every class needs examples)")
     return folder
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
 class UnlabeledFolder:
     """Every image below a folder (any depth, sorted paths), each with the label ``UNLABELED``."""
 
-    def __init__(self, root: Path, transform: object) -> None:
+    def __init__(self, root: Path, transform: object, strict: bool = False) -> None:
+        from compress.data.images import check_images
         from compress.data.labels import UNLABELED
 
         if not root.is_dir():
             raise DataError(f"unlabelled image folder '{root}' does not exist: pass --unlabeled-dir DIR with images "
                             "in it (any sub-folders)")
-        self.paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.paths = sorted(p for p in root.rglob("*") if _is_image(p))
         if not self.paths:
             raise DataError(f"'{root}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}): point --unlabeled-dir at "
                             "a folder of images")
-        self.transform, self.label = transform, UNLABELED
+        self.transform, self.label, self.strict = transform, UNLABELED, strict
+        self.skipped: list[str] = []
+        if strict:
+            check_images(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[object, int]:
-        from torchvision.datasets.folder import default_loader
+    def _item(self, index: int) -> tuple[object, int]:
+        from compress.data.images import read_image
 
-        return self.transform(default_loader(str(self.paths[index]))), self.label  # type: ignore[operator]
+        return self.transform(read_image(self.paths[index])), self.label  # type: ignore[operator]
+
+    def __getitem__(self, index: int) -> tuple[object, int]:
+        from compress.data.images import tolerant_getitem
+
+        if self.strict:
+            return self._item(index)
+        return tolerant_getitem(self._item, index, len(self), lambda i: str(self.paths[i]), self.skipped)
