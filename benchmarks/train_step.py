@@ -252,7 +252,8 @@ def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, w
     method, cfg = build(config, mode, image, device)
     method.train()
     autocast = amp_dtype(cfg, device)
-    optimizer = make_optimizer(method, cfg)
+    optimizer = make_optimizer(method, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov)
     g = torch.Generator(device="cpu").manual_seed(1)
     images = torch.randn(batch, config.channels, image, image, generator=g).to(device)
     if cfg.channels_last:

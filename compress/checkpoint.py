@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from compress.artifacts import atomic_path, read_sidecar, sha256_file, write_sidecar
+from compress.artifacts import atomic_path, read_sidecar, write_sidecar
 from compress.errors import CheckpointError
 
 _TENSOR = "__tensor__"
@@ -146,7 +146,3 @@ def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"'{path}' does not hold a state_dict (name -> tensor); save model.state_dict()")
     return state
-
-
-def file_hash(path: str | os.PathLike[str]) -> str:
-    return sha256_file(path)

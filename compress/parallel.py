@@ -17,6 +17,7 @@ Only rank 0 writes files. BatchNorm statistics stay per-rank unless ``sync_batch
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,10 @@ def average_gradients(params: list[torch.Tensor]) -> None:
         offset += g.numel()
 
 
+def _silent(message: str) -> None:
+    pass
+
+
 @dataclass
 class DistContext:
     rank: int = 0
@@ -94,6 +99,10 @@ class DistContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+    def main_only(self, log: Callable[[str], None]) -> Callable[[str], None]:
+        """``log`` on rank 0, silence elsewhere: numbers are reduced over ranks, so rank 0's lines speak for all."""
+        return log if self.is_main else _silent
 
     def device(self, requested: str) -> str:
         """Each rank takes its own GPU under torchrun."""

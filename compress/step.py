@@ -8,28 +8,27 @@ the method's post-step hook. Nothing here reads a number back to the host.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from compress.distill.base import Method, StepOutput
 
-if TYPE_CHECKING:
-    from compress.train import TrainConfig
 
-
-def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.SGD:
-    groups = method.param_groups(cfg.lr, cfg.weight_decay)
+def make_optimizer(method: Method, *, lr: float, momentum: float, weight_decay: float,
+                   nesterov: bool = False) -> torch.optim.SGD:
+    """SGD over the method's parameter groups; a group's ``lr_scale`` scales ``lr`` for it (see ``set_lr``)."""
+    groups = method.param_groups(lr, weight_decay)
     for group in groups:
         group.setdefault("lr_scale", 1.0)
-        group["lr"] = cfg.lr * group["lr_scale"]
+        group["lr"] = lr * group["lr_scale"]
     # GPU: one fused kernel per group (fused=True); CPU: foreach, a few kernels per group. Either way no
     # Python loop over tensors, which would dominate the step of a small model.
     cuda = all(p.is_cuda for group in groups for p in group["params"])
     implementation = {"fused": True} if cuda else {"foreach": True}
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay, **implementation)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                           **implementation)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

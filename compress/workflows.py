@@ -6,6 +6,7 @@ output folder as it was.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -20,15 +21,15 @@ from compress.errors import ConfigError
 from compress.models import MODELS, ClassifierModel, build_model, make_spec
 from compress.models.weights import load_weights
 from compress.parallel import DistContext
-from compress.train import FitResult, TrainConfig, fit, resolve_device, seed_everything
+from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
+from compress.train import FitResult, TrainConfig, evaluate, fit
+from compress.train_config import resolve_device, seed_everything
 
 
 def check_output_path(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path '{out}' is a file, not a folder: pass a folder path to --out")
     parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    import os
-
     if parent is not None and not os.access(parent, os.W_OK):
         raise ConfigError(f"cannot write to '{out}' ('{parent}' is not writable): choose another --out")
 
@@ -77,20 +78,16 @@ def train_teacher_run(model_name: str, data_cfg: DataConfig, train_cfg: TrainCon
     model = model.to(device)
     if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    meta = {"role": "teacher", "model": spec.to_dict(), "data": data_record(data_cfg),
-            "method": {"name": "none", "label_smoothing": label_smoothing}}
-    return fit(Supervised(model, label_smoothing), data, train_cfg, out, resume=resume, meta=meta, inputs=inputs,
+    info = RunInfo(role="teacher", model=spec.to_dict(), data=data_record(data_cfg),
+                   method={"name": "none", "label_smoothing": label_smoothing})
+    return fit(Supervised(model, label_smoothing), data, train_cfg, out, resume=resume, info=info, inputs=inputs,
                progress=progress, dist=dist)
 
 
 def _teacher_checkpoint(value: str) -> Path | None:
     """``--teacher`` may name a checkpoint (file or run folder) instead of a zoo model."""
-    path = Path(value)
-    if path.is_dir() and (path / "model.safetensors").exists():
-        return path / "model.safetensors"
-    if path.suffix == ".safetensors" or path.exists():
-        return path
-    return None
+    path = resolve_checkpoint(value)
+    return path if path.suffix == ".safetensors" or path.exists() else None
 
 
 def load_teacher(name: str, weights: str | None, data: DataBundle, device: torch.device) -> tuple[ClassifierModel, str]:
@@ -133,10 +130,8 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
                 progress: bool = True, dist: DistContext | None = None,
                 log: Callable[[str], None] | None = None) -> FitResult:
     """Distil ``student_name`` from ``teachers`` with ``distill_cfg.method``; writes the deployable student."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     dist = dist or DistContext.single()
-    if not dist.is_main:  # numbers are reduced over ranks: rank 0's lines speak for all
-        log = lambda msg: None  # noqa: E731
+    log = dist.main_only(log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
     MODELS.canonical(student_name)
     needs_teachers = METHODS.get(distill_cfg.method).needs_teachers
     if needs_teachers and not teachers:
@@ -147,9 +142,7 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
     if data_cfg.channels is None and teachers:
         first = _teacher_checkpoint(teachers[0])
         if first is not None and first.exists():
-            from compress.artifacts import read_sidecar
-
-            data_cfg.channels = int(read_sidecar(first, verify=False)["preprocessing"]["channels"])
+            data_cfg.channels = CheckpointRecord.read(first, verify=False).preprocessing.channels
     device, data = prepare(data_cfg, train_cfg, out, dist)
     teacher_models, inputs = [], {}
     if needs_teachers:
@@ -164,8 +157,6 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
     student = build_model(spec).to(device)
     teacher_top1: list[float] = []
     if not resume:  # a resumed run has these in its first epoch's metrics already
-        from compress.train import evaluate
-
         for i, teacher in enumerate(teacher_models):
             teacher_top1.append(evaluate(teacher, data.val, dist=dist)["top1"])  # over all ranks' slices
             log(f"teacher {i + 1} {teacher.spec.name}: val top-1 {teacher_top1[-1]:.2f}% before distillation")
@@ -176,9 +167,9 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
         method = method.to(memory_format=torch.channels_last)
     cost = deployed_cost(method.deployable(), data.image_size, data.preprocessing.channels)
     log("deployed model (what export ships):\n" + format_cost(cost))
-    meta = {"role": "student", "model": spec.to_dict(), "teachers": [t.spec.to_dict() for t in teacher_models],
-            "method": distill_cfg.to_dict(), "data": data_record(data_cfg), "cost": cost}
-    return fit(method, data, train_cfg, out, resume=resume, meta=meta, inputs=inputs, progress=progress, dist=dist,
+    info = RunInfo(role="student", model=spec.to_dict(), teachers=[t.spec.to_dict() for t in teacher_models],
+                   method=distill_cfg.to_dict(), data=data_record(data_cfg), cost=cost)
+    return fit(method, data, train_cfg, out, resume=resume, info=info, inputs=inputs, progress=progress, dist=dist,
                log=log)
 
 

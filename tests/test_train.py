@@ -8,8 +8,9 @@ from compress.checkpoint import load_tensors
 from compress.data import DataConfig, load_data
 from compress.deployable import load_deployable
 from compress.distill.base import Supervised
-from compress.errors import ConfigError, TrainingDiverged
+from compress.errors import CheckpointError, ConfigError, TrainingDiverged
 from compress.models import create_model
+from compress.record import CheckpointRecord, RunInfo, RunSummary
 from compress.train import TrainConfig, fit, lr_factor
 
 QUIET = dict(log=lambda msg: None, progress=False)
@@ -30,10 +31,16 @@ def test_short_real_training_reaches_stated_accuracy(tmp_path: Path, fmnist_avai
     assert result.best_top1 >= result.last_top1 and 1 <= result.best_epoch <= 3
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["val_top1"] == result.last_top1
-    module, pre, record = load_deployable(tmp_path / "run")
-    assert record["metrics"]["top1"] == result.last_top1 and record["epoch"] == 3
-    assert pre.mean == (0.2860,) and pre.class_names[9] == "Ankle boot"
-    assert record["train_config"]["lr"] == 0.1 and record["environment"]["torch"] == torch.__version__
+    module, pre, _ = load_deployable(tmp_path / "run")
+    record = CheckpointRecord.read(tmp_path / "run")
+    assert record.metrics is not None and record.metrics.top1 == result.last_top1 and record.epoch == 3
+    assert record.metrics.best_top1 == result.best_top1 and record.metrics.best_epoch == result.best_epoch
+    assert pre.mean == (0.2860,) and pre.class_names[9] == "Ankle boot" and record.preprocessing == pre
+    assert record.train_config is not None and record.train_config["lr"] == 0.1
+    assert record.environment["torch"] == torch.__version__ and record.run is None  # fit was told nothing about it
+    summary = RunSummary.read(tmp_path / "run")
+    assert (summary.last_top1, summary.best_top1, summary.epochs) == (result.last_top1, result.best_top1, 3)
+    assert summary.model_sha256 == record.sha256
 
 
 def _run(out: Path, interrupt_after: int | None = None, epochs: int = 2) -> Supervised:
@@ -118,21 +125,21 @@ def test_learning_rate_schedules() -> None:
 
 def test_resume_uses_this_machines_optimizer_kernels(tmp_path: Path) -> None:
     """A state saved on a GPU (fused SGD) resumes on a CPU with the CPU's foreach kernels, and vice versa."""
+    from compress.resume import TrainingState, load_training_state, save_training_state
     from compress.step import make_optimizer
-    from compress.train import load_training_state, save_training_state
 
+    settings = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
     torch.manual_seed(0)
     method = Supervised(create_model("resnet8", 10, 1, 16))
-    saved = make_optimizer(method, TrainConfig())
+    saved = make_optimizer(method, **settings)
     method(torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])).loss.backward()
     saved.step()
     for group in saved.param_groups:  # as a CUDA run writes them
         group["fused"], group["foreach"] = True, None
-    save_training_state(tmp_path, method, saved, 1, [], (-1.0, 0), {})
-    fresh = make_optimizer(method, TrainConfig())
+    save_training_state(tmp_path, method, saved, TrainingState(1, [], -1.0, 0, {}, {}))
+    fresh = make_optimizer(method, **settings)
     assert all(g["foreach"] is True and not g["fused"] for g in fresh.param_groups)
-    epoch, _, _ = load_training_state(tmp_path, method, fresh, {})
-    assert epoch == 1
+    assert load_training_state(tmp_path, method, fresh, {}).epoch == 1
     assert all(g["foreach"] is True and not g["fused"] for g in fresh.param_groups)
     momentum = [fresh.state[p]["momentum_buffer"] for p in method.parameters()]
     assert all(torch.equal(m, saved.state[p]["momentum_buffer"]) for m, p in zip(momentum, method.parameters()))
@@ -175,3 +182,16 @@ def test_resume_mid_epoch_with_unlabelled_data_gives_the_same_weights(tmp_path: 
     rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert 0 < rows[-1]["train_top1"] <= 100  # over the labelled images of the mixed batches
+
+
+def test_resume_refuses_a_run_with_other_settings_and_names_what_differs(tmp_path: Path, fmnist_available: Path) -> None:
+    data = small_data(256)
+    info = RunInfo(role="teacher", model={"name": "resnet8"}, method={"name": "none", "label_smoothing": 0.0},
+                   data={"name": "fashion-mnist", "train_limit": 256})
+    fit(Supervised(create_model("resnet8", 10, 1)), data, TrainConfig(epochs=1), tmp_path / "r", info=info, **QUIET)
+    assert CheckpointRecord.read(tmp_path / "r").run == info  # the record reads back what fit was told
+    other = RunInfo(**{**info.__dict__, "method": {"name": "none", "label_smoothing": 0.1}})
+    with pytest.raises(CheckpointError, match=r"trained with a different method \(.*'label_smoothing': 0.0.* vs "
+                                              r".*'label_smoothing': 0.1.*\); use the original settings"):
+        fit(Supervised(create_model("resnet8", 10, 1)), data, TrainConfig(epochs=2), tmp_path / "r", resume=True,
+            info=other, **QUIET)

@@ -71,13 +71,12 @@ def test_a_hidden_label_is_never_read(fmnist_available: Path, monkeypatch: pytes
     from compress.distill import DistillConfig, build_method
     from compress.models import create_model
     from compress.step import make_optimizer, train_step
-    from compress.train import TrainConfig
 
     def run(data: object) -> list[torch.Tensor]:
         torch.manual_seed(0)
         teacher, student = create_model("resnet8", 10, 1), create_model("resnet8", 10, 1)
         method = build_method(DistillConfig(method="kd"), student, [teacher])
-        opt = make_optimizer(method, TrainConfig(lr=0.05))
+        opt = make_optimizer(method, lr=0.05, momentum=0.9, weight_decay=5e-4)
         batches = []
         for step, (x, y) in enumerate(data.train):  # type: ignore[attr-defined]
             batches += [x, y]

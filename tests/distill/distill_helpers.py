@@ -10,7 +10,6 @@ from compress.distill.base import Method, StepOutput
 from compress.models import ClassifierModel, create_model
 from compress.step import make_optimizer
 from compress.step import train_step as loop_step
-from compress.train import TrainConfig
 
 SIZE = 16
 
@@ -26,7 +25,7 @@ def batch(n: int = 8, seed: int = 1, in_channels: int = 1) -> tuple[torch.Tensor
 
 
 def optimizer(method: Method, lr: float = 0.1, weight_decay: float = 5e-4) -> torch.optim.SGD:
-    return make_optimizer(method, TrainConfig(lr=lr, weight_decay=weight_decay, momentum=0.9))
+    return make_optimizer(method, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
 def train_step(method: Method, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,

@@ -1,0 +1,97 @@
+"""Resuming a training run: ``state.safetensors`` holds the method, the optimizer, the RNG and the history.
+
+Tensors go into the safetensors file; everything else into its header as one JSON record
+(``TrainingState``), and nested states (the optimizer's, the RNG's) are flattened to
+``prefix.path.to.tensor`` keys with their JSON skeleton beside them. The state file is written after an
+epoch's checkpoints, so it never points past files that were not written (see ``compress.train``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compress.checkpoint import flatten_state, load_self_described, save_tensors, unflatten_state
+from compress.distill.base import Method
+from compress.errors import CheckpointError
+from compress.record import STATE_FILE
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """The JSON part of the resume state: where the run stands and what it must stay the same as."""
+
+    epoch: int  # completed epochs
+    history: list[dict[str, Any]]  # one metrics row per completed epoch
+    best_top1: float  # -1 before the first evaluation
+    best_epoch: int
+    fingerprint: dict[str, Any]  # RunInfo.fingerprint(): a resumed run must have the same
+    train_config: dict[str, Any]
+
+    def to_dict(self, skeleton: dict[str, Any]) -> dict[str, Any]:
+        return {"epoch": self.epoch, "history": self.history, "best": [self.best_top1, self.best_epoch],
+                "skeleton": skeleton, "fingerprint": self.fingerprint, "train_config": self.train_config}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingState:
+        best = data.get("best", [-1.0, 0])
+        return cls(int(data["epoch"]), list(data["history"]), float(best[0]), int(best[1]),
+                   dict(data.get("fingerprint") or {}), dict(data.get("train_config") or {}))
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def save_training_state(out_dir: Path, method: Method, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
+    """Write ``out_dir/state.safetensors``: ``state`` plus the method's, the optimizer's and the RNG's tensors."""
+    tensors: dict[str, torch.Tensor] = {f"method.{k}": v for k, v in method.state_dict().items()}
+    skeleton = {
+        "optimizer": flatten_state(optimizer.state_dict(), "optim", tensors),
+        "rng": flatten_state(_rng_state(), "rng", tensors),
+    }
+    save_tensors(out_dir / STATE_FILE, tensors, "training-state", state.to_dict(skeleton))
+
+
+def _check_same_run(out_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    for key in dict.fromkeys([*current, *saved]):  # the current run's keys first, in its order
+        if saved.get(key) != current.get(key):
+            raise CheckpointError(
+                f"cannot resume '{out_dir}': it was trained with a different {key} ({saved.get(key)!r} vs "
+                f"{current.get(key)!r}); use the original settings or another --out"
+            )
+
+
+def load_training_state(out_dir: Path, method: Method, optimizer: torch.optim.Optimizer,
+                        fingerprint: dict[str, Any]) -> TrainingState:
+    """Restore ``method``, ``optimizer`` and the RNG from ``out_dir``; refuse a run with another fingerprint."""
+    tensors, record = load_self_described(out_dir / STATE_FILE)
+    try:
+        state = TrainingState.from_dict(record)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"'{out_dir / STATE_FILE}' is not a compress training state (bad or missing {exc}); "
+                              "delete it to start over") from None
+    _check_same_run(out_dir, state.fingerprint, fingerprint)
+    own = {k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")}
+    try:
+        method.load_state_dict(own, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"cannot resume '{out_dir}': saved state does not fit ({str(exc).splitlines()[0][:120]})") from None
+    chosen = [(g.get("fused"), g.get("foreach")) for g in optimizer.param_groups]
+    optimizer.load_state_dict(unflatten_state(record["skeleton"]["optimizer"], tensors))
+    for group, (fused, foreach) in zip(optimizer.param_groups, chosen):  # this machine's kernels, not the saver's
+        group["fused"], group["foreach"] = fused, foreach
+    _set_rng_state(unflatten_state(record["skeleton"]["rng"], tensors))
+    return state

@@ -1,0 +1,106 @@
+"""Training settings (``TrainConfig``) and what they decide: device, mixed precision, seeds, the schedule."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from compress.errors import ConfigError, DeviceError
+
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | multistep | constant
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
+    channels_last: bool | None = None  # default: on for GPU
+    log_every: int = 50
+    compile: str = "off"  # off | default | reduce-overhead (adds CUDA graphs) | max-autotune: torch.compile the step
+    strict: bool = False  # stop when the method reports a health warning (e.g. teacher collapse)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if self.schedule not in ("cosine", "multistep", "constant"):
+            raise ConfigError(f"schedule must be cosine, multistep or constant, got '{self.schedule}'")
+        if self.schedule == "multistep" and not self.milestones:
+            raise ConfigError("schedule multistep needs milestones (epochs), e.g. --milestones 150,180,210")
+        if any(m < 1 for m in self.milestones):
+            raise ConfigError(f"milestones must be positive epochs, got {list(self.milestones)}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"warm-up must be >= 0 and shorter than training ({self.epochs} epochs), got {self.warmup_epochs}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ConfigError(f"amp must be auto, bf16 or off, got '{self.amp}'")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{self.compile}'")
+        if self.log_every < 1:
+            raise ConfigError(f"log-every must be at least 1, got {self.log_every}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device '{name}' requested but no CUDA GPU is available: use --device cpu")
+    return device
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this workspace setting to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def lr_factor(cfg: TrainConfig, epoch_progress: float) -> float:
+    """Learning-rate multiplier at a fractional epoch: linear warm-up, then the schedule."""
+    if cfg.warmup_epochs and epoch_progress < cfg.warmup_epochs:
+        return (epoch_progress + 1e-8) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
+        return 0.5 * (1 + math.cos(math.pi * min((epoch_progress - cfg.warmup_epochs) / span, 1.0)))
+    if cfg.schedule == "multistep":
+        return cfg.gamma ** sum(epoch_progress >= m for m in cfg.milestones)
+    return 1.0
