@@ -215,6 +215,9 @@ def export_openvino(
                           "run the ONNX INT8 export first (compress export --int8)")
     if (module is None) != (parity_images is None):
         raise ConfigError("parity needs both module= and parity_images=, or neither")
+    require_openvino()  # a missing library is reported before anything is written
+    if "nncf" in options.int8:
+        require_nncf()
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_hash = sha256_file(onnx_path)
