@@ -36,6 +36,12 @@ def _require_openvino() -> Any:
     return openvino
 
 
+def _reason(exc: Exception) -> str:
+    """OpenVINO errors open with a C++ "Check '...' failed at file:line" line; the reason follows it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("Check '")]
+    return " ".join(lines)[:200] or type(exc).__name__
+
+
 def _verify_weights(xml: Path, record: dict[str, Any]) -> None:
     """The sidecar hashes the .xml; the weights live in the .bin, so check that one too."""
     weights = record.get("weights")
@@ -71,8 +77,7 @@ class OpenVinoRunner(Runner):
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # RuntimeError with pages of C++ context for a broken .xml/.bin
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DeployError(f"cannot load OpenVINO model '{path}': {first[:160]}; re-export it") from None
+            raise DeployError(f"cannot load OpenVINO model '{path}': {_reason(exc)}; re-export it") from None
         if len(model.inputs) != 1 or model.input(0).get_partial_shape().rank.get_length() != 4:
             raise DeployError(f"'{path}' is not an image classifier with one N x C x H x W input")
         self.input_shape = tuple(d.get_length() if d.is_static else None  # type: ignore[assignment]
@@ -86,8 +91,7 @@ class OpenVinoRunner(Runner):
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DeployError(f"OpenVINO cannot compile '{path}' for the CPU ({first[:160]})") from None
+            raise DeployError(f"OpenVINO cannot compile '{path}' for the CPU ({_reason(exc)})") from None
         self.precision, self.threads = precision, threads
         self._local = threading.local()
 

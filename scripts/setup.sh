@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything compress needs on a Debian/Ubuntu machine: the Fashion-MNIST package, a virtual
-# environment in .venv with PyTorch, and the package with its test/export extras. Safe to re-run.
+# environment in .venv with PyTorch, and the package with its test/export/OpenVINO extras. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +30,5 @@ if ! $PY -c "import torch, torchvision; assert torch.__version__.startswith('2.1
   echo "setup: installing torch 2.14.1 + torchvision 0.29.1 (large download on a fresh machine)"
   $PY -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-$PY -m pip install -q -e '.[dev]'
+$PY -m pip install -q -e '.[dev,openvino]'
 echo "setup: ready ($($PY -c 'import torch; print("torch", torch.__version__)'))"

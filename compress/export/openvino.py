@@ -100,6 +100,12 @@ class _IrSession:
         return [self.request.infer({0: feeds[INPUT_NAME]})[0]]
 
 
+def _reason(exc: Exception) -> str:
+    """OpenVINO errors open with a C++ "Check '...' failed at file:line" line; the reason follows it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("Check '")]
+    return " ".join(lines)[:300] or type(exc).__name__
+
+
 def compile_ir(xml_path: str | os.PathLike[str], precision: str = "f32", threads: int | None = None) -> Any:
     """A CPU-compiled IR with an explicit inference precision (see the module note on bf16)."""
     ov = require_openvino()
@@ -109,8 +115,7 @@ def compile_ir(xml_path: str | os.PathLike[str], precision: str = "f32", threads
     try:
         return ov.Core().compile_model(str(xml_path), "CPU", config)
     except Exception as exc:  # OpenVINO raises RuntimeError with multi-line C++ context
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"OpenVINO cannot compile '{Path(xml_path).name}': {first[:200]}") from None
+        raise ExportError(f"OpenVINO cannot compile '{Path(xml_path).name}': {_reason(exc)}") from None
 
 
 def ir_predict(compiled: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -140,8 +145,8 @@ def _convert(onnx_path: Path) -> Any:
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"OpenVINO cannot convert '{onnx_path.name}': {first[:200]}") from None
+        raise ExportError(f"OpenVINO {ov.get_version().split('-')[0]} cannot convert '{onnx_path.name}': "
+                          f"{_reason(exc)}; a newer openvino may support it") from None
     for key, value in metadata.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key.removeprefix("compress.")])
     return model
@@ -177,8 +182,7 @@ def quantize_nncf(model: Any, calibration: np.ndarray, options: OpenVinoOptions)
                                  target_device=nncf.TargetDevice.CPU,
                                  fast_bias_correction=options.fast_bias_correction)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"NNCF INT8 quantization failed: {first[:200]}") from exc
+        raise ExportError(f"NNCF INT8 quantization failed: {_reason(exc)}") from exc
 
 
 def _check_float_ir(module: Any, xml_path: Path, images: Any, options: OpenVinoOptions) -> ParityReport:
