@@ -33,7 +33,8 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
         return OnnxRunner(path, provider, threads)
     if path.suffix == ".xml":
         if provider != "cpu":
-            raise DeployError(f"provider '{provider}' applies to ONNX models; an OpenVINO .xml runs with provider='cpu'")
+            raise DeployError(f"provider '{provider}' applies to ONNX models; an OpenVINO .xml runs on the CPU: "
+                              "use provider='cpu'")
         return OpenVinoRunner(path, record, threads=threads, trust=trust)
     raise DeployError(f"unknown model file type '{path.suffix}': expected .onnx, an OpenVINO .xml "
                       "or a TensorRT .plan/.engine")

@@ -153,19 +153,22 @@ def _convert(onnx_path: Path) -> Any:
 
 
 def _save_ir(model: Any, xml_path: Path, compress_to_fp16: bool) -> Path:
-    """Save ``model`` as ``xml_path`` + ``.bin`` atomically: the .bin lands first, the .xml last."""
-    ov = require_openvino()
-    with tempfile.TemporaryDirectory(prefix=f".{xml_path.stem}.", dir=xml_path.parent) as work:
-        tmp_xml = Path(work) / xml_path.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(tmp_xml, xml_path)
+    require_openvino().save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return xml_path
 
 
 def _sidecar(xml_path: Path, kind: str, meta: dict[str, Any], inputs: dict[str, str]) -> None:
+    """The sidecar hashes the .xml; the weights live in the .bin, so it records that hash too."""
     weights = xml_path.with_suffix(".bin")
     write_sidecar(xml_path, kind, {**meta, "weights": {"file": weights.name, "sha256": sha256_file(weights)}}, inputs)
+
+
+def _publish(staged: Path, out_dir: Path) -> Path:
+    """Move a staged IR into ``out_dir``: weights, then graph, then sidecar. A crash in between leaves
+    files that disagree with their sidecar, which deploy refuses, never a pair that looks complete."""
+    for suffix in (".bin", ".xml", ".xml.json"):
+        os.replace(staged.with_name(staged.stem + suffix), out_dir / (staged.stem + suffix))
+    return out_dir / staged.name
 
 
 def quantize_nncf(model: Any, calibration: np.ndarray, options: OpenVinoOptions) -> Any:
@@ -195,6 +198,37 @@ def _check_float_ir(module: Any, xml_path: Path, images: Any, options: OpenVinoO
     return report
 
 
+def _check_inputs(options: OpenVinoOptions, calibration: Any, int8_onnx: Any, module: Any, parity_images: Any) -> None:
+    options.validate()
+    if "nncf" in options.int8 and calibration is None:
+        raise ConfigError("the nncf INT8 route needs calibration images: pass calibration=")
+    if "qdq" in options.int8 and (int8_onnx is None or not Path(int8_onnx).is_file()):
+        raise ConfigError(f"the qdq INT8 route needs an existing QDQ ONNX model, got {int8_onnx!r}: "
+                          "run the ONNX INT8 export first (compress export --int8)")
+    if (module is None) != (parity_images is None):
+        raise ConfigError("parity needs both module= and parity_images=, or neither")
+    require_openvino()  # a missing library is reported before anything is written
+    if "nncf" in options.int8:
+        require_nncf()
+
+
+def _build_int8(model: Any, stage: Path, options: OpenVinoOptions, calibration: np.ndarray | None,
+                int8_onnx: str | os.PathLike[str] | None, onnx_hash: str) -> dict[str, Path]:
+    built = {}
+    if "nncf" in options.int8:
+        assert calibration is not None
+        built["nncf"] = _save_ir(quantize_nncf(model, calibration, options), stage / INT8_FILES["nncf"], False)
+        _sidecar(built["nncf"], "openvino-int8", {"route": "nncf", "nncf_preset": options.nncf_preset,
+                                                  "fast_bias_correction": options.fast_bias_correction,
+                                                  "calibration_images": len(calibration)}, {"onnx": onnx_hash})
+    if "qdq" in options.int8:
+        assert int8_onnx is not None
+        built["qdq"] = _save_ir(_convert(Path(int8_onnx)), stage / INT8_FILES["qdq"], False)
+        _sidecar(built["qdq"], "openvino-int8", {"route": "qdq", "source": Path(int8_onnx).name},
+                 {"onnx-int8": sha256_file(int8_onnx)})
+    return built
+
+
 def export_openvino(
     onnx_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -209,46 +243,27 @@ def export_openvino(
 
     ``calibration`` (preprocessed float32 NCHW) is needed for the ``nncf`` route, ``int8_onnx`` (our QDQ
     ``model.int8.onnx``) for the ``qdq`` route. With ``module`` and ``parity_images`` (a torch N x C x H x W
-    batch) the float IR must match PyTorch, and each INT8 IR's top-1 agreement with it is recorded.
+    batch) the float IR must match PyTorch, and each INT8 IR's top-1 agreement with it is recorded. Files
+    are built in a hidden staging folder and moved into ``out_dir`` only once every step has passed.
     """
-    options.validate()
-    if "nncf" in options.int8 and calibration is None:
-        raise ConfigError("the nncf INT8 route needs calibration images: pass calibration=")
-    if "qdq" in options.int8 and (int8_onnx is None or not Path(int8_onnx).is_file()):
-        raise ConfigError(f"the qdq INT8 route needs an existing QDQ ONNX model, got {int8_onnx!r}: "
-                          "run the ONNX INT8 export first (compress export --int8)")
-    if (module is None) != (parity_images is None):
-        raise ConfigError("parity needs both module= and parity_images=, or neither")
-    require_openvino()  # a missing library is reported before anything is written
-    if "nncf" in options.int8:
-        require_nncf()
+    _check_inputs(options, calibration, int8_onnx, module, parity_images)
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_hash = sha256_file(onnx_path)
-
-    model = _convert(onnx_path)
-    files = {options.weights: _save_ir(model, out_dir / FLOAT_FILE, options.weights == "fp16")}
-    parity = _check_float_ir(module, files[options.weights], parity_images, options) if module is not None else None
-    _sidecar(files[options.weights], f"openvino-{options.weights}",
-             {"source": onnx_path.name, "parity": parity.to_dict() if parity else None}, {"onnx": onnx_hash})
-
-    if "nncf" in options.int8:
-        assert calibration is not None
-        quantized = quantize_nncf(model, calibration, options)
-        files["nncf"] = _save_ir(quantized, out_dir / INT8_FILES["nncf"], False)
-        _sidecar(files["nncf"], "openvino-int8", {"route": "nncf", "nncf_preset": options.nncf_preset,
-                                                  "fast_bias_correction": options.fast_bias_correction,
-                                                  "calibration_images": len(calibration)}, {"onnx": onnx_hash})
-    if "qdq" in options.int8:
-        assert int8_onnx is not None
-        files["qdq"] = _save_ir(_convert(Path(int8_onnx)), out_dir / INT8_FILES["qdq"], False)
-        _sidecar(files["qdq"], "openvino-int8", {"route": "qdq", "source": Path(int8_onnx).name},
-                 {"onnx-int8": sha256_file(int8_onnx)})
-
-    agreement = {}
-    if module is not None:
-        for route in options.int8:
-            report = check_parity(module, files[route], parity_images, raise_on_failure=False,
-                                  session=_IrSession(compile_ir(files[route], "f32")))
-            agreement[route] = report.top1_agreement
+    with tempfile.TemporaryDirectory(prefix=".openvino-", dir=out_dir) as tmp:
+        stage = Path(tmp)
+        model = _convert(onnx_path)
+        xml = _save_ir(model, stage / FLOAT_FILE, options.weights == "fp16")
+        parity = _check_float_ir(module, xml, parity_images, options) if module is not None else None
+        _sidecar(xml, f"openvino-{options.weights}", {"source": onnx_path.name,
+                                                      "parity": parity.to_dict() if parity else None},
+                 {"onnx": onnx_hash})
+        staged = {options.weights: xml, **_build_int8(model, stage, options, calibration, int8_onnx, onnx_hash)}
+        agreement = {}
+        if module is not None:
+            for route in options.int8:
+                report = check_parity(module, staged[route], parity_images, raise_on_failure=False,
+                                      session=_IrSession(compile_ir(staged[route], "f32")))
+                agreement[route] = report.top1_agreement
+        files = {name: _publish(path, out_dir) for name, path in staged.items()}
     return OpenVinoResult(files, parity, agreement)

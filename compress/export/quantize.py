@@ -108,9 +108,8 @@ def quantize_int8(
 ) -> Path:
     """Write a static-INT8 copy of ``onnx_path`` calibrated on ``calibration`` (preprocessed float32).
 
-    ``nodes_to_exclude`` names nodes of the pre-processed graph that stay in float (see
-    ``compress.export.sensitivity``). ``calibration_cache`` is a JSON file of tensor ranges: written by
-    the first call, read by the next ones, so quantizing the same model many times calibrates once.
+    ``nodes_to_exclude``: nodes of the pre-processed graph kept in float. ``calibration_cache``: a JSON
+    file of tensor ranges, written by the first call and read by later ones (calibrate once, quantize often).
     """
     config.validate()
     q = _require_quantization()
@@ -154,10 +153,9 @@ def quantize_int8(
         import onnx
 
         onnx.save(model, str(tmp))
-    float_record = {"float_nodes": list(nodes_to_exclude)} if nodes_to_exclude else {}
-    write_sidecar(out_path, "onnx-int8", {"quantization": asdict(config), "calibration_images": len(calibration),
-                                          **float_record},
-                  {"onnx": sha256_file(onnx_path)})
+    meta = {"quantization": asdict(config), "calibration_images": len(calibration),
+            **({"float_nodes": list(nodes_to_exclude)} if nodes_to_exclude else {})}
+    write_sidecar(out_path, "onnx-int8", meta, {"onnx": sha256_file(onnx_path)})
     return out_path
 
 

@@ -53,8 +53,8 @@ def test_float_ir_matches_pytorch_and_carries_preprocessing(full_export, trained
 def test_every_ir_has_a_sidecar_that_hashes_xml_and_bin(full_export, onnx_pair):
     out, result = full_export
     assert sorted(result.files) == ["fp32", "nncf", "qdq"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}{ext}" for stem in ("model", "model.int8-nncf", "model.int8-qdq") for ext in (".xml", ".bin", ".xml.json"))
+    stems, suffixes = ("model", "model.int8-nncf", "model.int8-qdq"), (".xml", ".bin", ".xml.json")
+    assert sorted(p.name for p in out.iterdir()) == sorted(stem + suffix for stem in stems for suffix in suffixes)
     for route, xml in result.files.items():
         record = read_sidecar(xml)  # verifies the .xml hash
         assert record["weights"] == {"file": xml.with_suffix(".bin").name,
@@ -98,7 +98,8 @@ def test_ir_that_disagrees_with_pytorch_is_refused(tmp_path, onnx_pair, trained_
     with torch.no_grad():
         other.net[-1].bias += 1.0  # a different model than the one exported
     with pytest.raises(ExportError, match="OpenVINO IR 'model.xml' disagrees with PyTorch"):
-        export_openvino(onnx_pair[0], tmp_path, module=other, parity_images=val_images[0][:16])
+        export_openvino(onnx_pair[0], tmp_path / "out", module=other, parity_images=val_images[0][:16])
+    assert list((tmp_path / "out").iterdir()) == [], "a refused IR must not be left behind"
 
 
 @pytest.mark.parametrize("options, kwargs, match", [
