@@ -1,10 +1,10 @@
 """Torch-free runtime for the edge box: load an exported model and classify images.
 
     import deploy
-    runner = deploy.load("model.onnx")            # or model.int8.onnx, model.plan
+    runner = deploy.load("model.onnx")            # or model.int8.onnx, model.plan, model.xml
     logits, labels = runner.predict(uint8_images)  # HW, HWC, NHWC or NCHW
 
-Only numpy and the model's runtime (onnxruntime, or tensorrt + cuda-python) are imported; Pillow is
+Only numpy and the model's runtime (onnxruntime, openvino, or tensorrt + cuda-python) are imported; Pillow is
 used, when present, to read image files and resize. Never imports torch or compress.
 """
 
@@ -14,13 +14,15 @@ from pathlib import Path
 
 from deploy.errors import DeployError
 from deploy.integrity import read_sidecar
+from deploy.openvino_runner import OpenVinoRunner
 from deploy.runners import OnnxRunner, Runner, TensorRTRunner
 
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 
 
 def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None, trust: bool = False) -> Runner:
-    """A runner for an ``.onnx`` model or a TensorRT engine, verified against its sidecar unless ``trust``."""
+    """A runner for an ``.onnx`` model, an OpenVINO ``.xml`` IR or a TensorRT engine, verified against its
+    sidecar unless ``trust``. ``provider`` picks the ONNX Runtime device; OpenVINO IRs run on the CPU."""
     path = Path(path)
     if not path.is_file():
         raise DeployError(f"model file '{path}' does not exist: check the path")
@@ -29,7 +31,13 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
         return TensorRTRunner(path, record)
     if path.suffix == ".onnx":
         return OnnxRunner(path, provider, threads)
-    raise DeployError(f"unknown model file type '{path.suffix}': expected .onnx or a TensorRT .plan/.engine")
+    if path.suffix == ".xml":
+        if provider != "cpu":
+            raise DeployError(f"provider '{provider}' applies to ONNX models; an OpenVINO .xml runs on the CPU: "
+                              "use provider='cpu'")
+        return OpenVinoRunner(path, record, threads=threads, trust=trust)
+    raise DeployError(f"unknown model file type '{path.suffix}': expected .onnx, an OpenVINO .xml "
+                      "or a TensorRT .plan/.engine")
 
 
-__all__ = ["DeployError", "OnnxRunner", "Runner", "TensorRTRunner", "load"]
+__all__ = ["DeployError", "OnnxRunner", "OpenVinoRunner", "Runner", "TensorRTRunner", "load"]

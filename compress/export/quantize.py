@@ -18,11 +18,12 @@ Why the defaults are what they are (measured on the 2-core AVX-512 VNNI x86 box,
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -85,13 +86,31 @@ class _ArrayReader:
         return next(self._it, None)
 
 
+def _optional_arguments(q: Any, nodes_to_exclude: Sequence[str], cache: Any) -> dict[str, Any]:
+    """Only the arguments that were asked for, so a default call is exactly the call it always was."""
+    extra: dict[str, Any] = {}
+    if nodes_to_exclude:
+        extra["nodes_to_exclude"] = list(nodes_to_exclude)
+    # older onnxruntime releases have no calibration cache: they then simply calibrate on every call
+    if cache is not None and "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
+        extra["calibration_cache_path"] = str(cache)
+    return extra
+
+
 def quantize_int8(
     onnx_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     calibration: np.ndarray,
     config: QuantConfig = QuantConfig(),
+    *,
+    nodes_to_exclude: Sequence[str] = (),
+    calibration_cache: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write a static-INT8 copy of ``onnx_path`` calibrated on ``calibration`` (preprocessed float32)."""
+    """Write a static-INT8 copy of ``onnx_path`` calibrated on ``calibration`` (preprocessed float32).
+
+    ``nodes_to_exclude``: nodes of the pre-processed graph kept in float. ``calibration_cache``: a JSON
+    file of tensor ranges, written by the first call and read by later ones (calibrate once, quantize often).
+    """
     config.validate()
     q = _require_quantization()
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
@@ -123,17 +142,20 @@ def quantize_int8(
                 # signed weights default to symmetric already; activations only when asked (TensorRT)
                 extra_options={"ActivationSymmetric": config.symmetric,
                                **({"WeightSymmetric": True} if config.symmetric else {})},
+                **_optional_arguments(q, nodes_to_exclude, calibration_cache),
             )
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"INT8 quantization of '{onnx_path.name}' failed: {first[:200]}") from exc
         model = load_onnx(tmp)
-        set_metadata(model, {**metadata, "compress.quantization": str(asdict(config))})
+        float_nodes = {"compress.float_nodes": ",".join(nodes_to_exclude)} if nodes_to_exclude else {}
+        set_metadata(model, {**metadata, "compress.quantization": str(asdict(config)), **float_nodes})
         import onnx
 
         onnx.save(model, str(tmp))
-    write_sidecar(out_path, "onnx-int8", {"quantization": asdict(config), "calibration_images": len(calibration)},
-                  {"onnx": sha256_file(onnx_path)})
+    meta = {"quantization": asdict(config), "calibration_images": len(calibration),
+            **({"float_nodes": list(nodes_to_exclude)} if nodes_to_exclude else {})}
+    write_sidecar(out_path, "onnx-int8", meta, {"onnx": sha256_file(onnx_path)})
     return out_path
 
 
