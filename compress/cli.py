@@ -6,14 +6,18 @@ usage errors (missing option, value of the wrong type) are turned into the same 
 
 from __future__ import annotations
 
+import inspect
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 
 from compress.errors import CompressError, ConfigError
+from compress.export.backends import BACKENDS, backend_for_file
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="compress",
@@ -41,6 +45,29 @@ def _ints(text: Optional[str], option: str) -> tuple[int, ...]:
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated whole numbers, e.g. 150,180,210; got '{text}'") from None
 
+
+def _with_options(extra: list[inspect.Parameter], after: str) -> Callable[[Command], Command]:
+    """Insert options built from a table into a command's signature, after parameter ``after``; typer reads
+    the signature and passes them as keyword arguments. A new export backend needs no edit here."""
+
+    def add(command: Command) -> Command:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        at = [p.name for p in own].index(after) + 1
+        command.__signature__ = signature.replace(parameters=own[:at] + extra + own[at:])  # type: ignore[attr-defined]
+        return command
+
+    return add
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    # positional-or-keyword like typer's own options; typer passes every option by keyword
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+
+
+# `compress export --onnx/--no-onnx --int8 --trt ...`: one flag per export backend
+BACKEND_FLAGS = [_option(b.name, bool, typer.Option(b.default, f"--{b.flag}/--no-{b.flag}" if b.default else f"--{b.flag}",
+                                                    help=b.help)) for b in BACKENDS.values()]
 
 @app.command("list")
 def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> None:
@@ -244,12 +271,10 @@ def distill(
 
 
 @app.command("export")
+@_with_options(BACKEND_FLAGS, after="out")
 def export(
     checkpoint: Path = typer.Argument(..., help="Deployable checkpoint (model.safetensors) or its run folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: CHECKPOINT_DIR/export)."),
-    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Write model.onnx (fp32), checked against PyTorch."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ)."),
-    trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT)."),
     precision: str = typer.Option("fp16", "--precision", help="TensorRT precision: fp32, fp16 or int8."),
     batch: str = typer.Option("1,8,32", "--batch", help="TensorRT batch profile min,opt,max."),
     calibration: int = typer.Option(512, "--calibration", help="INT8 calibration images (from the training split)."),
@@ -258,16 +283,24 @@ def export(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder for parity/calibration images."),
     workspace_mb: int = typer.Option(1024, "--workspace-mb", help="TensorRT builder workspace limit."),
     trust: bool = typer.Option(False, "--trust", help="Use a checkpoint whose hash does not match its sidecar."),
+    **build: bool,
 ) -> None:
     """Export a distilled student to ONNX (parity-checked), ONNX INT8 and/or a TensorRT engine."""
     import json
 
+    from compress.export import Int8Options, OnnxOptions, TensorRTOptions, parse_batch
     from compress.export.command import export_command
 
+    chosen = [name for name, wanted in build.items() if wanted]
+    options: dict[str, Any] = {"onnx": OnnxOptions(exporter=exporter),
+                               "int8": Int8Options(calibration=calibration, method=calib_method)}
+    if "tensorrt" in chosen:  # the profile is read only when an engine is built
+        profile = parse_batch(batch)
+        options["tensorrt"] = TensorRTOptions(precision=precision, batch=(profile.min, profile.opt, profile.max),
+                                              workspace_mb=workspace_mb, calibration=calibration)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    summary = export_command(checkpoint, out or folder / "export", onnx=onnx, int8=int8, trt=trt, precision=precision,
-                             batch=batch, calibration=calibration, calib_method=calib_method, exporter=exporter,
-                             data=_export_data(checkpoint, data_dir), trust=trust, workspace_mb=workspace_mb)
+    summary = export_command(checkpoint, out or folder / "export", chosen, options,
+                             data=_export_data(checkpoint, data_dir), trust=trust)
     typer.echo(json.dumps(summary.get("files", {}), indent=2))
 
 
@@ -284,8 +317,9 @@ def _export_data(checkpoint: Path, data_dir: Optional[str]):  # type: ignore[no-
 
 
 def _stage_name(path: Path, taken: set[str]) -> str:
-    name = {".onnx": "int8" if path.name.endswith(".int8.onnx") else "onnx", ".plan": "tensorrt",
-            ".engine": "tensorrt", ".safetensors": "pytorch"}.get(path.suffix, path.stem)
+    """A name for an artifact in the report: its export backend's, "pytorch" for a checkpoint, else the file's."""
+    backend = backend_for_file(path)
+    name = "pytorch" if path.suffix == ".safetensors" else backend.name if backend is not None else path.stem
     base, i = name, 2
     while name in taken:
         name, i = f"{base}{i}", i + 1
