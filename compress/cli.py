@@ -16,6 +16,7 @@ import typer
 
 from compress.errors import CompressError, ConfigError
 from compress.export.backends import BACKENDS, backend_for_file
+from compress.validate.gates import GATES
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -48,7 +49,7 @@ def _ints(text: Optional[str], option: str) -> tuple[int, ...]:
 
 def _with_options(extra: list[inspect.Parameter], after: str) -> Callable[[Command], Command]:
     """Insert options built from a table into a command's signature, after parameter ``after``; typer reads
-    the signature and passes them as keyword arguments. A new export backend needs no edit here."""
+    the signature and passes them as keyword arguments. A new export backend or gate needs no edit here."""
 
     def add(command: Command) -> Command:
         signature = inspect.signature(command)
@@ -68,6 +69,10 @@ def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 # `compress export --onnx/--no-onnx --int8 --trt ...`: one flag per export backend
 BACKEND_FLAGS = [_option(b.name, bool, typer.Option(b.default, f"--{b.flag}/--no-{b.flag}" if b.default else f"--{b.flag}",
                                                     help=b.help)) for b in BACKENDS.values()]
+# `compress validate --min-agreement 99.9 ...`: one option per gate
+GATE_OPTIONS = [_option(g.name, Optional[float], typer.Option(None, f"--{g.name.replace('_', '-')}", help=f"Gate: {g.help}"))
+                for g in GATES.values()]
+
 
 @app.command("list")
 def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> None:
@@ -327,6 +332,7 @@ def _stage_name(path: Path, taken: set[str]) -> str:
 
 
 @app.command("validate")
+@_with_options(GATE_OPTIONS, after="out")
 def validate(
     artifacts: list[Path] = typer.Argument(..., help="Checkpoint(s) (.safetensors), ONNX model(s), TensorRT engine(s)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference artifact for agreement and speed-up (default: the first PyTorch checkpoint, else the first artifact)."),
@@ -338,13 +344,9 @@ def validate(
     duration: float = typer.Option(2.0, "--duration", help="Seconds of timed runs per engine, batch size and thread count."),
     provider: str = typer.Option("cpu", "--provider", help="ONNX Runtime execution provider: cpu, cuda or tensorrt."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json/md/png here."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Gate: top-1 agreement with the reference, percent."),
-    max_top1_drop: Optional[float] = typer.Option(None, "--max-top1-drop", help="Gate: top-1 drop vs the reference, points."),
-    max_p90_ms: Optional[float] = typer.Option(None, "--max-p90-ms", help="Gate: p90 latency at batch 1, ms."),
-    min_speedup: Optional[float] = typer.Option(None, "--min-speedup", help="Gate: speed-up vs the reference at batch 1, measured in the same run."),
-    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Gate: top-1 floor, percent."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Accuracy and agreement only."),
     trust: bool = typer.Option(False, "--trust", help="Use artifacts whose hash does not match their sidecar."),
+    **thresholds: Optional[float],
 ) -> None:
     """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 1 on failure)."""
     from compress.data import DataConfig
@@ -358,10 +360,8 @@ def validate(
         ref_name = next(n for n, p in names.items() if p == reference)
     else:
         ref_name = next((n for n, p in names.items() if p.suffix == ".safetensors"), next(iter(names)))
-    gate_values = {"min_agreement": min_agreement, "max_top1_drop": max_top1_drop, "max_p90_ms": max_p90_ms,
-                   "min_speedup": min_speedup, "min_top1": min_top1}
-    gates = GateSpec(**{k: v for k, v in gate_values.items() if v is not None}) if any(
-        v is not None for v in gate_values.values()) else None
+    given = {gate: value for gate, value in thresholds.items() if value is not None}
+    gates = GateSpec(**given) if given else None
     result = validate_artifacts({n: str(p) for n, p in names.items()},
                                 DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
                                 _ints(batch_sizes, "--batch-sizes") or (1,), _ints(threads, "--threads") or (2,),
@@ -389,7 +389,7 @@ def run(
     force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Run a staged pipeline: teacher(s) -> distill -> ONNX -> INT8 -> TensorRT -> validate -> report.
+    """Run a staged pipeline: teacher(s) -> distill -> export (ONNX, INT8, TensorRT) -> validate -> report.
 
     Stages whose inputs are unchanged are skipped; a killed run resumes where it stopped. Gates that
     fail print a table and exit 1 (after the report is written)."""

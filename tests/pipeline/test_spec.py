@@ -65,8 +65,8 @@ def test_ci_recipe_gates_are_the_issue_s() -> None:
     gates = spec.validate.parsed_gates
     assert isinstance(gates, dict)
     assert gates["onnx"] == GateSpec(min_agreement=99.9, min_speedup=1.0)
-    assert gates["int8"].max_top1_drop == 1.0
-    assert gates["student"].min_top1 is not None and gates["student"].min_top1 > 50
+    assert gates["int8"].thresholds["max_top1_drop"] == 1.0
+    assert gates["student"].thresholds["min_top1"] > 50
     assert spec.export.tensorrt is None and spec.validated_stages == ("student", "onnx", "int8")
 
 
