@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, TypeVar
 import typer
 
 from compress.errors import CompressError, ConfigError
-from compress.export.backends import BACKENDS, backend_for_file
+from compress.export.backends import BACKENDS
 from compress.validate.gates import GATES
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -304,31 +304,8 @@ def export(
         options["tensorrt"] = TensorRTOptions(precision=precision, batch=(profile.min, profile.opt, profile.max),
                                               workspace_mb=workspace_mb, calibration=calibration)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    summary = export_command(checkpoint, out or folder / "export", chosen, options,
-                             data=_export_data(checkpoint, data_dir), trust=trust)
+    summary = export_command(checkpoint, out or folder / "export", chosen, options, data_dir=data_dir, trust=trust)
     typer.echo(json.dumps(summary.get("files", {}), indent=2))
-
-
-def _export_data(checkpoint: Path, data_dir: Optional[str]):  # type: ignore[no-untyped-def]
-    """The dataset recorded with the checkpoint, optionally from another folder."""
-    if data_dir is None:
-        return None
-    from compress.artifacts import read_sidecar
-    from compress.data import DataConfig
-
-    path = checkpoint / "model.safetensors" if checkpoint.is_dir() else checkpoint
-    record = read_sidecar(path, verify=False).get("data", {})
-    return DataConfig(name=record.get("name", "fashion-mnist"), data_dir=data_dir)
-
-
-def _stage_name(path: Path, taken: set[str]) -> str:
-    """A name for an artifact in the report: its export backend's, "pytorch" for a checkpoint, else the file's."""
-    backend = backend_for_file(path)
-    name = "pytorch" if path.suffix == ".safetensors" else backend.name if backend is not None else path.stem
-    base, i = name, 2
-    while name in taken:
-        name, i = f"{base}{i}", i + 1
-    return name
 
 
 @app.command("validate")
@@ -350,16 +327,10 @@ def validate(
 ) -> None:
     """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 1 on failure)."""
     from compress.data import DataConfig
-    from compress.validate import GateSpec, check_gates, gate_table, validate_artifacts, write_report
+    from compress.validate import (GateSpec, artifact_names, check_gates, gate_table, render_markdown,
+                                   validate_artifacts, write_report)
 
-    paths = list(artifacts) + ([reference] if reference and reference not in artifacts else [])
-    names: dict[str, Path] = {}
-    for path in paths:
-        names[_stage_name(path, set(names))] = path
-    if reference is not None:
-        ref_name = next(n for n, p in names.items() if p == reference)
-    else:
-        ref_name = next((n for n, p in names.items() if p.suffix == ".safetensors"), next(iter(names)))
+    names, ref_name = artifact_names(artifacts, reference)
     given = {gate: value for gate, value in thresholds.items() if value is not None}
     gates = GateSpec(**given) if given else None
     result = validate_artifacts({n: str(p) for n, p in names.items()},
@@ -367,8 +338,6 @@ def validate(
                                 _ints(batch_sizes, "--batch-sizes") or (1,), _ints(threads, "--threads") or (2,),
                                 duration, gates, trust, providers={n: provider for n in names if n != "pytorch"},
                                 measure_latency=not no_latency)
-    from compress.validate import render_markdown
-
     typer.echo(render_markdown(result))
     if out is not None:
         paths_written = write_report(result, out)

@@ -58,7 +58,8 @@ def built_from_message(missing: str) -> str:
     """Why a backend cannot be built without ``missing``, naming every backend built from it."""
     dependents = [backend.name for backend in BACKENDS.values() if missing in backend.built_from]
     names = " and ".join([", ".join(dependents[:-1]), dependents[-1]] if len(dependents) > 1 else dependents)
-    return f"{names} {'are' if len(dependents) > 1 else 'is'} built from the {missing.upper()} model: add {missing}: {{}}"
+    verb = "are" if len(dependents) > 1 else "is"
+    return f"{names} {verb} built from the {missing.upper()} model: add {missing}: {{}}"
 
 
 __all__ = ["BACKENDS", "all_suffixes", "backend_for_file", "built_from_message", "with_sources"]

@@ -90,7 +90,7 @@ class ExportBackend:
     stage: str  # pipeline stage (and its folder in a run)
     artifact: str  # the file the step writes, e.g. "model.onnx"
     suffixes: tuple[str, ...]  # file-name endings `compress validate` recognises as this backend's artifacts
-    engine: str  # the runtime that runs it through `deploy.load`: "onnxruntime" (OnnxRunner), "tensorrt" (TensorRTRunner)
+    engine: str  # what runs it through `deploy.load`: "onnxruntime" (OnnxRunner) or "tensorrt" (TensorRTRunner)
     flag: str  # `compress export --<flag>`
     help: str  # that flag's help
     options: type  # the typed options class (a dataclass with validate()); called bare it gives the defaults

@@ -29,13 +29,13 @@ if TYPE_CHECKING:
 DEFAULT_DATASET = "fashion-mnist"
 
 
-def _data_config(record: dict[str, Any], data: DataConfig | None, channels: int, image_size: int,
+def _data_config(record: dict[str, Any], data_dir: str | None, channels: int, image_size: int,
                  val_limit: int, train_limit: int) -> DataConfig:
+    """The dataset the checkpoint records (from ``data_dir`` when given), un-augmented, at the model's input."""
     from compress.data import DataConfig
 
-    if data is None:
-        recorded = record.get("data") if isinstance(record.get("data"), dict) else {}
-        data = DataConfig(name=str(recorded.get("name", DEFAULT_DATASET)), data_dir=recorded.get("data_dir"))
+    recorded = record.get("data") if isinstance(record.get("data"), dict) else {}
+    data = DataConfig(name=str(recorded.get("name", DEFAULT_DATASET)), data_dir=data_dir or recorded.get("data_dir"))
     sized = data.name in ("imagefolder", "imagenet", "synthetic")
     return replace(data, val_limit=val_limit, train_limit=train_limit, augment=False, channels=channels,
                    image_size=image_size if sized else data.image_size, workers=0)
@@ -95,12 +95,13 @@ def export_command(
     build: Sequence[str] = ("onnx",),
     options: Mapping[str, Any] | None = None,
     *,
-    data: DataConfig | None = None,
+    data_dir: str | None = None,
     trust: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Export a deployable checkpoint: build the backends named in ``build`` (see ``BACKENDS``) with their
-    ``options`` (defaults where none are given) and ship their artifacts to ``out_dir``.
+    ``options`` (defaults where none are given) and ship their artifacts to ``out_dir``. Parity and
+    calibration images come from the dataset the checkpoint was trained on (read from ``data_dir`` if given).
 
     Returns a summary: the checkpoint, the dataset, each step's checks (``parity``, ``int8``) and the files."""
     from compress.data import load_data
@@ -115,7 +116,7 @@ def export_command(
     module, pre, record = load_deployable(checkpoint, trust=trust)
     needed = [chosen[name].images_needed() for name in order]
     val, calibration = max(max(n[0] for n in needed), 1), max(max(n[1] for n in needed), 1)
-    cfg = _data_config(record, data, pre.channels, pre.image_size, val, calibration)
+    cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration)
     images = _LoadedImages(load_data(cfg), val, calibration)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from compress.validate.backends import Backend, RuntimeBackend, StageSkipped, TorchBackend, open_backend
     from compress.validate.gates import GATES, GateSpec, check_gates, evaluate_gates, gate_table, parse_gates
     from compress.validate.latency import LatencyConfig, LatencyStats, benchmark, environment_record, latency_stats
-    from compress.validate.measure import validate_artifacts
+    from compress.validate.measure import artifact_names, validate_artifacts
     from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
     from compress.validate.results import GateResult, StageResult, ValidationResult
 
@@ -28,7 +28,7 @@ _MODULES = {
     "backends": ("Backend", "RuntimeBackend", "StageSkipped", "TorchBackend", "open_backend"),
     "gates": ("GATES", "GateSpec", "check_gates", "evaluate_gates", "gate_table", "parse_gates"),
     "latency": ("LatencyConfig", "LatencyStats", "benchmark", "environment_record", "latency_stats"),
-    "measure": ("validate_artifacts",),
+    "measure": ("artifact_names", "validate_artifacts"),
     "report": ("ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"),
     "results": ("GateResult", "StageResult", "ValidationResult"),
 }
