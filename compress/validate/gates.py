@@ -191,14 +191,15 @@ def evaluate_gates(result: ValidationResult, gates: Gates | None) -> list[GateRe
     return out
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def format_value(value: float | None, unit: str, missing: str = "-") -> str:
+    """A gate's value or threshold in its unit: ``99.90%``, ``1.50 pt``, ``2.500 ms``, ``1.20x``, ``0.39 MB``."""
     if value is None:
-        return "-"
+        return missing
     if unit == "x":
         return f"{value:.2f}x"
     if unit == "ms":
         return f"{value:.3f} ms"
-    return f"{value:.2f}{'%' if unit == '%' else ' pt'}"
+    return f"{value:.2f}%" if unit == "%" else f"{value:.2f} {unit}"
 
 
 def describe(g: GateResult) -> str:
@@ -207,8 +208,8 @@ def describe(g: GateResult) -> str:
         return f"{g.stage} {g.gate}: skipped: {g.reason}"
     at_least = GATES[g.gate].at_least
     op = (">=" if at_least else "<=") if g.status == "pass" else ("<" if at_least else ">")
-    by = f" (by {_fmt(abs(g.margin or 0.0), g.unit)})" if g.status == "fail" else ""
-    return f"{g.stage} {g.gate} {_fmt(g.value, g.unit)} {op} {_fmt(g.threshold, g.unit)}{by}"
+    by = f" (by {format_value(abs(g.margin or 0.0), g.unit)})" if g.status == "fail" else ""
+    return f"{g.stage} {g.gate} {format_value(g.value, g.unit)} {op} {format_value(g.threshold, g.unit)}{by}"
 
 
 def gate_table(results: list[GateResult], statuses: tuple[str, ...] = ("fail",)) -> str:
@@ -218,8 +219,8 @@ def gate_table(results: list[GateResult], statuses: tuple[str, ...] = ("fail",))
         if g.status not in statuses:
             continue
         status = f"skipped: {g.reason}" if g.status == "skipped" else g.status
-        margin = "-" if g.margin is None else ("+" if g.margin >= 0 else "-") + _fmt(abs(g.margin), g.unit)
-        rows.append((g.stage, g.gate, _fmt(g.value, g.unit), _fmt(g.threshold, g.unit), margin, status))
+        margin = "-" if g.margin is None else ("+" if g.margin >= 0 else "-") + format_value(abs(g.margin), g.unit)
+        rows.append((g.stage, g.gate, format_value(g.value, g.unit), format_value(g.threshold, g.unit), margin, status))
     if len(rows) == 1:
         return ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
