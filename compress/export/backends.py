@@ -25,7 +25,7 @@ BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
                   engine="tensorrt", flag="trt",
                   help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT).",
                   options=tensorrt.TensorRTOptions, step=tensorrt.tensorrt_step, built_from=("onnx",),
-                  preflight=tensorrt.require_tensorrt, machine=tensorrt.machine),
+                  cpu_threads=False, preflight=tensorrt.require_tensorrt, machine=tensorrt.machine),
 )}
 
 

@@ -96,6 +96,7 @@ class ExportBackend:
     options: type  # the typed options class (a dataclass with validate()); called bare it gives the defaults
     step: Step
     built_from: tuple[str, ...] = ()  # backends whose artifacts the step reads (none: the PyTorch student)
+    cpu_threads: bool = True  # runs in a CPU thread pool, timed at each thread count (False: a GPU engine)
     default: bool = False  # built by `compress export` unless told otherwise
     preflight: Callable[[], None] | None = None  # raises MissingDependency before any work (`compress export`)
     machine: Callable[[], Machine] | None = None  # for artifacts that need more than a CPU (the pipeline skips)

@@ -97,10 +97,10 @@ class RuntimeBackend:
     """
 
     def __init__(self, name: str, path: Path, *, engine: str, provider: str, trust: bool = False,
-                 load: RunnerFactory = deploy_load) -> None:
+                 load: RunnerFactory = deploy_load, cpu_threads: bool = True) -> None:
         self.name, self.path, self.engine, self.provider, self.trust = name, path, engine, provider, trust
         self._load = load
-        self.uses_threads = engine == "onnxruntime" and provider == "cpu"
+        self.uses_threads = cpu_threads and provider == "cpu"  # a GPU engine, or ONNX Runtime on a GPU: no pool
         self._runners: dict[int | None, Any] = {}
         self._threads: int | None = None
         self.runner = self._runner(None)  # open now: a bad file fails before any timing starts
@@ -187,14 +187,6 @@ def _check_gpu_runtime(what: str) -> None:
         raise StageSkipped(f"{what} needs an NVIDIA GPU and none is visible here")
 
 
-def _check_machine(path: Path) -> None:
-    """An artifact whose backend needs more than a CPU (a TensorRT engine) is skipped where that is missing."""
-    backend = backend_for_file(path)
-    machine = backend.machine() if backend is not None and backend.machine is not None else None
-    if machine is not None and machine.missing:
-        raise StageSkipped(machine.missing)
-
-
 def open_backend(name: str, path: str | os.PathLike[str], *, provider: str = "cpu", trust: bool = False,
                  device: str = "cpu", load: RunnerFactory = deploy_load) -> tuple[Backend, ArtifactInfo, Any]:
     """Open ``path`` as a backend. Returns (backend, artifact info, preprocessing record).
@@ -216,15 +208,19 @@ def open_backend(name: str, path: str | os.PathLike[str], *, provider: str = "cp
         if path.is_dir():
             path = path / "student.safetensors"
         return TorchBackend(name, module, device), describe_artifact(path, kind, module), preprocessing.to_dict()
-    _check_machine(path)
-    engine = kind
-    if engine == "tensorrt":
-        provider = "tensorrt"
+    exported = backend_for_file(path)
+    assert exported is not None  # artifact_kind accepted it
+    machine = exported.machine() if exported.machine is not None else None
+    if machine is not None and machine.missing:  # a TensorRT engine without a GPU: skipped, not failed
+        raise StageSkipped(machine.missing)
+    if not exported.cpu_threads:  # a GPU engine runs on its own runtime, not on an ONNX Runtime provider
+        provider = exported.engine
     elif provider in ("cuda", "tensorrt"):
         _check_gpu_runtime("TensorRT execution provider" if provider == "tensorrt" else "CUDA execution provider")
-    on_gpu = engine == "tensorrt" or provider != "cpu"
+    on_gpu = not exported.cpu_threads or provider != "cpu"
     try:
-        backend = RuntimeBackend(name, path, engine=engine, provider=provider, trust=trust, load=load)
+        backend = RuntimeBackend(name, path, engine=exported.engine, provider=provider, trust=trust, load=load,
+                                 cpu_threads=exported.cpu_threads)
     except (DeviceError, MissingDependency) as exc:
         if not on_gpu:
             raise  # a CPU ONNX stage that cannot run is a broken install, not a skip
