@@ -86,7 +86,7 @@ Step = Callable[[ExportSource, Any, Path], StepResult]  # (source, options, outp
 class ExportBackend:
     """One row of the backend table: everything outside the backend's own file derives from it."""
 
-    name: str  # recipe key under `export:`, validated-stage name, key in `compress export`'s summary
+    name: str  # recipe key under `export:`; the name validation gives its artifact
     stage: str  # pipeline stage (and its folder in a run)
     artifact: str  # the file the step writes, e.g. "model.onnx"
     suffixes: tuple[str, ...]  # file-name endings `compress validate` recognises as this backend's artifacts
@@ -98,5 +98,5 @@ class ExportBackend:
     built_from: tuple[str, ...] = ()  # backends whose artifacts the step reads (none: the PyTorch student)
     cpu_threads: bool = True  # runs in a CPU thread pool, timed at each thread count (False: a GPU engine)
     default: bool = False  # built by `compress export` unless told otherwise
-    preflight: Callable[[], None] | None = None  # raises MissingDependency before any work (`compress export`)
+    preflight: Callable[[], object] | None = None  # raises MissingDependency before any work (`compress export`)
     machine: Callable[[], Machine] | None = None  # for artifacts that need more than a CPU (the pipeline skips)
