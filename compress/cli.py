@@ -6,14 +6,19 @@ usage errors (missing option, value of the wrong type) are turned into the same 
 
 from __future__ import annotations
 
+import inspect
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 
 from compress.errors import CompressError, ConfigError
+from compress.export.backends import BACKENDS
+from compress.validate.gates import GATES
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="compress",
@@ -40,6 +45,33 @@ def _ints(text: Optional[str], option: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated whole numbers, e.g. 150,180,210; got '{text}'") from None
+
+
+def _with_options(extra: list[inspect.Parameter], after: str) -> Callable[[Command], Command]:
+    """Insert options built from a table into a command's signature, after parameter ``after``; typer reads
+    the signature and passes them as keyword arguments. A new export backend or gate needs no edit here."""
+
+    def add(command: Command) -> Command:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        at = [p.name for p in own].index(after) + 1
+        command.__signature__ = signature.replace(parameters=own[:at] + extra + own[at:])  # type: ignore[attr-defined]
+        return command
+
+    return add
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    # positional-or-keyword like typer's own options; typer passes every option by keyword
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+
+
+# `compress export --onnx/--no-onnx --int8 --trt ...`: one flag per export backend
+BACKEND_FLAGS = [_option(b.name, bool, typer.Option(b.default, f"--{b.flag}/--no-{b.flag}" if b.default else f"--{b.flag}",
+                                                    help=b.help)) for b in BACKENDS.values()]
+# `compress validate --min-agreement 99.9 ...`: one option per gate
+GATE_OPTIONS = [_option(g.name, Optional[float], typer.Option(None, f"--{g.name.replace('_', '-')}", help=f"Gate: {g.help}"))
+                for g in GATES.values()]
 
 
 @app.command("list")
@@ -244,12 +276,10 @@ def distill(
 
 
 @app.command("export")
+@_with_options(BACKEND_FLAGS, after="out")
 def export(
     checkpoint: Path = typer.Argument(..., help="Deployable checkpoint (model.safetensors) or its run folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: CHECKPOINT_DIR/export)."),
-    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Write model.onnx (fp32), checked against PyTorch."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ)."),
-    trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT)."),
     precision: str = typer.Option("fp16", "--precision", help="TensorRT precision: fp32, fp16 or int8."),
     batch: str = typer.Option("1,8,32", "--batch", help="TensorRT batch profile min,opt,max."),
     calibration: int = typer.Option(512, "--calibration", help="INT8 calibration images (from the training split)."),
@@ -258,41 +288,28 @@ def export(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder for parity/calibration images."),
     workspace_mb: int = typer.Option(1024, "--workspace-mb", help="TensorRT builder workspace limit."),
     trust: bool = typer.Option(False, "--trust", help="Use a checkpoint whose hash does not match its sidecar."),
+    **build: bool,
 ) -> None:
     """Export a distilled student to ONNX (parity-checked), ONNX INT8 and/or a TensorRT engine."""
     import json
 
+    from compress.export import Int8Options, OnnxOptions, TensorRTOptions, parse_batch
     from compress.export.command import export_command
 
+    chosen = [name for name, wanted in build.items() if wanted]
+    options: dict[str, Any] = {"onnx": OnnxOptions(exporter=exporter),
+                               "int8": Int8Options(calibration=calibration, method=calib_method)}
+    if "tensorrt" in chosen:  # the profile is read only when an engine is built
+        profile = parse_batch(batch)
+        options["tensorrt"] = TensorRTOptions(precision=precision, batch=(profile.min, profile.opt, profile.max),
+                                              workspace_mb=workspace_mb, calibration=calibration)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    summary = export_command(checkpoint, out or folder / "export", onnx=onnx, int8=int8, trt=trt, precision=precision,
-                             batch=batch, calibration=calibration, calib_method=calib_method, exporter=exporter,
-                             data=_export_data(checkpoint, data_dir), trust=trust, workspace_mb=workspace_mb)
+    summary = export_command(checkpoint, out or folder / "export", chosen, options, data_dir=data_dir, trust=trust)
     typer.echo(json.dumps(summary.get("files", {}), indent=2))
 
 
-def _export_data(checkpoint: Path, data_dir: Optional[str]):  # type: ignore[no-untyped-def]
-    """The dataset recorded with the checkpoint, optionally from another folder."""
-    if data_dir is None:
-        return None
-    from compress.artifacts import read_sidecar
-    from compress.data import DataConfig
-
-    path = checkpoint / "model.safetensors" if checkpoint.is_dir() else checkpoint
-    record = read_sidecar(path, verify=False).get("data", {})
-    return DataConfig(name=record.get("name", "fashion-mnist"), data_dir=data_dir)
-
-
-def _stage_name(path: Path, taken: set[str]) -> str:
-    name = {".onnx": "int8" if path.name.endswith(".int8.onnx") else "onnx", ".plan": "tensorrt",
-            ".engine": "tensorrt", ".safetensors": "pytorch"}.get(path.suffix, path.stem)
-    base, i = name, 2
-    while name in taken:
-        name, i = f"{base}{i}", i + 1
-    return name
-
-
 @app.command("validate")
+@_with_options(GATE_OPTIONS, after="out")
 def validate(
     artifacts: list[Path] = typer.Argument(..., help="Checkpoint(s) (.safetensors), ONNX model(s), TensorRT engine(s)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference artifact for agreement and speed-up (default: the first PyTorch checkpoint, else the first artifact)."),
@@ -304,37 +321,23 @@ def validate(
     duration: float = typer.Option(2.0, "--duration", help="Seconds of timed runs per engine, batch size and thread count."),
     provider: str = typer.Option("cpu", "--provider", help="ONNX Runtime execution provider: cpu, cuda or tensorrt."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json/md/png here."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Gate: top-1 agreement with the reference, percent."),
-    max_top1_drop: Optional[float] = typer.Option(None, "--max-top1-drop", help="Gate: top-1 drop vs the reference, points."),
-    max_p90_ms: Optional[float] = typer.Option(None, "--max-p90-ms", help="Gate: p90 latency at batch 1, ms."),
-    min_speedup: Optional[float] = typer.Option(None, "--min-speedup", help="Gate: speed-up vs the reference at batch 1, measured in the same run."),
-    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Gate: top-1 floor, percent."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Accuracy and agreement only."),
     trust: bool = typer.Option(False, "--trust", help="Use artifacts whose hash does not match their sidecar."),
+    **thresholds: Optional[float],
 ) -> None:
     """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 1 on failure)."""
     from compress.data import DataConfig
-    from compress.validate import GateSpec, check_gates, gate_table, validate_artifacts, write_report
+    from compress.validate import (GateSpec, artifact_names, check_gates, gate_table, render_markdown,
+                                   validate_artifacts, write_report)
 
-    paths = list(artifacts) + ([reference] if reference and reference not in artifacts else [])
-    names: dict[str, Path] = {}
-    for path in paths:
-        names[_stage_name(path, set(names))] = path
-    if reference is not None:
-        ref_name = next(n for n, p in names.items() if p == reference)
-    else:
-        ref_name = next((n for n, p in names.items() if p.suffix == ".safetensors"), next(iter(names)))
-    gate_values = {"min_agreement": min_agreement, "max_top1_drop": max_top1_drop, "max_p90_ms": max_p90_ms,
-                   "min_speedup": min_speedup, "min_top1": min_top1}
-    gates = GateSpec(**{k: v for k, v in gate_values.items() if v is not None}) if any(
-        v is not None for v in gate_values.values()) else None
+    names, ref_name = artifact_names(artifacts, reference)
+    given = {gate: value for gate, value in thresholds.items() if value is not None}
+    gates = GateSpec(**given) if given else None
     result = validate_artifacts({n: str(p) for n, p in names.items()},
                                 DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
                                 _ints(batch_sizes, "--batch-sizes") or (1,), _ints(threads, "--threads") or (2,),
                                 duration, gates, trust, providers={n: provider for n in names if n != "pytorch"},
                                 measure_latency=not no_latency)
-    from compress.validate import render_markdown
-
     typer.echo(render_markdown(result))
     if out is not None:
         paths_written = write_report(result, out)
@@ -355,7 +358,7 @@ def run(
     force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Run a staged pipeline: teacher(s) -> distill -> ONNX -> INT8 -> TensorRT -> validate -> report.
+    """Run a staged pipeline: teacher(s) -> distill -> export (ONNX, INT8, TensorRT) -> validate -> report.
 
     Stages whose inputs are unchanged are skipped; a killed run resumes where it stopped. Gates that
     fail print a table and exit 1 (after the report is written)."""

@@ -1,9 +1,17 @@
-"""Export: ONNX (+ parity), ONNX Runtime INT8, TensorRT engines. Heavy libraries load lazily."""
+"""Export: ONNX (+ parity), ONNX Runtime INT8, TensorRT engines. Heavy libraries load lazily.
 
+``BACKENDS`` (``compress.export.backends``) is the table of what can be built; each backend's step
+function is what ``compress export`` and the pipeline's export stages call.
+"""
+
+from compress.export.backends import BACKENDS, backend_for_file
+from compress.export.base import ExportBackend, ExportImages, ExportSource, Machine, StepResult
 from compress.export.command import export_command
-from compress.export.onnx import ParityReport, check_parity, export_onnx, read_metadata
-from compress.export.quantize import Int8Report, QuantConfig, compare_int8, quantize_int8
-from compress.export.tensorrt import Profile, build_engine, parse_batch
+from compress.export.onnx import OnnxOptions, ParityReport, check_parity, export_onnx, read_metadata
+from compress.export.quantize import Int8Options, Int8Report, QuantConfig, compare_int8, quantize_int8
+from compress.export.tensorrt import Profile, TensorRTOptions, build_engine, parse_batch
 
-__all__ = ["Int8Report", "ParityReport", "Profile", "QuantConfig", "build_engine", "check_parity", "compare_int8",
-           "export_command", "export_onnx", "parse_batch", "quantize_int8", "read_metadata"]
+__all__ = ["BACKENDS", "ExportBackend", "ExportImages", "ExportSource", "Int8Options", "Int8Report", "Machine",
+           "OnnxOptions", "ParityReport", "Profile", "QuantConfig", "StepResult", "TensorRTOptions",
+           "backend_for_file", "build_engine", "check_parity", "compare_int8", "export_command", "export_onnx",
+           "parse_batch", "quantize_int8", "read_metadata"]

@@ -16,17 +16,20 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from compress import __version__
 from compress.artifacts import atomic_path, write_sidecar
-from compress.data.preprocessing import Preprocessing
-from compress.deployable import architecture_of
 from compress.errors import CheckpointError, ConfigError, ExportError, MissingDependency
+from compress.export.base import ExportSource, StepResult
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it: the backend table stays light to import
+    import torch
+    from torch import nn
+
+    from compress.data.preprocessing import Preprocessing
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -34,6 +37,41 @@ EXPORTERS = ("dynamo", "torchscript")
 META_PREPROCESSING = "compress.preprocessing"
 META_ARCHITECTURE = "compress.architecture"
 META_VERSION = "compress.version"
+
+
+@dataclass
+class OnnxOptions:
+    """The ONNX backend's options: ``export: {onnx: ...}`` in a recipe, ``--exporter`` on the command line."""
+
+    exporter: str = "dynamo"  # dynamo | torchscript
+    opset: int = 18
+    parity_images: int = 256  # validation images compared with PyTorch right after export
+
+    def validate(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise ConfigError(f"unknown exporter '{self.exporter}': choose one of {', '.join(EXPORTERS)}")
+        if self.opset < 18:
+            raise ConfigError(f"opset must be at least 18, got {self.opset}")
+        if self.parity_images < 1:
+            raise ConfigError(f"parity_images must be at least 1, got {self.parity_images}")
+
+    def images_needed(self) -> tuple[int, int]:
+        return self.parity_images, 0
+
+
+def onnx_step(source: ExportSource, options: OnnxOptions, folder: Path) -> StepResult:
+    """The student -> ``model.onnx``, checked against PyTorch on real images (``ExportError`` when they disagree)."""
+    import torch
+
+    module, preprocessing = source.student()
+    images = source.images(options.parity_images, 0, preprocessing.channels)
+    source.log(f"exporting ONNX ({options.exporter}) ...")
+    path = export_onnx(module, preprocessing, folder / "model.onnx", exporter=options.exporter, opset=options.opset,
+                       inputs={"checkpoint": source.student_sha256})
+    parity = check_parity(module, path, torch.from_numpy(images.val_x))
+    source.log(f"parity: {parity.summary()}")
+    return StepResult([path], {"parity": parity.to_dict()}, f"model.onnx, parity: max |Δlogit| "
+                      f"{parity.max_abs_diff:.2g}, agreement {parity.top1_agreement:.2%}")
 
 
 def require_onnx() -> Any:
@@ -66,6 +104,8 @@ def _input_shape(module: nn.Module, preprocessing: Preprocessing, batch: int) ->
 
 
 def _export_to(module: nn.Module, example: torch.Tensor, path: Path, exporter: str, opset: int) -> None:
+    import torch
+
     if exporter == "dynamo":
         # The dynamo exporter specialises every dimension it is not told is dynamic, and a batch of 1
         # would be specialised even then (0/1 specialisation) - hence an example batch >= 2.
@@ -94,11 +134,12 @@ def export_onnx(
 
     ``inputs`` names the artifacts it came from (e.g. ``{"checkpoint": sha256}``) for the sidecar.
     """
+    import torch
+
+    from compress.deployable import architecture_of
+
     onnx = require_onnx()
-    if exporter not in EXPORTERS:
-        raise ConfigError(f"unknown exporter '{exporter}': choose one of {', '.join(EXPORTERS)}")
-    if opset < 18:
-        raise ConfigError(f"opset must be at least 18, got {opset}")
+    OnnxOptions(exporter=exporter, opset=opset).validate()
     if example_batch < 2:
         raise ConfigError(f"example batch must be at least 2 (a batch of 1 gets specialised), got {example_batch}")
     out_path = Path(out_path)
@@ -127,6 +168,11 @@ def export_onnx(
                                      "architecture": architecture, "preprocessing": preprocessing.to_dict()},
                   inputs)
     return out_path
+
+
+def input_channels(onnx_path: str | os.PathLike[str]) -> int:
+    """The channel count of the model's N x C x H x W input: what its calibration images must have."""
+    return int(load_onnx(onnx_path).graph.input[0].type.tensor_type.shape.dim[1].dim_value)
 
 
 def set_metadata(model: Any, props: dict[str, str]) -> None:
@@ -232,6 +278,8 @@ def check_parity(
     rounding. A top-1 difference only counts when PyTorch's margin between the two classes exceeds
     the tolerance: a near tie flipping inside float noise is not a wrong export.
     """
+    import torch
+
     if images.dim() != 4 or len(images) == 0:
         raise ConfigError(f"parity needs a non-empty N x C x H x W batch of images, got shape {tuple(images.shape)}")
     session = session or ort_session(onnx_path)

@@ -29,7 +29,8 @@ import numpy as np
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
 from compress.errors import ConfigError, ExportError, MissingDependency
-from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session, set_metadata
+from compress.export.base import ExportSource, StepResult
+from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, input_channels, load_onnx, ort_session, set_metadata
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -53,12 +54,47 @@ class QuantConfig:
 
     def validate(self) -> None:
         if self.method not in CALIBRATION_METHODS:
-            raise ConfigError(f"unknown calibration method '{self.method}': choose {', '.join(CALIBRATION_METHODS)}")
+            raise ConfigError(f"method must be one of {', '.join(CALIBRATION_METHODS)} "
+                              f"(unknown calibration method '{self.method}')")
         for name, value in (("activation_type", self.activation_type), ("weight_type", self.weight_type)):
             if value not in ("int8", "uint8"):
                 raise ConfigError(f"{name} must be int8 or uint8, got '{value}'")
         if self.quant_format not in ("qdq", "qoperator"):
             raise ConfigError(f"quant format must be qdq or qoperator, got '{self.quant_format}'")
+
+
+@dataclass
+class Int8Options:
+    """The INT8 backend's options: ``export: {int8: ...}`` in a recipe, ``--calibration``/``--calib-method``."""
+
+    calibration: int = 512  # training images used to calibrate the activation ranges
+    method: str = "minmax"  # minmax | entropy | percentile
+    eval_images: int = 2000  # validation images for the step's own fp32-vs-int8 check
+
+    def validate(self) -> None:
+        if self.calibration < 1:
+            raise ConfigError(f"calibration must be at least 1 image, got {self.calibration}")
+        if self.eval_images < 1:
+            raise ConfigError(f"eval_images must be at least 1, got {self.eval_images}")
+        QuantConfig(method=self.method).validate()
+
+    def images_needed(self) -> tuple[int, int]:
+        return self.eval_images, self.calibration
+
+
+def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepResult:
+    """``model.onnx`` -> ``model.int8.onnx`` (static INT8, QDQ), with its accuracy against the fp32 model."""
+    onnx_path = source.upstream("onnx")
+    images = source.images(options.eval_images, options.calibration, input_channels(onnx_path))
+    source.log(f"quantizing to INT8 ({options.method}, {len(images.calibration)} calibration images) ...")
+    path = quantize_int8(onnx_path, folder / "model.int8.onnx", images.calibration, QuantConfig(method=options.method))
+    # a quick latency look in the pipeline: its validate stage times every artifact properly, interleaved
+    timing: dict[str, Any] = {} if source.full_checks else {"batch_sizes": (1,), "rounds": 2}
+    report = compare_int8(onnx_path, path, images.val_x, images.val_y, **timing)
+    source.log(f"int8: top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%}, latency ratio "
+               + ", ".join(f"batch {b}: {v['int8_over_fp32']:.2f}x" for b, v in report.latency.items()))
+    return StepResult([path], {"int8": report.to_dict()}, f"model.int8.onnx, top-1 {report.int8_accuracy:.2%} vs "
+                      f"fp32 {report.fp32_accuracy:.2%} on {report.n} images")
 
 
 def _require_quantization() -> Any:
@@ -202,7 +238,7 @@ def compare_int8(
         x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), np.float32)
         feeds = {INPUT_NAME: x}
         results, rounds_p50 = interleaved({"fp32": lambda: fp32.run(None, feeds), "int8": lambda: int8.run(None, feeds)},
-                                      batch, rounds=rounds, block_s=0.2)
+                                          batch, rounds=rounds, block_s=0.2, threads=threads)
         latency[str(batch)] = {"fp32_p50_ms": round(results["fp32"].p50_ms, 3),
                                "int8_p50_ms": round(results["int8"].p50_ms, 3),
                                "int8_over_fp32": round(ratio(rounds_p50, "int8", "fp32"), 3)}

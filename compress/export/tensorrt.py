@@ -13,6 +13,7 @@ this project's tests, so the build and inference tests carry the ``tensorrt`` ma
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from dataclasses import asdict, dataclass
@@ -21,7 +22,8 @@ from typing import Any
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
 from compress.errors import ConfigError, DeviceError, ExportError, MissingDependency
-from compress.export.onnx import INPUT_NAME, load_onnx, read_metadata, require_onnx
+from compress.export.base import ExportSource, Machine, StepResult
+from compress.export.onnx import INPUT_NAME, input_channels, load_onnx, read_metadata, require_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -57,6 +59,64 @@ def parse_batch(text: str | tuple[int, int, int] | Profile) -> Profile:
     if len(values) != 3:
         raise ConfigError(f"--batch must be three integers min,opt,max (e.g. 1,8,32), got '{text}'")
     return Profile(*values).validate()
+
+
+@dataclass
+class TensorRTOptions:
+    """The TensorRT backend's options: ``export: {tensorrt: ...}`` in a recipe, ``--precision``/``--batch``/
+    ``--workspace-mb``/``--calibration`` on the command line."""
+
+    precision: str = "fp16"  # fp32 | fp16 | int8
+    batch: tuple[int, int, int] = (1, 8, 32)  # optimisation profile min, opt, max
+    workspace_mb: int = 1024
+    calibration: int = 512  # training images, for precision int8
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}")
+        parse_batch(self.batch)
+        if self.workspace_mb < 16:
+            raise ConfigError(f"workspace_mb must be at least 16, got {self.workspace_mb}")
+        if self.calibration < 1:
+            raise ConfigError(f"calibration must be at least 1 image, got {self.calibration}")
+
+    def images_needed(self) -> tuple[int, int]:
+        return 0, self.calibration if self.precision == "int8" else 0
+
+
+def tensorrt_step(source: ExportSource, options: TensorRTOptions, folder: Path) -> StepResult:
+    """``model.onnx`` -> ``model.plan`` for this machine's GPU (INT8: through a TensorRT-style Q/DQ model)."""
+    onnx_path = source.upstream("onnx")
+    artifacts: list[Path] = []
+    engine_input = onnx_path
+    if options.precision == "int8":
+        from compress.export.quantize import QuantConfig, quantize_int8
+
+        # TensorRT takes only symmetric signed Q/DQ: a quantization of its own, not the ONNX Runtime one,
+        # calibrated the way the int8 backend is (minmax when it is not built)
+        images = source.images(0, options.calibration, input_channels(onnx_path))
+        int8 = source.options.get("int8")
+        method = int8.method if int8 is not None else "minmax"
+        engine_input = quantize_int8(onnx_path, folder / "model.trt-int8.onnx", images.calibration,
+                                     QuantConfig.for_tensorrt(method))
+        artifacts.append(engine_input)
+    profile = parse_batch(options.batch)
+    source.log(f"building TensorRT engine ({options.precision}, batch {profile.min},{profile.opt},{profile.max}) ...")
+    engine = build_engine(engine_input, folder / "model.plan", precision=options.precision, batch=profile,
+                          workspace_mb=options.workspace_mb, timing_cache_path=source.cache_dir / "timing.cache")
+    return StepResult(artifacts + [engine], {}, f"model.plan ({options.precision}, batch "
+                      f"{','.join(map(str, options.batch))})")
+
+
+def machine() -> Machine:
+    """A TensorRT engine is built, and runs, on an NVIDIA GPU with the tensorrt package."""
+    import torch
+
+    cuda = bool(torch.cuda.is_available())
+    installed = importlib.util.find_spec("tensorrt") is not None
+    missing = ("TensorRT needs an NVIDIA GPU and none is visible here" if not cuda else
+               "" if installed else "TensorRT is not installed (pip install 'compress[trt]')")
+    return Machine({"cuda": cuda, "tensorrt": installed}, missing)
 
 
 def require_tensorrt() -> Any:
@@ -120,11 +180,9 @@ def build_engine(
     timing_cache_path: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Build and write a serialized engine (atomically) with a JSON sidecar; returns its path."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
     profile = parse_batch(batch)
-    if workspace_mb < 16:
-        raise ConfigError(f"--workspace-mb must be at least 16, got {workspace_mb}")
+    sizes = (profile.min, profile.opt, profile.max)
+    TensorRTOptions(precision=precision, batch=sizes, workspace_mb=workspace_mb).validate()
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     metadata = read_metadata(onnx_path)  # also fails early, with a clear line, on a corrupt ONNX
     trt = require_tensorrt()

@@ -1,38 +1,49 @@
-"""Interleaved latency measurement: compare variants on a noisy, shared CPU fairly.
+"""Latency measurement primitives: per-run wall times -> ``LatencyStats``, and interleaved blocks.
 
 Timing on this kind of machine drifts by +-20 % over seconds (other tenants, frequency scaling).
 Timing variant A for a minute and then B for a minute measures the drift, not A vs B. Instead each
 variant runs a short block in turn, round after round, with a small pause between blocks, so drift
 hits every variant equally; ratios per round are then robust even when absolute numbers are not.
+
+``LatencyStats`` is the one latency record of the project: the INT8 check here, the validation
+benchmark (``compress.validate.latency``) and the reports all use it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass
 class LatencyStats:
-    batch: int
-    n: int
+    batch_size: int
+    threads: int | None  # None: the backend does not use CPU threads (GPU), or they were not set
+    runs: int
+    mean_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
-    mean_ms: float
-    throughput: float  # images per second at the median latency
+    min_ms: float
+    max_ms: float
+    throughput: float  # images per second, from the mean
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def stats(batch: int, samples_s: list[float]) -> LatencyStats:
-    ms = np.asarray(samples_s) * 1000.0
-    p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
-    return LatencyStats(batch, len(ms), p50, p90, p99, float(ms.mean()), batch * 1000.0 / p50)
+def latency_stats(times_s: Sequence[float], batch_size: int, threads: int | None) -> LatencyStats:
+    """Summary of per-run wall times. Percentiles interpolate linearly between order statistics."""
+    if len(times_s) == 0:
+        raise ValueError("no timed runs")
+    ms = np.asarray(times_s, dtype=np.float64) * 1000.0
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    mean = float(ms.mean())
+    return LatencyStats(batch_size, threads, len(ms), mean, float(p50), float(p90), float(p99),
+                        float(ms.min()), float(ms.max()), batch_size / (mean / 1000.0) if mean > 0 else float("inf"))
 
 
 def interleaved(
@@ -43,9 +54,11 @@ def interleaved(
     block_s: float = 0.3,
     pause_s: float = 0.05,
     warmup: int = 3,
+    threads: int | None = None,
 ) -> tuple[dict[str, LatencyStats], dict[str, list[float]]]:
     """Time each zero-argument callable in alternating blocks; returns stats and each variant's
-    per-round p50 (seconds), from which ``ratio`` gives drift-robust comparisons."""
+    per-round p50 (seconds), from which ``ratio`` gives drift-robust comparisons. ``threads`` is only
+    recorded in the stats (the callables own their thread pools)."""
     names = list(variants)
     for fn in variants.values():
         for _ in range(warmup):
@@ -66,7 +79,7 @@ def interleaved(
             samples[name].extend(block)
             round_p50[name].append(float(np.median(block)))
             time.sleep(pause_s)
-    return {name: stats(batch, samples[name]) for name in names}, round_p50
+    return {name: latency_stats(samples[name], batch, threads) for name in names}, round_p50
 
 
 def ratio(round_p50: dict[str, list[float]], variant: str, baseline: str) -> float:

@@ -4,20 +4,39 @@
                                 reference="student", gates=GateSpec(min_agreement=99.9))
     write_report(result, run_dir)          # report.json, report.md, report.png
     check_gates(result.gates)              # raises GateFailed (one line) if a gate failed
+
+The names below are imported from their modules on first use: the gate table (``gates``) is read when
+the command line is built, and that must not pull in torch.
 """
 
-from compress.validate.accuracy import AccuracyResult, agreement, evaluate_backends, max_abs_diff, topk_accuracy
-from compress.validate.backends import Backend, StageSkipped, TorchBackend, RuntimeBackend, open_backend
-from compress.validate.gates import GateSpec, check_gates, evaluate_gates, gate_table, parse_gates
-from compress.validate.latency import LatencyConfig, LatencyStats, benchmark, environment_record, latency_stats
-from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
-from compress.validate.results import GateResult, StageResult, ValidationResult
-from compress.validate.runner import validate_artifacts
+from __future__ import annotations
 
-__all__ = [
-    "AccuracyResult", "Backend", "GateResult", "GateSpec", "LatencyConfig", "LatencyStats", "ReportPaths",
-    "RuntimeBackend", "StageResult", "StageSkipped", "TorchBackend", "ValidationResult", "agreement", "benchmark",
-    "check_gates", "environment_record", "evaluate_backends", "evaluate_gates", "gate_table", "latency_stats",
-    "max_abs_diff", "open_backend", "parse_gates", "read_metrics_jsonl", "render_markdown", "render_png", "topk_accuracy",
-    "validate_artifacts", "write_report",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from compress.validate.accuracy import AccuracyResult, agreement, evaluate_backends, max_abs_diff, topk_accuracy
+    from compress.validate.backends import Backend, RuntimeBackend, StageSkipped, TorchBackend, open_backend
+    from compress.validate.gates import GATES, GateSpec, check_gates, evaluate_gates, gate_table, parse_gates
+    from compress.validate.latency import LatencyConfig, LatencyStats, benchmark, environment_record, latency_stats
+    from compress.validate.measure import artifact_names, validate_artifacts
+    from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
+    from compress.validate.results import GateResult, StageResult, ValidationResult
+
+_MODULES = {
+    "accuracy": ("AccuracyResult", "agreement", "evaluate_backends", "max_abs_diff", "topk_accuracy"),
+    "backends": ("Backend", "RuntimeBackend", "StageSkipped", "TorchBackend", "open_backend"),
+    "gates": ("GATES", "GateSpec", "check_gates", "evaluate_gates", "gate_table", "parse_gates"),
+    "latency": ("LatencyConfig", "LatencyStats", "benchmark", "environment_record", "latency_stats"),
+    "measure": ("artifact_names", "validate_artifacts"),
+    "report": ("ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"),
+    "results": ("GateResult", "StageResult", "ValidationResult"),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'compress.validate' has no attribute '{name}'")
+    return getattr(import_module(f"compress.validate.{_HOME[name]}"), name)

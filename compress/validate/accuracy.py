@@ -8,12 +8,12 @@ hand). Percentages are 0..100; drops are absolute points.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
-from compress.validate.backends import Backend
+if TYPE_CHECKING:
+    from compress.validate.backends import Backend
 
 
 def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
@@ -88,7 +88,12 @@ def predict_in_chunks(backend: Backend, images: np.ndarray) -> np.ndarray:
     return np.concatenate([backend.predict_logits(images[i:i + limit]) for i in range(0, len(images), limit)])
 
 
-def evaluate_backends(backends: Sequence[Backend], batches: Iterable[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]],
+def _as_numpy(values: Any) -> np.ndarray:
+    """A batch of a PyTorch loader (tensors, maybe on a GPU) or of numpy arrays, as numpy."""
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+
+
+def evaluate_backends(backends: Sequence[Backend], batches: Iterable[tuple[Any, Any]],
                       reference: str | None = None) -> dict[str, AccuracyResult]:
     """Top-1/top-5 of every backend and, against ``reference`` (a backend name), agreement and max |Δlogit|."""
     names = [b.name for b in backends]
@@ -98,9 +103,8 @@ def evaluate_backends(backends: Sequence[Backend], batches: Iterable[tuple[torch
     # the reference runs first in each batch so its logits are there to compare against
     ordered = sorted(backends, key=lambda b: b.name != reference)
     for images, labels in batches:
-        x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        x = np.ascontiguousarray(_as_numpy(images), dtype=np.float32)
+        y = _as_numpy(labels)
         ref_logits = None
         for backend in ordered:
             logits = predict_in_chunks(backend, x)

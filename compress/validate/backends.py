@@ -19,9 +19,8 @@ import torch
 
 from compress.artifacts import sidecar_path
 from compress.errors import CheckpointError, ConfigError, DeviceError, MissingDependency
+from compress.export.backends import all_suffixes, backend_for_file
 
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 TORCH_SUFFIXES = (".safetensors",)
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 # deploy's messages for a runtime this machine lacks (a GPU stage is then skipped, not failed)
@@ -98,10 +97,10 @@ class RuntimeBackend:
     """
 
     def __init__(self, name: str, path: Path, *, engine: str, provider: str, trust: bool = False,
-                 load: RunnerFactory = deploy_load) -> None:
+                 load: RunnerFactory = deploy_load, cpu_threads: bool = True) -> None:
         self.name, self.path, self.engine, self.provider, self.trust = name, path, engine, provider, trust
         self._load = load
-        self.uses_threads = engine == "onnxruntime" and provider == "cpu"
+        self.uses_threads = cpu_threads and provider == "cpu"  # a GPU engine, or ONNX Runtime on a GPU: no pool
         self._runners: dict[int | None, Any] = {}
         self._threads: int | None = None
         self.runner = self._runner(None)  # open now: a bad file fails before any timing starts
@@ -127,21 +126,21 @@ class ArtifactInfo:
     """What a report says about the file itself."""
 
     path: str
-    kind: str  # "checkpoint" | "onnx" | "engine"
+    kind: str  # "checkpoint", or the engine that runs it ("onnxruntime", "tensorrt"): see artifact_kind
     size_bytes: int
     parameters: int | None
     sidecar: dict[str, Any] = field(default_factory=dict)
 
 
 def artifact_kind(path: Path) -> str:
+    """"checkpoint" for PyTorch, else the engine that runs the exported file (its backend's, by suffix)."""
     if path.is_dir() or path.suffix in TORCH_SUFFIXES:
         return "checkpoint"
-    if path.suffix in ONNX_SUFFIXES:
-        return "onnx"
-    if path.suffix in ENGINE_SUFFIXES:
-        return "engine"
-    raise ConfigError(f"cannot validate '{path}': expected a .safetensors checkpoint (or its folder), an .onnx "
-                      f"model or a TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
+    backend = backend_for_file(path)
+    if backend is None:
+        raise ConfigError(f"cannot validate '{path}': expected a .safetensors checkpoint (or its folder) or an "
+                          f"exported model ({', '.join(all_suffixes())})")
+    return backend.engine
 
 
 def _read_sidecar_quietly(path: Path) -> dict[str, Any]:
@@ -176,19 +175,16 @@ def describe_artifact(path: Path, kind: str, module: torch.nn.Module | None = No
 
         params = count_parameters(module) if module is not None else sidecar.get("parameters")
         return ArtifactInfo(str(path), kind, path.stat().st_size, params, sidecar)
-    if kind == "onnx":
+    if kind == "onnxruntime":
         size, params = _onnx_size_and_parameters(path)
         return ArtifactInfo(str(path), kind, size, sidecar.get("parameters", params), sidecar)
     return ArtifactInfo(str(path), kind, path.stat().st_size, sidecar.get("parameters"), sidecar)
 
 
 def _check_gpu_runtime(what: str) -> None:
-    import importlib.util
-
+    """ONNX Runtime's GPU execution providers need a GPU (whether this build of it has them, deploy says)."""
     if not torch.cuda.is_available():
         raise StageSkipped(f"{what} needs an NVIDIA GPU and none is visible here")
-    if what.startswith("TensorRT") and importlib.util.find_spec("tensorrt") is None:
-        raise StageSkipped("TensorRT is not installed (pip install 'compress[trt]')")
 
 
 def open_backend(name: str, path: str | os.PathLike[str], *, provider: str = "cpu", trust: bool = False,
@@ -212,16 +208,19 @@ def open_backend(name: str, path: str | os.PathLike[str], *, provider: str = "cp
         if path.is_dir():
             path = path / "student.safetensors"
         return TorchBackend(name, module, device), describe_artifact(path, kind, module), preprocessing.to_dict()
-    if kind == "engine":
-        _check_gpu_runtime("TensorRT engine")
-        engine, provider = "tensorrt", "tensorrt"
-    else:
-        if provider in ("cuda", "tensorrt"):
-            _check_gpu_runtime("TensorRT execution provider" if provider == "tensorrt" else "CUDA execution provider")
-        engine = "onnxruntime"
-    on_gpu = engine == "tensorrt" or provider != "cpu"
+    exported = backend_for_file(path)
+    assert exported is not None  # artifact_kind accepted it
+    machine = exported.machine() if exported.machine is not None else None
+    if machine is not None and machine.missing:  # a TensorRT engine without a GPU: skipped, not failed
+        raise StageSkipped(machine.missing)
+    if not exported.cpu_threads:  # a GPU engine runs on its own runtime, not on an ONNX Runtime provider
+        provider = exported.engine
+    elif provider in ("cuda", "tensorrt"):
+        _check_gpu_runtime("TensorRT execution provider" if provider == "tensorrt" else "CUDA execution provider")
+    on_gpu = not exported.cpu_threads or provider != "cpu"
     try:
-        backend = RuntimeBackend(name, path, engine=engine, provider=provider, trust=trust, load=load)
+        backend = RuntimeBackend(name, path, engine=exported.engine, provider=provider, trust=trust, load=load,
+                                 cpu_threads=exported.cpu_threads)
     except (DeviceError, MissingDependency) as exc:
         if not on_gpu:
             raise  # a CPU ONNX stage that cannot run is a broken install, not a skip

@@ -4,13 +4,16 @@ A gate on a stage that could not run here (TensorRT without a GPU) is ``skipped`
 never ``pass``: a CI that wants every gate to have run uses ``check_gates(strict=True)``.
 Relative gates compare with the reference stage (the fp32 PyTorch student): top-1 drop in absolute
 points, agreement in percent, speed-up as a ratio of p50 latencies measured in the same run.
+
+``GATES`` is the table of gate kinds; recipe keys, ``GateSpec`` keywords and the ``compress validate``
+options come from it, so a new gate is one entry there (its unit, direction and how it reads a result).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 from compress.errors import ConfigError, GateFailed
 from compress.validate.results import GateResult, StageResult, ValidationResult
@@ -19,26 +22,95 @@ _EPS = 1e-9  # 999/1000 agreement is 99.9%, whatever the float rounding says
 
 
 @dataclass(frozen=True)
+class LatencyPoint:
+    """The (batch size, thread count) a latency gate looks at."""
+
+    batch_size: int
+    threads: int | None
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_size}" + (f", {self.threads} threads" if self.threads is not None else "")
+
+
+Reading = tuple[float | None, str]  # the value a gate looks at, or (None, why it cannot be judged)
+
+
+def _top1(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
+    return (stage.accuracy.top1, "") if stage.accuracy is not None else (None, "accuracy was not measured")
+
+
+def _top1_drop(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
+    if stage.accuracy is None or reference.accuracy is None:
+        return None, "accuracy was not measured"
+    return reference.accuracy.top1 - stage.accuracy.top1, ""
+
+
+def _agreement(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
+    if stage.accuracy is None:
+        return None, "accuracy was not measured"
+    agreement = stage.accuracy.agreement
+    return (agreement, "") if agreement is not None else (None, "agreement was not measured")
+
+
+def _p90_ms(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
+    stats = stage.latency_at(point.batch_size, point.threads)
+    return (stats.p90_ms, "") if stats else (None, f"no latency measured at {point}")
+
+
+def _speedup(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
+    speedup = stage.speedup_at(point.batch_size, point.threads)
+    return (speedup, "") if speedup is not None else (None, f"no speed-up measured at {point}")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One kind of gate: a threshold on one number of a stage's result."""
+
+    name: str  # recipe key, GateSpec keyword and `compress validate --<name>` option
+    unit: str  # "%", "pt" (percent points), "ms" or "x"
+    at_least: bool  # passes when the value is >= the threshold; False: when it is <= the threshold
+    percent: bool  # the threshold is in percent points (0..100); otherwise it must be positive
+    read: Callable[[StageResult, StageResult, LatencyPoint], Reading]  # (stage, reference, point) -> value
+    help: str  # the command-line option's help
+    relative: bool = False  # compares with the reference stage: not judged on the reference itself
+
+
+GATES: dict[str, Gate] = {gate.name: gate for gate in (
+    Gate("min_top1", "%", at_least=True, percent=True, read=_top1, help="top-1 floor, percent."),
+    Gate("max_top1_drop", "pt", at_least=False, percent=True, read=_top1_drop, relative=True,
+         help="top-1 drop vs the reference, points."),
+    Gate("min_agreement", "%", at_least=True, percent=True, read=_agreement, relative=True,
+         help="top-1 agreement with the reference, percent."),
+    Gate("max_p90_ms", "ms", at_least=False, percent=False, read=_p90_ms, help="p90 latency at batch 1, ms."),
+    Gate("min_speedup", "x", at_least=True, percent=False, read=_speedup, relative=True,
+         help="speed-up vs the reference at batch 1, measured in the same run."),
+)}
+_POINT_KEYS = ("batch_size", "threads")  # GateSpec keys that choose the latency point, not a threshold
+
+
+@dataclass(frozen=True, init=False)
 class GateSpec:
-    min_top1: float | None = None  # percent
-    max_top1_drop: float | None = None  # absolute points below the reference's top-1
-    min_agreement: float | None = None  # percent of top-1 predictions equal to the reference's
-    max_p90_ms: float | None = None  # p90 latency at (batch_size, threads)
-    min_speedup: float | None = None  # reference p50 / stage p50 at (batch_size, threads)
+    """The gates of one stage: ``GateSpec(min_agreement=99.9, max_p90_ms=3.0, batch_size=1)``."""
+
+    values: tuple[tuple[str, float], ...]  # (gate name, threshold), in table order
     batch_size: int = 1  # the latency point the latency gates look at
     threads: int | None = None  # None: the largest thread count measured
 
-    def __post_init__(self) -> None:
+    def __init__(self, batch_size: int = 1, threads: int | None = None, **thresholds: float | None) -> None:
+        for name in thresholds:
+            if name not in GATES:
+                raise ConfigError(f"unknown gate '{name}': gates are {', '.join(GATES)}")
+        values = tuple((name, float(value)) for name in GATES if (value := thresholds.get(name)) is not None)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "batch_size", batch_size)
+        object.__setattr__(self, "threads", threads)
         self.validate()
 
     def validate(self) -> None:
-        for name in ("min_top1", "max_top1_drop", "min_agreement"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 100:
+        for name, value in self.values:
+            if GATES[name].percent and not 0 <= value <= 100:
                 raise ConfigError(f"gate {name} is in percent points (0..100), got {value}")
-        for name in ("max_p90_ms", "min_speedup"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
+            if not GATES[name].percent and value <= 0:
                 raise ConfigError(f"gate {name} must be positive, got {value}")
         if self.batch_size < 1:
             raise ConfigError(f"gate batch_size must be at least 1, got {self.batch_size}")
@@ -47,33 +119,23 @@ class GateSpec:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in GATES if getattr(self, name) is not None}
+        """Gate name -> threshold, for the gates this spec sets."""
+        return dict(self.values)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "gates") -> "GateSpec":
         """From a recipe/CLI mapping; an unknown key names its path and the closest valid key."""
-        known = [f.name for f in fields(cls)]
+        known = [*GATES, *_POINT_KEYS]
         for key in data:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(known)})"
                 raise ConfigError(f"{where}.{key}: unknown gate{hint}")
         try:
-            return cls(**{k: (None if v is None else int(v) if k in ("batch_size", "threads") else float(v))
-                          for k, v in data.items()})
+            return cls(**{k: (None if v is None else int(v) if k in _POINT_KEYS else float(v)) for k, v in data.items()})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: gate values must be numbers ({exc})") from None
 
-
-# gate name -> (kind, unit); "min" gates pass when value >= threshold, "max" when value <= threshold
-GATES: dict[str, tuple[str, str]] = {
-    "min_top1": ("min", "%"),
-    "max_top1_drop": ("max", "pt"),
-    "min_agreement": ("min", "%"),
-    "max_p90_ms": ("max", "ms"),
-    "min_speedup": ("min", "x"),
-}
-_RELATIVE = ("max_top1_drop", "min_agreement", "min_speedup")
 
 Gates = GateSpec | Mapping[str, GateSpec]
 
@@ -83,7 +145,7 @@ def parse_gates(data: Mapping[str, Any] | None, where: str = "gates") -> Gates |
     or one per stage (``{onnx: {min_agreement: 99.9}, int8: {max_top1_drop: 1.0}}``)."""
     if not data:
         return None
-    known = {f.name for f in fields(GateSpec)}
+    known = {*GATES, *_POINT_KEYS}
     if all(isinstance(v, Mapping) for v in data.values()) and not known & set(data):
         return {str(stage): GateSpec.from_dict(spec, f"{where}.{stage}") for stage, spec in data.items()}
     return GateSpec.from_dict(data, where)
@@ -103,28 +165,6 @@ def gates_by_stage(gates: Gates | None, stages: list[str], reference: str) -> di
     return dict(gates)
 
 
-def _measure(stage: StageResult, reference: StageResult, gate: str, spec: GateSpec,
-             threads: int | None) -> tuple[float | None, str]:
-    """The value a gate looks at, or (None, why it cannot be judged)."""
-    if gate in _RELATIVE and stage.name == reference.name:
-        return None, "the stage is the reference"
-    if gate in ("min_top1", "max_top1_drop", "min_agreement"):
-        acc, ref_acc = stage.accuracy, reference.accuracy
-        if acc is None or (gate == "max_top1_drop" and (ref_acc is None)):
-            return None, "accuracy was not measured"
-        if gate == "min_top1":
-            return acc.top1, ""
-        if gate == "max_top1_drop":
-            return ref_acc.top1 - acc.top1, ""  # type: ignore[union-attr]
-        return (acc.agreement, "") if acc.agreement is not None else (None, "agreement was not measured")
-    where = f"batch {spec.batch_size}" + (f", {threads} threads" if threads is not None else "")
-    if gate == "max_p90_ms":
-        stats = stage.latency_at(spec.batch_size, threads)
-        return (stats.p90_ms, "") if stats else (None, f"no latency measured at {where}")
-    speedup = stage.speedup_at(spec.batch_size, threads)
-    return (speedup, "") if speedup is not None else (None, f"no speed-up measured at {where}")
-
-
 def evaluate_gates(result: ValidationResult, gates: Gates | None) -> list[GateResult]:
     """Judge every configured gate of every stage."""
     reference = result.stages[result.reference]
@@ -133,39 +173,43 @@ def evaluate_gates(result: ValidationResult, gates: Gates | None) -> list[GateRe
     for name, spec in gates_by_stage(gates, list(result.stages), result.reference).items():
         stage = result.stages[name]
         threads = spec.threads if spec.threads is not None else (measured_threads[-1] if measured_threads else None)
-        for gate, threshold in spec.thresholds.items():
-            kind, unit = GATES[gate]
+        point = LatencyPoint(spec.batch_size, threads)
+        for gate_name, threshold in spec.values:
+            gate = GATES[gate_name]
             if stage.skipped:
-                out.append(GateResult(name, gate, threshold, None, "skipped", reason=stage.reason, unit=unit))
-                continue
-            value, why = _measure(stage, reference, gate, spec, threads)
+                value, why = None, stage.reason
+            elif gate.relative and stage.name == reference.name:
+                value, why = None, "the stage is the reference"
+            else:
+                value, why = gate.read(stage, reference, point)
             if value is None:
-                out.append(GateResult(name, gate, threshold, None, "skipped", reason=why, unit=unit))
+                out.append(GateResult(name, gate_name, threshold, None, "skipped", reason=why, unit=gate.unit))
                 continue
-            margin = value - threshold if kind == "min" else threshold - value
+            margin = value - threshold if gate.at_least else threshold - value
             status = "pass" if margin >= -_EPS else "fail"
-            out.append(GateResult(name, gate, threshold, value, status, margin, unit=unit))
+            out.append(GateResult(name, gate_name, threshold, value, status, margin, unit=gate.unit))
     return out
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def format_value(value: float | None, unit: str, missing: str = "-") -> str:
+    """A gate's value or threshold in its unit: ``99.90%``, ``1.50 pt``, ``2.500 ms``, ``1.20x``, ``0.39 MB``."""
     if value is None:
-        return "-"
+        return missing
     if unit == "x":
         return f"{value:.2f}x"
     if unit == "ms":
         return f"{value:.3f} ms"
-    return f"{value:.2f}{'%' if unit == '%' else ' pt'}"
+    return f"{value:.2f}%" if unit == "%" else f"{value:.2f} {unit}"
 
 
 def describe(g: GateResult) -> str:
     """``onnx min_agreement 97.10% < 99.90% (short by 2.80%)`` - one gate in words."""
     if g.status == "skipped":
         return f"{g.stage} {g.gate}: skipped: {g.reason}"
-    kind = GATES[g.gate][0]
-    op = (">=" if kind == "min" else "<=") if g.status == "pass" else ("<" if kind == "min" else ">")
-    by = f" (by {_fmt(abs(g.margin or 0.0), g.unit)})" if g.status == "fail" else ""
-    return f"{g.stage} {g.gate} {_fmt(g.value, g.unit)} {op} {_fmt(g.threshold, g.unit)}{by}"
+    at_least = GATES[g.gate].at_least
+    op = (">=" if at_least else "<=") if g.status == "pass" else ("<" if at_least else ">")
+    by = f" (by {format_value(abs(g.margin or 0.0), g.unit)})" if g.status == "fail" else ""
+    return f"{g.stage} {g.gate} {format_value(g.value, g.unit)} {op} {format_value(g.threshold, g.unit)}{by}"
 
 
 def gate_table(results: list[GateResult], statuses: tuple[str, ...] = ("fail",)) -> str:
@@ -175,8 +219,8 @@ def gate_table(results: list[GateResult], statuses: tuple[str, ...] = ("fail",))
         if g.status not in statuses:
             continue
         status = f"skipped: {g.reason}" if g.status == "skipped" else g.status
-        margin = "-" if g.margin is None else ("+" if g.margin >= 0 else "-") + _fmt(abs(g.margin), g.unit)
-        rows.append((g.stage, g.gate, _fmt(g.value, g.unit), _fmt(g.threshold, g.unit), margin, status))
+        margin = "-" if g.margin is None else ("+" if g.margin >= 0 else "-") + format_value(abs(g.margin), g.unit)
+        rows.append((g.stage, g.gate, format_value(g.value, g.unit), format_value(g.threshold, g.unit), margin, status))
     if len(rows) == 1:
         return ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -13,12 +13,15 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from compress.errors import ConfigError
-from compress.validate.backends import Backend
+from compress.export.timing import LatencyStats, latency_stats
+
+if TYPE_CHECKING:
+    from compress.validate.backends import Backend
 
 Timer = Callable[[], float]
 
@@ -48,34 +51,6 @@ class LatencyConfig:
             if getattr(self, name) < (0 if name == "warmup" else 1):
                 raise ConfigError(f"latency {name} must be at least {0 if name == 'warmup' else 1}, "
                                   f"got {getattr(self, name)}")
-
-
-@dataclass
-class LatencyStats:
-    batch_size: int
-    threads: int | None  # None: the backend does not use CPU threads (GPU)
-    runs: int
-    mean_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    min_ms: float
-    max_ms: float
-    throughput: float  # images per second, from the mean
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def latency_stats(times_s: Sequence[float], batch_size: int, threads: int | None) -> LatencyStats:
-    """Summary of per-run wall times. Percentiles interpolate linearly between order statistics."""
-    if len(times_s) == 0:
-        raise ValueError("no timed runs")
-    ms = np.asarray(times_s, dtype=np.float64) * 1000.0
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    mean = float(ms.mean())
-    return LatencyStats(batch_size, threads, len(ms), mean, float(p50), float(p90), float(p99),
-                        float(ms.min()), float(ms.max()), batch_size / (mean / 1000.0) if mean > 0 else float("inf"))
 
 
 def time_runs(fn: Callable[[], object], *, warmup: int, runs: int | None, duration_s: float, min_runs: int = 1,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from compress.artifacts import atomic_path, atomic_write_text, ensure_writable_dir, write_json
 from compress.errors import CheckpointError, MissingDependency
-from compress.validate.gates import describe
+from compress.validate.gates import describe, format_value
 from compress.validate.latency import LatencyStats
 from compress.validate.regime import LabelCounts, TeacherFacts, describe_regime, label_counts  # noqa: F401 (re-exported)
 from compress.validate.results import StageResult, ValidationResult
@@ -173,9 +173,7 @@ def _cell(value: Any, key: str = "") -> str:
 
 
 def _gate_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "–"
-    return {"%": f"{value:.2f}%", "pt": f"{value:.2f} pt", "ms": f"{value:.3f} ms", "x": f"{value:.2f}x"}[unit]
+    return format_value(value, unit, missing="–")
 
 
 # ---------------------------------------------------------------- picture

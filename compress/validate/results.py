@@ -55,7 +55,7 @@ class StageResult:
 @dataclass
 class GateResult:
     stage: str
-    gate: str  # "min_top1" | "max_top1_drop" | "min_agreement" | "max_p90_ms" | "min_speedup"
+    gate: str  # a name in compress.validate.gates.GATES, e.g. "min_agreement"
     threshold: float
     value: float | None
     status: str  # "pass" | "fail" | "skipped"

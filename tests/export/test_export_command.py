@@ -9,6 +9,9 @@ from compress.artifacts import read_sidecar
 from compress.deployable import save_deployable
 from compress.errors import ConfigError, MissingDependency
 from compress.export.command import export_command
+from compress.export.onnx import OnnxOptions
+from compress.export.quantize import Int8Options
+from compress.export.tensorrt import TensorRTOptions
 from compress.models import create_model
 
 
@@ -23,8 +26,8 @@ def checkpoint(tmp_path_factory, preprocessing, val_images, calibrate_bn):
 
 def test_export_onnx_and_int8(checkpoint, tmp_path):
     out = tmp_path / "out"
-    summary = export_command(checkpoint, out, int8=True, calibration=64, parity_images=32, eval_images=200,
-                             progress=False)
+    summary = export_command(checkpoint, out, ["onnx", "int8"], {"onnx": OnnxOptions(parity_images=32),
+                             "int8": Int8Options(calibration=64, eval_images=200)}, progress=False)
     assert summary["dataset"] == "fashion-mnist"
     assert summary["parity"]["ok"] and summary["parity"]["n"] == 32
     assert summary["int8"]["n"] == 200 and summary["int8"]["agreement"] >= 0.9
@@ -38,32 +41,46 @@ def test_missing_tensorrt_fails_before_any_work(checkpoint, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     out = tmp_path / "out"
     with pytest.raises(MissingDependency, match=r"pip install 'compress\[trt\]'"):
-        export_command(checkpoint, out, trt=True, parity_images=8, eval_images=8, progress=False)
+        export_command(checkpoint, out, ["onnx", "tensorrt"], {"onnx": OnnxOptions(parity_images=8)}, progress=False)
     assert not out.exists()
 
 
+def test_only_what_was_asked_for_is_shipped(checkpoint, tmp_path):
+    """INT8 alone: the ONNX model it is built from is made and checked, but not shipped."""
+    out = tmp_path / "out"
+    summary = export_command(checkpoint, out, ["int8"], {"onnx": OnnxOptions(parity_images=8),
+                             "int8": Int8Options(calibration=16, eval_images=32)}, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.int8.onnx.json"]
+    assert summary["parity"]["n"] == 8 and summary["int8"]["n"] == 32
+
+
 def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
-    import compress.export.command as command
+    from dataclasses import replace
+
+    import compress.export.tensorrt as tensorrt
     from compress.errors import ExportError
+    from compress.export.backends import BACKENDS
 
     def failing_build(*args, **kwargs):
         raise ExportError("engine build failed")
 
-    monkeypatch.setattr(command, "require_tensorrt", lambda: None)
-    monkeypatch.setattr(command, "build_engine", failing_build)
+    monkeypatch.setitem(BACKENDS, "tensorrt", replace(BACKENDS["tensorrt"], preflight=None))  # "installed"
+    monkeypatch.setattr(tensorrt, "build_engine", failing_build)
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="engine build failed"):
-        export_command(checkpoint, out, trt=True, parity_images=8, eval_images=8, progress=False)
+        export_command(checkpoint, out, ["onnx", "tensorrt"], {"onnx": OnnxOptions(parity_images=8)}, progress=False)
     assert list(out.iterdir()) == []  # model.onnx was exported and checked, but not shipped alone
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"onnx": False}, "nothing to export"),
-    ({"trt": True, "batch": "32,8,1"}, "min <= opt <= max"),
-    ({"calib_method": "kl", "int8": True}, "unknown calibration method"),
-    ({"exporter": "jit"}, "unknown exporter"),
+@pytest.mark.parametrize("build, options, message", [
+    ([], {}, "nothing to export: pass --onnx, --int8 and/or --trt"),
+    (["tensorrt"], {"tensorrt": TensorRTOptions(batch=(32, 8, 1))}, "min <= opt <= max"),
+    (["int8"], {"int8": Int8Options(method="kl")}, "unknown calibration method 'kl'"),
+    (["onnx"], {"onnx": OnnxOptions(exporter="jit")}, "unknown exporter 'jit'"),
+    (["int8"], {"int8": Int8Options(calibration=0)}, "calibration must be at least 1 image, got 0"),
+    (["openvino"], {}, "unknown export backend 'openvino': choose from onnx, int8, tensorrt"),
 ])
-def test_bad_options_fail_before_any_work(checkpoint, tmp_path, kwargs, message):
+def test_bad_options_fail_before_any_work(checkpoint, tmp_path, build, options, message):
     with pytest.raises(ConfigError, match=message):
-        export_command(checkpoint, tmp_path / "out", progress=False, **kwargs)
+        export_command(checkpoint, tmp_path / "out", build, options, progress=False)
     assert not (tmp_path / "out").exists()

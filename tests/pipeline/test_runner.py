@@ -109,6 +109,17 @@ def test_end_to_end_artifacts_records_and_report(base_run: Path) -> None:
     assert "skipped: TensorRT needs an NVIDIA GPU" in (base_run / "report.md").read_text()
 
 
+def test_compress_export_builds_the_pipeline_s_files_bit_for_bit(base_run: Path, tmp_path: Path) -> None:
+    """Both call the backends' step functions: the same student and options give the same bytes."""
+    from compress.export import export_command
+
+    student = base_run / "distill" / "atsc" / "model.safetensors"
+    summary = export_command(student, tmp_path / "export", ["onnx", "int8"], tiny().export.options, progress=False)
+    for name, stage in (("model.onnx", "export-onnx"), ("model.int8.onnx", "int8")):
+        assert (tmp_path / "export" / name).read_bytes() == (base_run / stage / name).read_bytes(), name
+    assert summary["int8"]["n"] == json.loads((base_run / "int8" / "int8.json").read_text())["n"] == 200
+
+
 def test_rerunning_an_unchanged_pipeline_reruns_nothing(run_dir: Path) -> None:
     before = mtimes(run_dir)
     lines: list[str] = []

@@ -54,20 +54,20 @@ def test_every_recipe_parses(path: Path) -> None:
     assert spec.name == path.stem  # the run folder is named after the file
     assert spec.distill.deploy in spec.distill.methods
     if path.stem == "fashion_mnist_teacher":  # makes the shipped teacher (run with --until teacher), exports nothing
-        assert len(spec.teachers) == 1 and spec.teachers[0].train is not None and spec.export.onnx is None
+        assert len(spec.teachers) == 1 and spec.teachers[0].train is not None and spec.export.of("onnx") is None
         return
-    assert spec.export.onnx is not None and spec.export.int8 is not None
-    assert spec.validate.parsed_gates is not None
+    assert spec.export.of("onnx") is not None and spec.export.of("int8") is not None
+    assert spec.validation.parsed_gates is not None
 
 
 def test_ci_recipe_gates_are_the_issue_s() -> None:
     spec = load_recipe(PIPELINES / "fashion_mnist_ci.yaml")
-    gates = spec.validate.parsed_gates
+    gates = spec.validation.parsed_gates
     assert isinstance(gates, dict)
     assert gates["onnx"] == GateSpec(min_agreement=99.9, min_speedup=1.0)
-    assert gates["int8"].max_top1_drop == 1.0
-    assert gates["student"].min_top1 is not None and gates["student"].min_top1 > 50
-    assert spec.export.tensorrt is None and spec.validated_stages == ("student", "onnx", "int8")
+    assert gates["int8"].thresholds["max_top1_drop"] == 1.0
+    assert gates["student"].thresholds["min_top1"] > 50
+    assert spec.export.of("tensorrt") is None and spec.validated_stages == ("student", "onnx", "int8")
 
 
 def test_paper_recipes_take_their_preset() -> None:
@@ -76,7 +76,7 @@ def test_paper_recipes_take_their_preset() -> None:
     assert cifar.distill.train.batch_size == 64 and cifar.distill.config_for("atsc").w == 1.0
     imagenet = load_recipe(PIPELINES / "imagenet_resnet50_mobilenetv2.yaml")
     assert imagenet.teachers[0].weights == "imagenet" and imagenet.teachers[0].train is None
-    assert imagenet.distill.config_for("atsc").w == 10.0 and imagenet.export.tensorrt is not None
+    assert imagenet.distill.config_for("atsc").w == 10.0 and imagenet.export.of("tensorrt") is not None
     multi = load_recipe(PIPELINES / "fashion_mnist_multi_teacher.yaml")
     assert [t.model for t in multi.teachers] == ["resnet20", "wrn_16_2"]
 

@@ -13,8 +13,10 @@ from compress.validate.backends import RuntimeBackend, StageSkipped, TorchBacken
 
 def test_artifact_kinds(tmp_path):
     assert artifact_kind(tmp_path / "a.safetensors") == "checkpoint"
-    assert artifact_kind(tmp_path / "a.onnx") == "onnx"
-    assert artifact_kind(tmp_path / "a.plan") == "engine"
+    assert artifact_kind(tmp_path / "a.onnx") == "onnxruntime"
+    assert artifact_kind(tmp_path / "a.int8.onnx") == "onnxruntime"
+    assert artifact_kind(tmp_path / "a.plan") == "tensorrt"
+    assert artifact_kind(tmp_path / "a.trt") == "tensorrt"
     with pytest.raises(ConfigError, match=r"cannot validate '.*a\.pt': expected a \.safetensors"):
         artifact_kind(tmp_path / "a.pt")
 
@@ -22,9 +24,11 @@ def test_artifact_kinds(tmp_path):
 def test_open_checkpoint_and_onnx(tiny_artifacts):
     backend, info, pre = open_backend("student", tiny_artifacts["student"])
     assert isinstance(backend, TorchBackend) and info.kind == "checkpoint" and pre["channels"] == 1
+    assert info.parameters is not None and info.parameters > 0
     x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
     onnx_backend, onnx_info, onnx_pre = open_backend("onnx", tiny_artifacts["onnx"])  # the real deploy.load
     assert isinstance(onnx_backend, RuntimeBackend) and onnx_pre == pre
+    assert onnx_info.kind == "onnxruntime" and onnx_info.parameters is not None and onnx_info.parameters > 0
     np.testing.assert_allclose(onnx_backend.predict_logits(x), backend.predict_logits(torch.from_numpy(x)), atol=1e-4)
     onnx_backend.set_threads(1)
     assert onnx_backend.predict_logits(x).shape == (3, 10)
@@ -45,7 +49,7 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
 def test_gpu_stages_are_skipped_without_a_gpu(tiny_artifacts, tmp_path):
     engine = tmp_path / "model.plan"
     engine.write_bytes(b"x")
-    with pytest.raises(StageSkipped, match="TensorRT engine needs an NVIDIA GPU"):
+    with pytest.raises(StageSkipped, match="TensorRT needs an NVIDIA GPU"):
         open_backend("trt", engine)
     with pytest.raises(StageSkipped, match="CUDA execution provider needs an NVIDIA GPU"):
         open_backend("onnx_cuda", tiny_artifacts["onnx"], provider="cuda")

@@ -109,3 +109,37 @@ def test_parse_gates_from_a_recipe():
         "onnx": GateSpec(min_agreement=99.9), "int8": GateSpec(max_top1_drop=1.0)}
     with pytest.raises(ConfigError, match=r"^validate.gates.int8.max_top1_dorp: unknown gate"):
         parse_gates({"int8": {"max_top1_dorp": 1}}, "validate.gates")
+
+
+def test_a_new_gate_is_one_table_entry(fixed_result, monkeypatch):
+    """A size budget, added the way a contributor would: one Gate in GATES; recipes, GateSpec, judging,
+    descriptions and the failure table pick it up."""
+    from compress.validate.gates import GATES, Gate, describe, parse_gates
+    from compress.validate.report import render_markdown
+
+    def size_mb(stage, reference, point):
+        return (stage.size_bytes / 1e6, "") if stage.size_bytes is not None else (None, "size was not recorded")
+
+    monkeypatch.setitem(GATES, "max_size_mb", Gate("max_size_mb", "MB", at_least=False, percent=False, read=size_mb,
+                                                   help="file size, MB."))
+    gates = parse_gates({"onnx": {"max_size_mb": 0.2, "min_agreement": 99.9}, "int8": {"max_size_mb": 0.2},
+                         "trt": {"max_size_mb": 0.2}}, "validate.gates")
+    assert gates["onnx"].thresholds == {"min_agreement": 99.9, "max_size_mb": 0.2}  # table order
+    got = by_key(evaluate_gates(fixed_result, gates))
+    assert got["onnx", "max_size_mb"].status == "fail" and got["onnx", "max_size_mb"].margin == pytest.approx(-0.19)
+    assert got["int8", "max_size_mb"].status == "pass" and got["int8", "max_size_mb"].value == pytest.approx(0.11)
+    assert got["trt", "max_size_mb"].status == "skipped"
+    assert describe(got["onnx", "max_size_mb"]) == "onnx max_size_mb 0.39 MB > 0.20 MB (by 0.19 MB)"
+    fixed_result.gates = list(got.values())
+    assert "| onnx | max_size_mb | 0.39 MB | 0.20 MB |" in render_markdown(fixed_result)
+    with pytest.raises(ConfigError, match="gate max_size_mb must be positive, got -1.0"):
+        GateSpec(max_size_mb=-1)
+
+
+def test_the_command_line_has_one_option_per_gate():
+    from compress.cli import GATE_OPTIONS
+    from compress.validate.gates import GATES
+
+    assert [option.name for option in GATE_OPTIONS] == list(GATES)
+    assert [option.default.param_decls[0] for option in GATE_OPTIONS] == [
+        "--min-top1", "--max-top1-drop", "--min-agreement", "--max-p90-ms", "--min-speedup"]

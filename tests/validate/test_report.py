@@ -124,7 +124,7 @@ def pipeline_run(tmp_path: Path) -> Any:
     """A run folder as the teacher and distill stages leave it: a teacher trained here, a given checkpoint
     (numbers in its sidecar only) and four student runs, one of them the student alone."""
     from compress.pipeline import parse_recipe
-    from compress.pipeline.runner import _Run
+    from compress.pipeline.context import RunContext
 
     given = tmp_path / "given" / "cifar-run" / "model.safetensors"
     given.parent.mkdir(parents=True)
@@ -144,7 +144,7 @@ def pipeline_run(tmp_path: Path) -> Any:
     for name, value in top1.items():
         _metrics(run_dir / "distill" / name, [70.0, value])
     _metrics(run_dir / "distill" / "atsc", [70.0, 83.0], teacher_top1=91.0, teacher_top1_start=91.5, teacher_kept=0.99)
-    run = _Run(spec, run_dir, force=False, progress=False, log=lambda _: None)
+    run = RunContext(spec, run_dir, force=False, progress=False, log=lambda _: None)
     run.records = {
         "teacher": {"info": {"teachers": [
             {"name": "teacher/1-resnet8/model.safetensors", "weights": None, "label": "resnet8", "dir": "teacher/1-resnet8"},
@@ -156,9 +156,9 @@ def pipeline_run(tmp_path: Path) -> Any:
 
 
 def test_the_table_has_every_teacher_and_each_run_against_the_student_alone(pipeline_run, fixed_result):
-    from compress.pipeline.stages import _report_rows
+    from compress.pipeline.distill_table import report_rows
 
-    rows, curves, regime = _report_rows(pipeline_run)
+    rows, curves, regime = report_rows(pipeline_run)
     assert regime == ("Regime: 1,000 labelled training images (100 per class) and 59,000 unlabelled ones; teachers "
                       "resnet8 (91.50 % top-1, trained on 1,000 labels, 100 per class) and resnet20 (93.12 % top-1, "
                       "trained on all 60,000 labels).")
@@ -177,10 +177,10 @@ def test_the_table_has_every_teacher_and_each_run_against_the_student_alone(pipe
 
 
 def test_without_a_student_alone_there_is_no_difference_to_show(pipeline_run, fixed_result):
-    from compress.pipeline.stages import _report_rows
+    from compress.pipeline.distill_table import report_rows
 
     pipeline_run.records["distill"]["info"]["methods"] = {"kd": "distill/kd", "atsc": "distill/atsc"}
-    rows, _, _ = _report_rows(pipeline_run)
+    rows, _, _ = report_rows(pipeline_run)
     assert [r["Δ vs alone (pt)"] for r in rows] == [None] * 4
     assert "| kd | resnet8 | student | 2 | 82.25 | – | – |" in render_markdown(fixed_result, rows)
 

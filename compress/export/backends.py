@@ -1,0 +1,65 @@
+"""The table of export backends: what ``compress export`` can build and the pipeline's export stages.
+
+Stage names, recipe keys under ``export:``, ``compress export`` flags, the file suffixes ``compress
+validate`` recognises and the runtime that runs each artifact all come from here. A new backend is
+one file in ``compress/export/`` (its typed options and its step function) and one entry below.
+Order matters: a backend comes after the backends it is built from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compress.errors import ConfigError
+from compress.export import onnx, quantize, tensorrt
+from compress.export.base import ExportBackend
+
+BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
+    ExportBackend("onnx", stage="export-onnx", artifact="model.onnx", suffixes=(".onnx",), engine="onnxruntime",
+                  flag="onnx", help="Write model.onnx (fp32), checked against PyTorch.",
+                  options=onnx.OnnxOptions, step=onnx.onnx_step, default=True),
+    ExportBackend("int8", stage="int8", artifact="model.int8.onnx", suffixes=(".int8.onnx",), engine="onnxruntime",
+                  flag="int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ).",
+                  options=quantize.Int8Options, step=quantize.int8_step, built_from=("onnx",)),
+    ExportBackend("tensorrt", stage="tensorrt", artifact="model.plan", suffixes=(".plan", ".engine", ".trt"),
+                  engine="tensorrt", flag="trt",
+                  help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT).",
+                  options=tensorrt.TensorRTOptions, step=tensorrt.tensorrt_step, built_from=("onnx",),
+                  cpu_threads=False, preflight=tensorrt.require_tensorrt, machine=tensorrt.machine),
+)}
+
+
+def backend_for_file(path: str | Path) -> ExportBackend | None:
+    """The backend whose artifact ``path`` is, by its name's ending (the longest match: ``.int8.onnx`` is
+    INT8, not ONNX), or None."""
+    name = Path(path).name
+    matches = [(len(suffix), backend) for backend in BACKENDS.values() for suffix in backend.suffixes
+               if name.endswith(suffix)]
+    return max(matches, key=lambda match: match[0])[1] if matches else None
+
+
+def all_suffixes() -> tuple[str, ...]:
+    return tuple(suffix for backend in BACKENDS.values() for suffix in backend.suffixes)
+
+
+def with_sources(names: list[str]) -> list[str]:
+    """``names`` and every backend they are built from, in table order (the order they are built in)."""
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"unknown export backend '{unknown[0]}': choose from {', '.join(BACKENDS)}")
+    needed = set(names)
+    for backend in reversed(list(BACKENDS.values())):  # a backend's sources come before it in the table
+        if backend.name in needed:
+            needed.update(backend.built_from)
+    return [name for name in BACKENDS if name in needed]
+
+
+def built_from_message(missing: str) -> str:
+    """Why a backend cannot be built without ``missing``, naming every backend built from it."""
+    dependents = [backend.name for backend in BACKENDS.values() if missing in backend.built_from]
+    names = " and ".join([", ".join(dependents[:-1]), dependents[-1]] if len(dependents) > 1 else dependents)
+    verb = "are" if len(dependents) > 1 else "is"
+    return f"{names} {verb} built from the {missing.upper()} model: add {missing}: {{}}"
+
+
+__all__ = ["BACKENDS", "all_suffixes", "backend_for_file", "built_from_message", "with_sources"]

@@ -1,0 +1,115 @@
+"""The report's distillation table: one row per teacher, then one per student run, and their curves.
+
+Teachers trained in the run read their epochs from the run folder, a given checkpoint its sidecar, zoo
+weights the number the distill stage measured before distilling; each student run is compared with the
+student trained on labels alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compress.artifacts import read_sidecar
+from compress.errors import CheckpointError
+from compress.pipeline.context import RunContext, read_record
+from compress.validate.report import (DELTA_ALONE, ROLE, RUN, TEACHER_AFTER, TEACHER_ROLE, TOP1, TeacherFacts,
+                                      describe_regime, read_metrics_jsonl, student_role)
+
+
+def last_top1(folder: Path) -> float:
+    """The last epoch's validation top-1 of a model trained in ``folder`` (nan before its first epoch)."""
+    rows = read_metrics_jsonl(folder / "metrics.jsonl")
+    return float(rows[-1]["val_top1"]) if rows else float("nan")
+
+
+def _training_summary(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A training run's columns of the table, from its per-epoch ``rows`` and its summary.json."""
+    summary = read_record(folder / "summary.json") or {}
+    return {"epochs": len(rows), "top-1 (%)": rows[-1]["val_top1"] if rows else None,
+            "best top-1 (%)": max((r["val_top1"] for r in rows), default=None),
+            "top-5 (%)": rows[-1].get("val_top5") if rows else None,
+            "train img/s": summary.get("train_images_per_s"), "wall (s)": summary.get("wall_seconds")}
+
+
+def _checkpoint_summary(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """A given teacher's columns, from its checkpoint's sidecar: it was trained elsewhere, its epochs'
+    metrics are not in this run folder."""
+    metrics = sidecar.get("metrics") or {}
+    return {"epochs": sidecar.get("epoch"), "top-1 (%)": metrics.get("top1"), "best top-1 (%)": metrics.get("best_top1"),
+            "top-5 (%)": metrics.get("top5"), "train img/s": None, "wall (s)": None}
+
+
+def _sidecar_or_empty(path: Path) -> dict[str, Any]:
+    """The sidecar of a model file, unverified (the teacher stage hashed the file), or {} without one."""
+    try:
+        return read_sidecar(path, verify=False)
+    except CheckpointError:  # a foreign checkpoint, used with --trust: its numbers are unknown here
+        return {}
+
+
+def _table_row(run_name: str, model: str, role: str, summary: dict[str, Any], delta: float | None = None,
+               teacher_after: float | None = None) -> dict[str, Any]:
+    """A row of the distillation table, columns in one order for teachers and students (the first row
+    sets the table's header): the comparison columns right after top-1, where the eye is."""
+    ordered = {RUN: run_name, "model": model, ROLE: role, "epochs": summary["epochs"], TOP1: summary[TOP1],
+               DELTA_ALONE: delta, TEACHER_AFTER: teacher_after}
+    return {**ordered, **{k: v for k, v in summary.items() if k not in ordered}}
+
+
+def _student_alone(run: RunContext, names: list[str]) -> str | None:
+    """The run the Δ column is measured against: the student trained on labels alone (method none,
+    no label smoothing, which would be a regulariser of its own)."""
+    spec = run.spec.distill
+    return next((name for name in names
+                 if spec.method_of(name) == "none" and spec.config_for(name).label_smoothing == 0), None)
+
+
+def _teacher_start_top1(student_curves: list[list[dict[str, Any]]]) -> float | None:
+    """A teacher's top-1 as the distill stage measured it before distilling (recorded by ATSC runs): the
+    only number there is for a teacher given as zoo weights."""
+    for rows in student_curves:
+        if rows and rows[0].get("teacher_top1_start") is not None:
+            return float(rows[0]["teacher_top1_start"])
+    return None
+
+
+def report_rows(run: RunContext) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], str]:
+    """The distillation table (every teacher, then every run), the training curves and the regime sentence."""
+    from compress.train import MODEL_FILE
+
+    info = run.records["distill"]["info"]
+    student_curves = {name: read_metrics_jsonl(run.path(key) / "metrics.jsonl") for name, key in info["methods"].items()}
+    teachers = run.records["teacher"]["info"]["teachers"]
+    rows, curves, facts = [], {}, []
+    for t, spec in zip(teachers, run.spec.teachers):
+        name, model = f"teacher {spec.label}", spec.label  # the recipe's current name for it
+        if t["dir"] is not None:  # trained here: its epochs are in the run folder
+            folder = run.path(t["dir"])
+            curves[name] = read_metrics_jsonl(folder / "metrics.jsonl")
+            summary = _training_summary(folder, curves[name])
+            data = _sidecar_or_empty(folder / MODEL_FILE).get("data") or run.spec.data_dict()
+        elif t["weights"] is None:  # a given checkpoint: its sidecar has what it was trained on and scored
+            sidecar = _sidecar_or_empty(run.path(t["name"]))
+            summary, data = _checkpoint_summary(sidecar), sidecar.get("data")
+            model = (sidecar.get("model") or {}).get("name") or model  # the label is only its folder's name
+        else:  # zoo weights: measured before distillation, when one teacher makes the number its own
+            start = _teacher_start_top1(list(student_curves.values())) if len(teachers) == 1 else None
+            summary = {"epochs": None, "top-1 (%)": start, "best top-1 (%)": None, "top-5 (%)": None,
+                       "train img/s": None, "wall (s)": None}
+            data = None
+        rows.append(_table_row(name, model, TEACHER_ROLE, summary))
+        facts.append(TeacherFacts(model, summary["top-1 (%)"], data, t["weights"]))
+
+    alone = _student_alone(run, list(student_curves))
+    alone_top1 = student_curves[alone][-1]["val_top1"] if alone and student_curves[alone] else None
+    for method, metrics in student_curves.items():
+        summary = _training_summary(run.path(info["methods"][method]), metrics)
+        top1 = summary["top-1 (%)"]
+        delta = top1 - alone_top1 if top1 is not None and alone_top1 is not None else None
+        # only a method that adapts its teacher (ATSC) records it; the others leave it as it was
+        after = metrics[-1].get("teacher_top1") if metrics else None
+        role = student_role(deployed=method == info["deploy"], alone=method == alone)
+        rows.append(_table_row(method, run.spec.distill.student, role, summary, delta, after))
+        curves[method] = metrics
+    return rows, curves, describe_regime(run.spec.data, facts)
