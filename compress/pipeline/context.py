@@ -21,6 +21,7 @@ from compress.data import DataConfig
 from compress.errors import CheckpointError, ConfigError
 from compress.pipeline.fields import plain
 from compress.pipeline.spec import PipelineSpec
+from compress.record import METRICS_FILE, MODEL_FILE, STATE_FILE
 
 RECORD = "stage.json"  # in each stage folder, written when the stage has finished
 UNIT = "unit.json"  # in each trained model's folder: its inputs' hash, and whether it finished
@@ -137,7 +138,6 @@ class RunContext:
 
         Returns "unchanged", "resumed" or "trained". A model interrupted with the same inputs resumes from
         its last completed epoch; different inputs start over in an emptied folder."""
-        from compress.train import METRICS_FILE, MODEL_FILE, STATE_FILE
         from compress.validate.report import read_metrics_jsonl
 
         key = digest(inputs)
@@ -170,7 +170,6 @@ class RunContext:
 
     @staticmethod
     def _model_intact(folder: Path) -> bool:
-        from compress.train import METRICS_FILE, MODEL_FILE
 
         try:
             read_sidecar(folder / MODEL_FILE, verify=True)

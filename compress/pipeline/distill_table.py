@@ -10,42 +10,47 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compress.artifacts import read_sidecar
 from compress.errors import CheckpointError
 from compress.pipeline.context import RunContext, read_record
+from compress.record import METRICS_FILE, MODEL_FILE, SUMMARY_FILE, CheckpointRecord
 from compress.validate.report import (DELTA_ALONE, ROLE, RUN, TEACHER_AFTER, TEACHER_ROLE, TOP1, TeacherFacts,
                                       describe_regime, read_metrics_jsonl, student_role)
 
 
 def last_top1(folder: Path) -> float:
     """The last epoch's validation top-1 of a model trained in ``folder`` (nan before its first epoch)."""
-    rows = read_metrics_jsonl(folder / "metrics.jsonl")
+    rows = read_metrics_jsonl(folder / METRICS_FILE)
     return float(rows[-1]["val_top1"]) if rows else float("nan")
 
 
 def _training_summary(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A training run's columns of the table, from its per-epoch ``rows`` and its summary.json."""
-    summary = read_record(folder / "summary.json") or {}
+    summary = read_record(folder / SUMMARY_FILE) or {}
     return {"epochs": len(rows), "top-1 (%)": rows[-1]["val_top1"] if rows else None,
             "best top-1 (%)": max((r["val_top1"] for r in rows), default=None),
             "top-5 (%)": rows[-1].get("val_top5") if rows else None,
             "train img/s": summary.get("train_images_per_s"), "wall (s)": summary.get("wall_seconds")}
 
 
-def _checkpoint_summary(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """A given teacher's columns, from its checkpoint's sidecar: it was trained elsewhere, its epochs'
+def _checkpoint_summary(record: CheckpointRecord | None) -> dict[str, Any]:
+    """A given teacher's columns, from its checkpoint's record: it was trained elsewhere, its epochs'
     metrics are not in this run folder."""
-    metrics = sidecar.get("metrics") or {}
-    return {"epochs": sidecar.get("epoch"), "top-1 (%)": metrics.get("top1"), "best top-1 (%)": metrics.get("best_top1"),
-            "top-5 (%)": metrics.get("top5"), "train img/s": None, "wall (s)": None}
+    scores = record.metrics if record else None
+    return {"epochs": record.epoch if record else None, "top-1 (%)": scores.top1 if scores else None,
+            "best top-1 (%)": scores.best_top1 if scores else None, "top-5 (%)": scores.top5 if scores else None,
+            "train img/s": None, "wall (s)": None}
 
 
-def _sidecar_or_empty(path: Path) -> dict[str, Any]:
-    """The sidecar of a model file, unverified (the teacher stage hashed the file), or {} without one."""
+def _record_or_none(path: Path) -> CheckpointRecord | None:
+    """The record of a model file, unverified (the teacher stage hashed the file), or None without one."""
     try:
-        return read_sidecar(path, verify=False)
+        return CheckpointRecord.read(path, verify=False)
     except CheckpointError:  # a foreign checkpoint, used with --trust: its numbers are unknown here
-        return {}
+        return None
+
+
+def _trained_on(record: CheckpointRecord | None) -> dict[str, Any] | None:
+    return record.run.data if record is not None and record.run is not None else None
 
 
 def _table_row(run_name: str, model: str, role: str, summary: dict[str, Any], delta: float | None = None,
@@ -76,23 +81,22 @@ def _teacher_start_top1(student_curves: list[list[dict[str, Any]]]) -> float | N
 
 def report_rows(run: RunContext) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], str]:
     """The distillation table (every teacher, then every run), the training curves and the regime sentence."""
-    from compress.train import MODEL_FILE
-
     info = run.records["distill"]["info"]
-    student_curves = {name: read_metrics_jsonl(run.path(key) / "metrics.jsonl") for name, key in info["methods"].items()}
+    student_curves = {name: read_metrics_jsonl(run.path(key) / METRICS_FILE) for name, key in info["methods"].items()}
     teachers = run.records["teacher"]["info"]["teachers"]
     rows, curves, facts = [], {}, []
     for t, spec in zip(teachers, run.spec.teachers):
         name, model = f"teacher {spec.label}", spec.label  # the recipe's current name for it
         if t["dir"] is not None:  # trained here: its epochs are in the run folder
             folder = run.path(t["dir"])
-            curves[name] = read_metrics_jsonl(folder / "metrics.jsonl")
+            curves[name] = read_metrics_jsonl(folder / METRICS_FILE)
             summary = _training_summary(folder, curves[name])
-            data = _sidecar_or_empty(folder / MODEL_FILE).get("data") or run.spec.data_dict()
-        elif t["weights"] is None:  # a given checkpoint: its sidecar has what it was trained on and scored
-            sidecar = _sidecar_or_empty(run.path(t["name"]))
-            summary, data = _checkpoint_summary(sidecar), sidecar.get("data")
-            model = (sidecar.get("model") or {}).get("name") or model  # the label is only its folder's name
+            data = _trained_on(_record_or_none(folder / MODEL_FILE)) or run.spec.data_dict()
+        elif t["weights"] is None:  # a given checkpoint: its record has what it was trained on and scored
+            record = _record_or_none(run.path(t["name"]))
+            summary, data = _checkpoint_summary(record), _trained_on(record)
+            if record is not None and record.run is not None:  # the label is only its folder's name
+                model = record.run.model.get("name") or model
         else:  # zoo weights: measured before distillation, when one teacher makes the number its own
             start = _teacher_start_top1(list(student_curves.values())) if len(teachers) == 1 else None
             summary = {"epochs": None, "top-1 (%)": start, "best top-1 (%)": None, "top-5 (%)": None,

@@ -27,6 +27,7 @@ from compress.errors import ConfigError
 from compress.export.backends import BACKENDS
 from compress.pipeline.fields import NAME, checked, convert, join, kind_of, mapping, plain, read_fields, unknown_keys
 from compress.pipeline.sections import REFERENCE, ExportSpec, ReportSpec, ValidationSpec
+from compress.record import MODEL_FILE
 from compress.train import TrainConfig
 
 # The training sections below read values with these helpers under their earlier, module-private names.
@@ -90,7 +91,7 @@ class TeacherSpec:
         if self.model:
             return self.model
         path = Path(self.checkpoint or "teacher")
-        if path.suffix == ".safetensors" and path.name != "model.safetensors":
+        if path.suffix == ".safetensors" and path.name != MODEL_FILE:
             return path.stem
         return (path.parent.name if path.suffix else path.name) or "teacher"
 

@@ -25,13 +25,13 @@ from compress.pipeline.context import RunContext, SkipStage, StageDone
 from compress.pipeline.distill_table import last_top1, report_rows
 from compress.pipeline.fields import plain
 from compress.pipeline.sections import REFERENCE
+from compress.record import METRICS_FILE, MODEL_FILE, resolve_checkpoint
 
 # ---------------------------------------------------------------------------------------------- teacher
 
 def teacher_checkpoint(value: str) -> Path:
     """A teacher given as a checkpoint: the file, or the model file in the run folder given."""
-    path = Path(value)
-    return path / "model.safetensors" if path.is_dir() else path
+    return resolve_checkpoint(value)
 
 
 def _teacher_inputs(run: RunContext) -> dict[str, Any]:
@@ -47,7 +47,6 @@ def _teacher_inputs(run: RunContext) -> dict[str, Any]:
 
 
 def _teacher_run(run: RunContext) -> StageDone:
-    from compress.train import METRICS_FILE, MODEL_FILE
     from compress.workflows import train_teacher_run
 
     outputs: list[Path] = []
@@ -89,7 +88,6 @@ def _distill_inputs(run: RunContext) -> dict[str, Any]:
 
 
 def _distill_run(run: RunContext) -> StageDone:
-    from compress.train import METRICS_FILE, MODEL_FILE
     from compress.workflows import distill_run
 
     spec = run.spec.distill

@@ -20,6 +20,7 @@ import torch
 from compress.artifacts import sidecar_path
 from compress.errors import CheckpointError, ConfigError, DeviceError, MissingDependency
 from compress.export.backends import all_suffixes, backend_for_file
+from compress.record import resolve_checkpoint
 
 TORCH_SUFFIXES = (".safetensors",)
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -205,8 +206,7 @@ def open_backend(name: str, path: str | os.PathLike[str], *, provider: str = "cp
         if device != "cpu" and not torch.cuda.is_available():
             raise StageSkipped(f"PyTorch on '{device}' needs a GPU and none is visible here")
         module, preprocessing, _ = load_deployable(path, trust=trust)
-        if path.is_dir():
-            path = path / "student.safetensors"
+        path = resolve_checkpoint(path)  # a run folder stands for its model.safetensors
         return TorchBackend(name, module, device), describe_artifact(path, kind, module), preprocessing.to_dict()
     exported = backend_for_file(path)
     assert exported is not None  # artifact_kind accepted it
