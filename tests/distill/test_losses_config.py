@@ -102,9 +102,10 @@ def test_a_setting_of_another_method_is_refused_naming_who_takes_it() -> None:
 def test_record_keeps_one_layout_and_reads_back_the_methods_own_settings() -> None:
     record = DistillConfig("kd", temperature=2.0).to_dict()
     # The layout of the records written before methods owned their settings: checkpoints stay byte-identical.
-    assert list(record) == ["method", "projector", "factor", "beta", "reference", "w", "teacher_ce", "teacher_lr_scale",
-                            "anchor_scope", "bn_mode", "shared_kl", "teacher_feedback", "adapt_last", "momentum",
-                            "stability", "teacher_drop_limit", "temperature", "ce_weight", "kl_weight", "label_smoothing"]
+    assert list(record) == ["method", "projector", "factor", "beta", "reference", "w", "teacher_ce",
+                            "teacher_lr_scale", "anchor_scope", "bn_mode", "shared_kl", "teacher_feedback", "adapt_last",
+                            "momentum", "stability", "teacher_drop_limit", "temperature", "ce_weight", "kl_weight",
+                            "label_smoothing"]
     assert (record["method"], record["temperature"], record["w"], record["teacher_ce"]) == ("kd", 2.0, 1.0, 1.0)
     assert DistillConfig.from_dict(record) == DistillConfig("kd", temperature=2.0)
     assert DistillConfig.from_dict({"method": "none", "w": 3.0}).settings.to_dict() == {"label_smoothing": 0.0}
