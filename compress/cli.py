@@ -11,11 +11,14 @@ import inspect
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 
 from compress.errors import CompressError, ConfigError
+
+if TYPE_CHECKING:
+    from compress.distill.config import SettingInfo
 
 app = typer.Typer(
     name="compress",
@@ -146,7 +149,7 @@ def train_teacher(
 SETTING_SHORT = {"factor": "-r"}  # one-letter aliases of method-setting options
 
 
-def _setting_option(name: str, info: Any) -> inspect.Parameter:
+def _setting_option(name: str, info: SettingInfo) -> inspect.Parameter:
     """The option of one method setting: its name, type and help all from the methods' config fields."""
     from compress.distill.settings import bare_type
 

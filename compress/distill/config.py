@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from compress.data import DATASETS
 from compress.distill.base import METHODS
@@ -67,7 +67,7 @@ def takes(method: str, name: str) -> bool:
     return name in setting_fields(METHODS.get(method).config_class)
 
 
-def refuse_foreign(method: str, names: Any) -> None:
+def refuse_foreign(method: str, names: Iterable[str]) -> None:
     """A ConfigError for the first of ``names`` that ``method`` does not take, naming who takes it."""
     table = settings_table()
     for name in names:
@@ -80,6 +80,11 @@ def refuse_foreign(method: str, names: Any) -> None:
         hint = f"did you mean '{close[0]}'? " if close else ""
         own = ", ".join(setting_fields(METHODS.get(method).config_class)) or "none"
         raise ConfigError(f"unknown distill setting '{name}': {hint}method '{method}' takes: {own}")
+
+
+# The methods whose settings every record lists (see ``DistillConfig.to_dict``); a method added later
+# records only its own, so adding one does not change the records of the others.
+RECORD_LAYOUT = ("atsc", "kd", "none")
 
 
 class DistillConfig:
@@ -138,11 +143,6 @@ class DistillConfig:
         if unknown:
             raise ConfigError(f"unknown distill setting(s) {', '.join(unknown)}; known: {', '.join(sorted(table))}")
         return cls(method, **{k: v for k, v in data.items() if k != "method" and takes(method, k)})
-
-
-# The methods whose settings every record lists (see ``DistillConfig.to_dict``); a method added later
-# records only its own, so adding one does not change the records of the others.
-RECORD_LAYOUT = ("atsc", "kd", "none")
 
 
 # ---------------------------------------------------------------------------------------------- presets

@@ -68,13 +68,14 @@ def checked_value(name: str, value: Any, hint: Any, rule: Rule) -> Any:
             raise ConfigError(f"distill setting '{name}' must be true or false, got {value!r}")
         return value
     if kind is str:
-        if rule.names is not None:
-            if not isinstance(value, str):
-                raise ConfigError(f"distill setting '{name}' must be a {rule.names.kind} name, got {value!r}")
-            return rule.names.canonical(value)
-        if value not in rule.choices:
+        if rule.choices and value not in rule.choices:
             raise ConfigError(f"distill setting '{name}' must be one of {', '.join(rule.choices)}; got {value!r}")
-        return value
+        if not isinstance(value, str):
+            what = f"a {rule.names.kind} name" if rule.names is not None else "text"
+            raise ConfigError(f"distill setting '{name}' must be {what}, got {value!r}")
+        return value if rule.names is None else rule.names.canonical(value)
+    if kind not in (int, float):
+        raise TypeError(f"setting '{name}' has type {hint}: settings are bool, int, float or str (or None)")
     whole = kind is int
     number = not isinstance(value, bool) and (
         isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value))
