@@ -6,11 +6,12 @@ usage errors (missing option, value of the wrong type) are turned into the same 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -19,6 +20,9 @@ from compress.export.backends import BACKENDS
 from compress.validate.gates import GATES
 
 Command = TypeVar("Command", bound=Callable[..., Any])
+
+if TYPE_CHECKING:
+    from compress.distill.config import SettingInfo
 
 app = typer.Typer(
     name="compress",
@@ -173,49 +177,56 @@ def train_teacher(
                       progress=progress, dist=DistContext.from_env(sync_batchnorm=sync_bn or None))
 
 
-DEFAULT_PRESET = {"fashion-mnist": "fashion-mnist", "cifar100": "cifar100", "imagefolder": "imagenet"}
+SETTING_SHORT = {"factor": "-r"}  # one-letter aliases of method-setting options
 
 
-def _resolve_training(preset_name: Optional[str], data: str, explicit: dict) -> tuple[dict, dict, str]:
-    """Training + method settings: explicit options > preset (by name, or by dataset) > built-in defaults."""
-    from compress.data import DATASETS
-    from compress.distill import PRESETS, scaled_lr
+def _setting_option(name: str, info: SettingInfo) -> inspect.Parameter:
+    """The option of one method setting: its name, type and help all from the methods' config fields."""
+    from compress.distill.settings import bare_type
 
-    name = preset_name or DEFAULT_PRESET.get(DATASETS.canonical(data), "")
-    preset = PRESETS.get(name) if name else {"training": {}, "distill": {}}
-    training = {k: v for k, v in preset["training"].items() if k != "lr_batch"}
-    given = {k: v for k, v in explicit.items() if v is not None}
-    if "batch_size" in given and "lr" not in given and "lr" in training:
-        training["lr"] = scaled_lr(preset, given["batch_size"])  # linear scaling rule
-    training.update(given)
-    return training, dict(preset["distill"]), name or "none"
+    kind, flag = bare_type(info.hint), name.replace("_", "-")
+    decls = [f"--{flag}/--no-{flag}" if kind is bool else f"--{flag}"]
+    decls += [SETTING_SHORT[name]] if name in SETTING_SHORT else []
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
+                             default=typer.Option(None, *decls, help=info.help, show_default=False))
+
+
+def _with_method_options(after: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Adds one option per method setting (``compress.distill.settings_table``) after the option
+    ``after``; the values the user gave reach the command as ``settings`` (name -> value)."""
+    from compress.distill import settings_table
+
+    table = {name: info for name, info in settings_table().items() if info.follows is None}
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                  for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "settings"]
+        at = [p.name for p in params].index(after) + 1
+        params[at:at] = [_setting_option(name, info) for name, info in table.items()]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            given = {name: kwargs.pop(name) for name in table}
+            command(**kwargs, settings={k: v for k, v in given.items() if v is not None})
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # what typer reads
+        wrapper.__annotations__ = {}
+        return wrapper
+
+    return decorate
 
 
 @app.command("distill")
+@_with_method_options(after="preset")
 def distill(
     student: str = typer.Option(..., "--student", "-s", help="Student model, e.g. mobilenetv2, resnet8x4."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: model.safetensors (deployable student) + JSON."),
     teacher: list[str] = typer.Option([], "--teacher", "-t", help="Teacher model name or checkpoint (file or train-teacher folder); repeat for several teachers."),
     teacher_weights: list[str] = typer.Option([], "--teacher-weights", help="Weights per --teacher, same order: a file, or 'imagenet'."),
-    method: str = typer.Option("atsc", "--method", help="atsc (default), simkd, kd or none (see `compress list methods`)."),
+    method: str = typer.Option("atsc", "--method", help="atsc (default), simkd, kd or none (see `compress list methods`); the options below name the methods they apply to."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Recipe: cifar100, imagenet or fashion-mnist (default: by dataset)."),
-    projector: str = typer.Option("bottleneck", "--projector", help="Projector for simkd/atsc: bottleneck (reference), depthwise, pointwise, linear."),
-    factor: Optional[int] = typer.Option(None, "--factor", "-r", help="Projector bottleneck factor r (C_t / r channels)."),
-    w: Optional[float] = typer.Option(None, "--w", help="ATSC anchor weight (1 CIFAR-100, 10 ImageNet)."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="Feature-MSE weight."),
-    reference: bool = typer.Option(False, "--reference", help="ATSC exactly as the authors run it (no guards, second teacher pass)."),
-    teacher_ce: Optional[float] = typer.Option(None, "--teacher-ce", help="ATSC guard: weight of the teacher's own cross-entropy."),
-    teacher_lr_scale: Optional[float] = typer.Option(None, "--teacher-lr-scale", help="ATSC guard: teacher lr multiplier."),
-    anchor_scope: Optional[str] = typer.Option(None, "--anchor-scope", help="ATSC guard: reference (conv kernels + W) or all (BN too)."),
-    bn_mode: Optional[str] = typer.Option(None, "--bn-mode", help="ATSC guard: teacher BN statistics: train or frozen."),
-    shared_kl: Optional[float] = typer.Option(None, "--shared-kl", help="ATSC: weight of T^2 KL between the teacher's and the student's outputs through the shared classifier, on every image (default 1; 0 with --reference)."),
-    teacher_feedback: bool = typer.Option(True, "--teacher-feedback/--no-teacher-feedback", help="ATSC: let the feature MSE reach the teacher. --no-teacher-feedback is the control: the teacher keeps learning from its own cross-entropy only."),
-    adapt_last: Optional[int] = typer.Option(None, "--adapt-last", help="ATSC: only the teacher body's last N blocks adapt (a cheaper step); default all."),
-    temperature: float = typer.Option(4.0, "--temperature", help="KD temperature."),
-    ce_weight: float = typer.Option(0.1, "--ce-weight", help="KD: weight of the label cross-entropy."),
-    kl_weight: float = typer.Option(0.9, "--kl-weight", help="KD: weight of the KL term."),
-    strict: bool = typer.Option(False, "--strict", help="Stop when an adapted teacher loses more than its margin of accuracy."),
-    teacher_margin: float = typer.Option(0.01, "--teacher-margin", help="Warn (with --strict: stop) when an adapted teacher keeps less than 1 - this of its top-1."),
+    strict: bool = typer.Option(False, "--strict", help="Stop when an adapted teacher keeps less than 1 - --teacher-drop-limit of its top-1."),
+    teacher_margin: Optional[float] = typer.Option(None, "--teacher-margin", hidden=True),  # --teacher-drop-limit's old name
     data: str = typer.Option("fashion-mnist", "--data", "-d", help=DATA_HELP),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the dataset files."),
     download: bool = typer.Option(False, "--download", help="Download the dataset when missing (needs internet)."),
@@ -244,28 +255,25 @@ def distill(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    settings: Optional[dict[str, Any]] = None,
 ) -> None:
     """Distil a student from one or more teachers; writes the deployable student (backbone + projector(s) + shared classifier(s))."""
     from compress.data import DataConfig
-    from compress.distill import DistillConfig
+    from compress.distill import DistillConfig, resolve_preset, training_defaults
     from compress.parallel import DistContext
     from compress.train import TrainConfig
     from compress.workflows import distill_run
 
-    training, method_defaults, preset_name = _resolve_training(preset, data, {
+    training, method_defaults, preset_name = resolve_preset(preset, data, {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
         "milestones": _ints(milestones, "--milestones") or None, "warmup_epochs": warmup})
     batch = int(training.pop("batch_size", 128))
     cfg = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", ())), "seed": seed,
                          "deterministic": deterministic, "device": device, "amp": amp, "strict": strict,
                          "compile": compile_mode})
-    method_settings = {**method_defaults, **{k: v for k, v in {
-        "factor": factor, "w": w, "beta": beta, "teacher_ce": teacher_ce, "teacher_lr_scale": teacher_lr_scale,
-        "anchor_scope": anchor_scope, "bn_mode": bn_mode, "shared_kl": shared_kl}.items() if v is not None}}
-    distill_cfg = DistillConfig(method=method, projector=projector, reference=reference, temperature=temperature,
-                                ce_weight=ce_weight, kl_weight=kl_weight, momentum=cfg.momentum,
-                                teacher_drop_limit=teacher_margin, teacher_feedback=teacher_feedback,
-                                adapt_last=adapt_last, **method_settings)
+    # Explicit options > the preset's method settings > those following the training (ATSC's momentum).
+    given = {"teacher_drop_limit": teacher_margin} if teacher_margin is not None else {}
+    distill_cfg = DistillConfig.with_defaults(method, given | (settings or {}), training_defaults(cfg) | method_defaults)
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch, train_limit=train_limit,
                           val_limit=val_limit, image_size=image_size, channels=channels, seed=seed, workers=workers,
                           labels_per_class=labels_per_class, label_fraction=label_fraction, unlabeled_dir=unlabeled_dir,

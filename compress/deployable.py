@@ -1,51 +1,22 @@
-"""Deployable modules on disk: rebuilt from their architecture spec, whatever trained them.
+"""Deployable modules on disk: weights + a sidecar recording how to rebuild them, whatever trained them.
 
-A deployable module implements ``architecture() -> dict`` (a JSON spec with a ``type``). Builders for
-each type are registered in ``ARCHITECTURES``; ``load_deployable`` rebuilds the module and loads its
-weights, so export and validation never need to know the training method.
+The architecture spec (``architecture()``) and its builders live with the models
+(``compress.models.architecture``); loading a checkpoint needs nothing else, in particular no
+training method, so export and validation never import one.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
 from compress.checkpoint import load_tensors, save_tensors
 from compress.data.preprocessing import Preprocessing
-from compress.errors import CheckpointError, UnknownNameError
-from compress.models import ClassifierModel, ModelSpec, build_model, count_parameters
-from compress.registry import Registry
-
-ARCHITECTURES: Registry[Callable[[dict[str, Any]], nn.Module]] = Registry("architecture")
-
-
-def classifier_architecture(model: ClassifierModel) -> dict[str, Any]:
-    return {"type": "classifier", "model": model.spec.to_dict()}
-
-
-ARCHITECTURES.add("classifier", lambda arch: build_model(ModelSpec.from_dict(arch["model"])))
-
-
-def architecture_of(module: nn.Module) -> dict[str, Any]:
-    if isinstance(module, ClassifierModel):
-        return classifier_architecture(module)
-    if hasattr(module, "architecture"):
-        return module.architecture()  # type: ignore[no-any-return]
-    raise TypeError(f"{type(module).__name__} has no architecture() spec and cannot be saved as deployable")
-
-
-def build_architecture(arch: dict[str, Any]) -> nn.Module:
-    import compress.distill  # noqa: F401  (registers the distilled-student architectures)
-
-    try:
-        builder = ARCHITECTURES.get(str(arch.get("type")))
-    except UnknownNameError:
-        raise CheckpointError(f"checkpoint has unknown architecture type '{arch.get('type')}'; "
-                              "it was written by a newer or foreign tool") from None
-    return builder(arch)
+from compress.errors import CheckpointError
+from compress.models import architecture_of, build_architecture, count_parameters
 
 
 def save_deployable(path: str | os.PathLike[str], module: nn.Module, preprocessing: Preprocessing,

@@ -54,6 +54,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def name_of(self, obj: T) -> str | None:
+        """The name ``obj`` itself is registered under, if any."""
+        return next((name for name, entry in self._entries.items() if entry is obj), None)
+
     def __contains__(self, name: str) -> bool:
         return normalize(name) in self._canonical
 

@@ -65,9 +65,7 @@ def _method(reference: bool, teacher_ce: float = 0.0) -> RecordingATSC:
     teacher, student = _net("resnet8", (8, 16)), _net("resnet8", (4, 8))
     cfg = DistillConfig(method="atsc", projector="pointwise", reference=reference, teacher_ce=teacher_ce,
                         teacher_lr_scale=0.5, anchor_scope="reference")
-    method = RecordingATSC(student, [teacher], cfg.projector, cfg.factor, cfg.beta, cfg.w, cfg.reference,
-                           cfg.teacher_ce, cfg.teacher_lr_scale, cfg.anchor_scope, cfg.bn_mode, cfg.momentum,
-                           cfg.stability, cfg.teacher_drop_limit, SIZE)
+    method = RecordingATSC(student, [teacher], cfg.settings, SIZE)
     for branch in method.net.branches:  # the projector without its BatchNorm layers (see the module docstring)
         for i, layer in enumerate(branch.projector):
             if isinstance(layer, nn.BatchNorm2d):

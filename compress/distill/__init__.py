@@ -1,47 +1,28 @@
-"""Distillation methods (one file each) behind one contract (``base.Method``).
+"""Distillation methods behind one contract (``base.Method``), one file each.
 
-``build_method(config, student, teachers)`` is the single factory; ``METHODS`` lists the choices.
+A method file holds the class, its config dataclass and its registration at the class
+(``@METHODS.register(name)``). Every module of this package is imported here, so a new method is one
+new file. ``build_method(config, student, teachers)`` is the single factory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import importlib
+import pkgutil
 
-from compress.distill.base import Method, StepOutput, Supervised
+from compress.distill.atsc import ATSC, ATSCConfig
+from compress.distill.base import METHODS, Method, StepOutput, Supervised, SupervisedConfig
+from compress.distill.config import (PRESETS, DistillConfig, resolve_preset, scaled_lr, settings_table,
+                                     training_defaults)
+from compress.distill.kd import KD, KDConfig
+from compress.distill.settings import MethodConfig
+from compress.distill.simkd import SharedHeadConfig, SimKD
 from compress.errors import ConfigError
-from compress.models import ClassifierModel
-from compress.registry import Registry
+from compress.models import (PROJECTORS, ClassifierModel, Projector, SharedHeadStudent, build_projector, deployed_cost,
+                             format_cost)
 
-
-@dataclass(frozen=True)
-class MethodEntry:
-    summary: str
-    build: Callable[..., Method]  # (config, student, teachers, image_size) -> Method
-    needs_teachers: bool
-
-
-METHODS: Registry[MethodEntry] = Registry("method")
-
-# The config imports METHODS lazily, so it is imported after the registry exists.
-from compress.distill.atsc import ATSC  # noqa: E402
-from compress.distill.config import PRESETS, DistillConfig, scaled_lr  # noqa: E402
-from compress.distill.kd import KD  # noqa: E402
-from compress.distill.projector import PROJECTORS, Projector, build_projector  # noqa: E402
-from compress.distill.shared_head import SharedHeadStudent, deployed_cost, format_cost  # noqa: E402
-from compress.distill.simkd import SimKD  # noqa: E402
-
-METHODS.add("none", MethodEntry("the student alone with cross-entropy (baseline)",
-                                lambda c, s, t, size: Supervised(s, c.label_smoothing), False), "scratch")
-METHODS.add("kd", MethodEntry(KD.summary, lambda c, s, t, size: KD(s, t, c.temperature, c.ce_weight, c.kl_weight), True),
-            "hinton")
-METHODS.add("simkd", MethodEntry(SimKD.summary, lambda c, s, t, size: SimKD(s, t, c.projector, c.factor, c.beta, size),
-                                 True))
-METHODS.add("atsc", MethodEntry(ATSC.summary, lambda c, s, t, size: ATSC(
-    s, t, projector=c.projector, factor=c.factor, beta=c.beta, w=c.w, reference=c.reference, teacher_ce=c.teacher_ce,
-    teacher_lr_scale=c.teacher_lr_scale, anchor_scope=c.anchor_scope, bn_mode=c.bn_mode, momentum=c.momentum,
-    stability=c.stability, teacher_drop_limit=c.teacher_drop_limit, image_size=size, shared_kl=c.shared_kl,
-    temperature=c.temperature, teacher_feedback=c.teacher_feedback, adapt_last=c.adapt_last), True))
+for _module in pkgutil.iter_modules(__path__):  # registers the methods of files not imported above
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def check_teachers(student: ClassifierModel, teachers: list[ClassifierModel]) -> None:
@@ -69,16 +50,17 @@ def build_method(config: DistillConfig, student: ClassifierModel, teachers: list
     now (so ``deployable().architecture()`` works before training). Teachers are modified in place:
     KD/SimKD freeze them, ATSC makes them trainable.
     """
-    entry = METHODS.get(config.method)
-    if entry.needs_teachers:
+    method = METHODS.get(config.method)
+    if method.needs_teachers:
         if not teachers:
             raise ConfigError(f"method '{config.method}' needs at least one teacher (--teacher NAME)")
         check_teachers(student, teachers)
-    return entry.build(config, student, list(teachers), image_size)
+    return method.from_config(config.settings, student, list(teachers), image_size)
 
 
 __all__ = [
-    "ATSC", "KD", "METHODS", "PRESETS", "PROJECTORS", "DistillConfig", "Method", "MethodEntry", "Projector",
-    "SharedHeadStudent", "SimKD", "StepOutput", "Supervised", "build_method", "build_projector", "check_teachers",
-    "deployed_cost", "format_cost", "scaled_lr",
+    "ATSC", "ATSCConfig", "KD", "KDConfig", "METHODS", "PRESETS", "PROJECTORS", "DistillConfig", "Method",
+    "MethodConfig", "Projector", "SharedHeadConfig", "SharedHeadStudent", "SimKD", "StepOutput", "Supervised",
+    "SupervisedConfig", "build_method", "build_projector", "check_teachers", "deployed_cost", "format_cost",
+    "resolve_preset", "scaled_lr", "settings_table", "training_defaults",
 ]

@@ -30,6 +30,7 @@ Label terms (teacher CE, bias refinement) average over the labelled images of a 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
@@ -38,99 +39,90 @@ from torch import nn
 from torch.func import functional_call
 
 from compress.data.labels import labeled_ce
-from compress.distill.base import StepOutput
+from compress.distill.adapted_teacher import Snapshot, anchor_names, fixed_front, pre_classifier
+from compress.distill.base import METHODS, StepOutput
 from compress.distill.losses import anchor_penalty
-from compress.distill.projector import align_maps
-from compress.distill.simkd import SharedClassifierMethod, _stack_mean, eval_mode
+from compress.distill.settings import setting
+from compress.distill.simkd import SharedClassifierMethod, SharedHeadConfig, _stack_mean, eval_mode
 from compress.errors import ConfigError
-from compress.models import ClassifierModel
+from compress.models import ClassifierModel, align_maps
 from compress.parallel import all_reduce_sum_, average_gradients
 
+ANCHOR_SCOPES = ("reference", "all")
+BN_MODES = ("train", "frozen")
+STABILITY = ("error", "warn", "off")
 
-def anchor_names(teacher: ClassifierModel, scope: str) -> list[str]:
-    """The anchored parameter set Theta_pen.
-
-    ``reference`` (ATSC.md): every parameter with ``ndim > 1`` except the classifier bias, i.e. conv
-    kernels and linear weights; BN affine parameters and biases are free. ``all`` (guard, ours): every
-    parameter except the classifier bias, BN included (the bias is what the refinement step trains).
-    """
-    bias = teacher.classifier.bias
-    return [name for name, p in teacher.named_parameters()
-            if p is not bias and p.requires_grad and (scope == "all" or p.ndim > 1)]
+# The guards: what the project default runs, and the neutral values that give the authors' semantics.
+GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "anchor_scope": "all", "bn_mode": "train",
+                                  "shared_kl": 1.0}
+REFERENCE_GUARDS: dict[str, Any] = {"teacher_ce": 0.0, "teacher_lr_scale": 1.0, "anchor_scope": "reference",
+                                    "bn_mode": "train", "shared_kl": 0.0}
 
 
-def fixed_front(teacher: ClassifierModel, adapt_last: int | None) -> list[nn.Module]:
-    """The teacher body's top-level blocks that stay fixed when only its last ``adapt_last`` adapt."""
-    if adapt_last is None:
-        return []
-    blocks = list(teacher.body.children())
-    if not 1 <= adapt_last <= len(blocks):
-        raise ConfigError(f"adapt_last must be between 1 and {len(blocks)} (the blocks of {teacher.spec.name}'s body), "
-                          f"got {adapt_last}")
-    return blocks[:len(blocks) - adapt_last]
+@dataclass
+class ATSCConfig(SharedHeadConfig):
+    """ATSC's settings. Guards left unset (None) resolve by mode: ``reference=True`` gives the authors'
+    semantics (``REFERENCE_GUARDS``), otherwise the project defaults (``GUARD_DEFAULTS``); set one
+    explicitly to layer a guard on either path."""
+
+    reference: bool = setting(False, "the authors' path: autograd anchor, second teacher pass + separate bias SGD, "
+                                     "no guards")
+    w: float = setting(1.0, "anchor weight (1 CIFAR-100, 10 ImageNet)", low=0.0)
+    teacher_ce: float | None = setting(None, "guard: weight of the teacher's own cross-entropy, which keeps it from "
+                                             "collapsing (default 1; 0 with reference)", low=0.0)
+    teacher_lr_scale: float | None = setting(None, "guard: teacher lr = lr x this; the classifier bias refines at lr "
+                                                   "(default 0.1; 1 with reference)", low=0.0)
+    anchor_scope: str | None = setting(None, "guard: the anchored teacher parameters: reference (conv kernels + W) or "
+                                             "all (BN too; the default)", choices=ANCHOR_SCOPES)
+    bn_mode: str | None = setting(None, "guard: teacher BN statistics: train (batch statistics, the default) or "
+                                        "frozen (running statistics fixed)", choices=BN_MODES)
+    shared_kl: float | None = setting(None, "weight of T^2 KL between the teacher's and the student's outputs through "
+                                            "the shared classifier, on every image (default 1; 0 with reference)",
+                                      low=0.0)
+    teacher_feedback: bool = setting(True, "let the feature MSE reach the teacher; without it (the control for "
+                                           "ATSC's claim) the teacher learns from its own cross-entropy only")
+    adapt_last: int | None = setting(None, "only the teacher body's last N blocks adapt (a cheaper step); default all",
+                                     low=1)
+    momentum: float = setting(0.9, "SGD momentum of the bias refinement, and the one the stability check assumes",
+                              low=0.0, high=0.999, follows="momentum")
+    stability: str = setting("error", "when lr x teacher_lr_scale x 2w >= 2(1 + momentum), i.e. the anchor would "
+                                      "diverge: error, warn or off", choices=STABILITY)
+    teacher_drop_limit: float = setting(0.01, "warn (with --strict: stop) when an adapted teacher keeps less than "
+                                              "1 - this of its starting top-1", low=0.0, high=1.0)
+    temperature: float = setting(4.0, "temperature T of the shared-classifier KL", low=0.0, above=True)
+
+    def __post_init__(self) -> None:
+        for key, value in (REFERENCE_GUARDS if self.reference else GUARD_DEFAULTS).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        super().__post_init__()
 
 
-def pre_classifier(head: nn.Sequential, feature_map: torch.Tensor) -> torch.Tensor:
-    """The teacher head up to (not including) its final Linear: GAP, flatten, any hidden layers."""
-    x = feature_map
-    for layer in list(head)[:-1]:
-        x = layer(x)
-    return x
-
-
-class Snapshot(nn.Module):
-    """A frozen copy of a teacher's parameters and buffers (theta0), moved with the method by ``.to()``.
-
-    Non-persistent: a resumed run rebuilds the method from the original teacher weights (same theta0)
-    before loading its state, so theta0 is never stored twice.
-    """
-
-    def __init__(self, teacher: nn.Module) -> None:
-        super().__init__()
-        self.names = [n for n, _ in teacher.named_parameters()] + [n for n, _ in teacher.named_buffers()]
-        state = dict(teacher.named_parameters()) | dict(teacher.named_buffers())
-        for name in self.names:
-            self.register_buffer(name.replace(".", "__"), state[name].detach().clone(), persistent=False)
-
-    def get(self, names: list[str]) -> list[torch.Tensor]:
-        return [self._buffers[n.replace(".", "__")] for n in names]  # type: ignore[misc]
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return dict(zip(self.names, self.get(self.names)))
-
-
+@METHODS.register("atsc")
 class ATSC(SharedClassifierMethod):
-    name = "atsc"
     summary = "ATSC: SimKD with an adapted teacher (anchored to its weights), bias refinement; guarded by default"
+    config_class = ATSCConfig
     label_terms = ("teacher_ce", "bias_ce")
+    config: ATSCConfig
 
-    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], projector: str = "bottleneck",
-                 factor: int = 2, beta: float = 1.0, w: float = 1.0, reference: bool = False,
-                 teacher_ce: float = 1.0, teacher_lr_scale: float = 0.1, anchor_scope: str = "all",
-                 bn_mode: str = "train", momentum: float = 0.9, stability: str = "error",
-                 teacher_drop_limit: float = 0.01, image_size: int | tuple[int, int] | None = None, *,
-                 shared_kl: float = 0.0, temperature: float = 4.0, teacher_feedback: bool = True,
-                 adapt_last: int | None = None) -> None:
+    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], config: ATSCConfig | None = None,
+                 image_size: int | tuple[int, int] | None = None) -> None:
+        config = config or ATSCConfig()
         for i, t in enumerate(teachers):
             head = t.head_module
             if not isinstance(head, nn.Sequential) or head[-1] is not t.classifier or t.classifier.bias is None:
                 raise ConfigError(f"teacher {i + 1} ({t.spec.name}): ATSC needs a head that ends with its "
                                   "classifier Linear (with bias)")
             t.requires_grad_(True)  # the teacher adapts
-            for block in fixed_front(t, adapt_last):
+            for block in fixed_front(t, config.adapt_last):
                 block.requires_grad_(False)  # backward stops at the first adapting block: a cheaper step
-        super().__init__(student, teachers, projector, factor, beta, image_size)
-        self.shared_kl, self.temperature = shared_kl, temperature
-        self.teacher_feedback, self.adapt_last = teacher_feedback, adapt_last
-        self._fixed = [fixed_front(t, adapt_last) for t in teachers]
-        self.w, self.reference, self.teacher_ce = w, reference, teacher_ce
-        self.teacher_lr_scale, self.anchor_scope, self.bn_mode = teacher_lr_scale, anchor_scope, bn_mode
-        self.momentum, self.stability, self.teacher_drop_limit = momentum, stability, teacher_drop_limit
+        super().__init__(student, teachers, config, image_size)
+        self._fixed = [fixed_front(t, config.adapt_last) for t in teachers]
         self.snapshots = nn.ModuleList([Snapshot(t) for t in teachers])
-        self._anchor_names = [anchor_names(t, anchor_scope) for t in teachers]
+        self._anchor_names = [anchor_names(t, config.anchor_scope) for t in teachers]
         self._start_top1: list[float] | None = None
         self._weight_decay = 0.0  # of the main optimizer, for the reference bias step (param_groups sets it)
-        if reference:
+        if config.reference:
             # The reference bias step's SGD momentum, kept as buffers so it is saved and restored on resume
             # (a zero buffer gives torch.optim.SGD's first step exactly: buf = grad).
             for k, t in enumerate(teachers):
@@ -141,7 +133,7 @@ class ATSC(SharedClassifierMethod):
     @property
     def ddp_find_unused_parameters(self) -> bool:
         """Without the teacher CE, W (fast path) or b (reference) gets no gradient from the loss."""
-        return self.teacher_ce == 0
+        return self.config.teacher_ce == 0
 
     def anchor_params(self, k: int) -> list[nn.Parameter]:
         params = dict(self.teachers[k].named_parameters())
@@ -155,7 +147,7 @@ class ATSC(SharedClassifierMethod):
         for front in self._fixed:  # blocks that do not adapt keep their BN statistics too
             for block in front:
                 block.eval()
-        if mode and self.bn_mode == "frozen":  # running statistics used and kept; affine still trains
+        if mode and self.config.bn_mode == "frozen":  # running statistics used and kept; affine still trains
             for teacher in self.teachers:
                 for m in teacher.modules():
                     if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -165,13 +157,13 @@ class ATSC(SharedClassifierMethod):
     def check_stability(self, lr: float) -> None:
         """The anchor is a spring of stiffness 2w; heavy-ball SGD on it is stable only while
         ``lr_teacher * 2w < 2 (1 + momentum)`` (w = 100 at lr 0.05 diverged on Fashion-MNIST)."""
-        spring = lr * self.teacher_lr_scale * 2 * self.w
-        limit = 2 * (1 + self.momentum)
-        if self.stability == "off" or spring < limit:
+        spring = lr * self.config.teacher_lr_scale * 2 * self.config.w
+        limit = 2 * (1 + self.config.momentum)
+        if self.config.stability == "off" or spring < limit:
             return
-        msg = (f"ATSC anchor would diverge: teacher lr x 2w = {lr:g} x {self.teacher_lr_scale:g} x 2 x {self.w:g} "
+        msg = (f"ATSC anchor would diverge: teacher lr x 2w = {lr:g} x {self.config.teacher_lr_scale:g} x 2 x {self.config.w:g} "
                f"= {spring:.3g} >= 2(1 + momentum) = {limit:.3g}; lower w, the lr or teacher_lr_scale")
-        if self.stability == "error":
+        if self.config.stability == "error":
             raise ConfigError(msg + " (or set stability='warn')")
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
@@ -184,8 +176,8 @@ class ATSC(SharedClassifierMethod):
         teacher = [p for p in self.teachers.parameters() if id(p) not in bias_ids and p.requires_grad]
         # The reference steps b with the whole teacher (it gets no L1 gradient unless teacher_ce > 0);
         # the fast path refines b at the base lr, like the reference's separate bias optimizer.
-        bias_scale = self.teacher_lr_scale if self.reference else 1.0
-        groups = [("student", student, 1.0), ("teacher", teacher, self.teacher_lr_scale),
+        bias_scale = self.config.teacher_lr_scale if self.config.reference else 1.0
+        groups = [("student", student, 1.0), ("teacher", teacher, self.config.teacher_lr_scale),
                   ("teacher_bias", self.biases(), bias_scale)]
         return [{"params": params, "lr": lr * scale, "weight_decay": weight_decay, "lr_scale": scale, "name": name}
                 for name, params, scale in groups if params]
@@ -197,35 +189,35 @@ class ATSC(SharedClassifierMethod):
         f_ts = [t.features(images) for t in self.teachers]  # with autograd: the MSE reaches the teachers
         # Without feedback (the control for ATSC's claim) the MSE's gradient stops at the teacher, which
         # then learns from its own cross-entropy alone.
-        targets = f_ts if self.teacher_feedback else [f.detach() for f in f_ts]
+        targets = f_ts if self.config.teacher_feedback else [f.detach() for f in f_ts]
         mses, logits = self.project(f_s, targets)
-        loss = (self.beta / k_teachers) * sum(mses)
+        loss = (self.config.beta / k_teachers) * sum(mses)
         parts: dict[str, torch.Tensor] = {"mse": _stack_mean(mses).detach()}
-        if self.shared_kl > 0:
+        if self.config.shared_kl > 0:
             kl = _stack_mean(self.shared_kls(f_s, f_ts))
-            loss = loss + self.shared_kl * kl
+            loss = loss + self.config.shared_kl * kl
             parts["shared_kl"] = kl.detach()
 
         teacher_ces, bias_ces = [], []
         for teacher, f_t in zip(self.teachers, f_ts):
-            if self.teacher_ce > 0 or not self.reference:
+            if self.config.teacher_ce > 0 or not self.config.reference:
                 hidden = pre_classifier(teacher.head_module, f_t)
                 fc = teacher.classifier
-                if self.teacher_ce > 0:
+                if self.config.teacher_ce > 0:
                     teacher_ces.append(labeled_ce(fc(hidden), labels))
-                if not self.reference:
+                if not self.config.reference:
                     # Fast-path L2: same-step pooled features and W detached, so only b gets this gradient.
                     bias_ces.append(labeled_ce(F.linear(hidden.detach(), fc.weight.detach(), fc.bias), labels))
         if teacher_ces:
             teacher_ce = _stack_mean(teacher_ces)
-            loss = loss + self.teacher_ce * teacher_ce  # (teacher_ce / K) sum_k CE_k
+            loss = loss + self.config.teacher_ce * teacher_ce  # (teacher_ce / K) sum_k CE_k
             parts["teacher_ce"] = teacher_ce.detach()
         if bias_ces:
             loss = loss + sum(bias_ces)
             parts["bias_ce"] = _stack_mean(bias_ces).detach()
 
-        if self.reference:
-            anchor = self.w * sum(anchor_penalty(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
+        if self.config.reference:
+            anchor = self.config.w * sum(anchor_penalty(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
                                   for k in range(k_teachers))
             loss = loss + anchor
         else:
@@ -233,7 +225,7 @@ class ATSC(SharedClassifierMethod):
                 self._diffs = [torch._foreach_sub(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
                                for k in range(k_teachers)]
                 squares = [torch.stack(torch._foreach_norm(d)).pow(2).sum() for d in self._diffs if d]
-                anchor = self.w * sum(squares) if squares else loss.new_zeros(())
+                anchor = self.config.w * sum(squares) if squares else loss.new_zeros(())
             # Added as a constant so the reported loss is L1's value; its gradient comes in before_optimizer_step.
             loss = loss + anchor
         parts["anchor"] = anchor.detach() if isinstance(anchor, torch.Tensor) else loss.new_tensor(anchor)
@@ -250,15 +242,15 @@ class ATSC(SharedClassifierMethod):
             hidden = pre_classifier(teacher.head_module, branch.projector(source))
             student_logits = F.linear(hidden, fc.weight.detach(), fc.bias.detach())
             with torch.no_grad():
-                teacher_probs = F.softmax(fc(pre_classifier(teacher.head_module, f_t)).float() / self.temperature, dim=1)
-            log_p = F.log_softmax(student_logits.float() / self.temperature, dim=1)
-            kls.append(F.kl_div(log_p, teacher_probs, reduction="batchmean") * self.temperature ** 2)
+                teacher_probs = F.softmax(fc(pre_classifier(teacher.head_module, f_t)).float() / self.config.temperature, dim=1)
+            log_p = F.log_softmax(student_logits.float() / self.config.temperature, dim=1)
+            kls.append(F.kl_div(log_p, teacher_probs, reduction="batchmean") * self.config.temperature ** 2)
         return kls
 
     def before_optimizer_step(self) -> None:
         """Fast path: grad += 2w (theta - theta0) on the anchored set (the penalty's exact gradient)."""
         diffs, self._diffs = self._diffs, None
-        if self.reference or self.w == 0:
+        if self.config.reference or self.config.w == 0:
             return
         for k in range(len(self.teachers)):
             params = self.anchor_params(k)
@@ -269,11 +261,11 @@ class ATSC(SharedClassifierMethod):
             for p in params:
                 if p.grad is None:  # e.g. W, which only the anchor moves when teacher_ce = 0
                     p.grad = torch.zeros_like(p)
-            torch._foreach_add_([p.grad for p in params], diff, alpha=2 * self.w)
+            torch._foreach_add_([p.grad for p in params], diff, alpha=2 * self.config.w)
 
     def after_optimizer_step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
         """Reference path: L2 with a second teacher forward (train mode, as the authors), SGD on b only."""
-        if not self.reference:
+        if not self.config.reference:
             return
         biases = self.biases()
         losses = []
@@ -289,7 +281,7 @@ class ATSC(SharedClassifierMethod):
         with torch.no_grad():  # SGD with momentum and weight decay (no dampening), as torch.optim.SGD
             buffers = [self.get_buffer(f"bias_momentum{k}") for k in range(len(biases))]
             steps = torch._foreach_add([b.grad for b in biases], biases, alpha=self._weight_decay)
-            torch._foreach_mul_(buffers, self.momentum)
+            torch._foreach_mul_(buffers, self.config.momentum)
             torch._foreach_add_(buffers, steps)
             torch._foreach_add_(biases, buffers, alpha=-lr)
         for b in biases:
@@ -346,11 +338,11 @@ class ATSC(SharedClassifierMethod):
 
     def health(self, metrics: dict[str, float]) -> list[str]:
         kept = metrics.get("teacher_kept")
-        if kept is None or kept >= 1 - self.teacher_drop_limit:
+        if kept is None or kept >= 1 - self.config.teacher_drop_limit:
             return []
         return [f"the adapted teacher keeps {100 * kept:.1f}% of its starting top-1 "
                 f"({metrics['teacher_top1']:.2f}% vs {metrics['teacher_top1_start']:.2f}%), below the "
-                f"{100 * (1 - self.teacher_drop_limit):.0f}% limit: raise teacher_ce, lower teacher_lr_scale "
+                f"{100 * (1 - self.config.teacher_drop_limit):.0f}% limit: raise teacher_ce, lower teacher_lr_scale "
                 "or anchor all parameters (anchor_scope='all')"]
 
     def extra_checkpoints(self) -> dict[str, nn.Module]:

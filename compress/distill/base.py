@@ -3,18 +3,26 @@
 ``method(images, labels) -> StepOutput`` computes the loss for one batch; ``method.deployable()``
 returns the module that is evaluated, exported and shipped. Optional hooks let a method act around
 the optimizer step (e.g. ATSC's bias refinement) without the loop knowing which method it runs.
+
+Methods register themselves by name at the class, with their typed settings::
+
+    @METHODS.register("kd", "hinton")
+    class KD(Method):
+        config_class = KDConfig  # a MethodConfig dataclass: the settings, their docs and bounds
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
 from compress.data.labels import labeled_ce
+from compress.distill.settings import MethodConfig, setting
 from compress.models import ClassifierModel
+from compress.registry import Registry
 
 
 @dataclass
@@ -27,13 +35,30 @@ class StepOutput:
 class Method(nn.Module):
     """Base class. Subclasses own every module they train and decide what is deployed."""
 
-    name: str = "method"
+    summary: ClassVar[str] = ""  # one line for `compress list methods`
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig  # its settings
+    needs_teachers: ClassVar[bool] = True
     # Which data the method learns from. On partly labelled data (compress.data.labels) a method that
     # uses unlabelled images gets mixed batches; one that does not gets batches of labelled images.
     uses_unlabeled: bool = True
     # The named loss parts that read labels; they average over the labelled images of a batch only
     # (``labeled_ce``), every other part uses every image. Tests hold each method to this.
     label_terms: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The name the method (or the class it extends) is registered under."""
+        for cls in type(self).__mro__:
+            name = METHODS.name_of(cls)
+            if name is not None:
+                return name
+        return type(self).__name__
+
+    @classmethod
+    def from_config(cls, config: Any, student: ClassifierModel, teachers: list[ClassifierModel],
+                    image_size: int | tuple[int, int] | None = None) -> "Method":
+        """The method with its settings (a ``config_class``); by default ``cls(student, teachers, config)``."""
+        return cls(student, teachers, config)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -71,10 +96,21 @@ class Method(nn.Module):
         return {}
 
 
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+@dataclass
+class SupervisedConfig(MethodConfig):
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", low=0.0, high=0.999)
+
+
+@METHODS.register("none", "scratch")
 class Supervised(Method):
     """Plain cross-entropy training of one model: teachers, and the 'none' distillation baseline."""
 
-    name = "none"
+    summary = "the student alone with cross-entropy (baseline)"
+    config_class = SupervisedConfig
+    needs_teachers = False
     uses_unlabeled = False
     label_terms = ("ce",)
 
@@ -82,6 +118,11 @@ class Supervised(Method):
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
+
+    @classmethod
+    def from_config(cls, config: SupervisedConfig, student: ClassifierModel, teachers: list[ClassifierModel],
+                    image_size: int | tuple[int, int] | None = None) -> "Supervised":
+        return cls(student, config.label_smoothing)  # no teachers: the student alone
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         logits = self.model(images)

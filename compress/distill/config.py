@@ -1,120 +1,154 @@
-"""Typed, self-validating settings of the distillation methods, and the papers' recipes as presets."""
+"""Which method a run uses with which settings (``DistillConfig``), the table of every method's
+settings that the CLI options and recipe keys are derived from, and the papers' recipes as presets.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+import difflib
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
+from compress.data import DATASETS
+from compress.distill.base import METHODS
+from compress.distill.settings import MethodConfig, Rule, setting_fields
 from compress.errors import ConfigError
 from compress.registry import Registry
 
-ANCHOR_SCOPES = ("reference", "all")
-BN_MODES = ("train", "frozen")
-STABILITY = ("error", "warn", "off")
 
-# ATSC guards: what the project default runs, and the neutral values that give the authors' semantics.
-GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "anchor_scope": "all", "bn_mode": "train",
-                                  "shared_kl": 1.0}
-REFERENCE_GUARDS: dict[str, Any] = {"teacher_ce": 0.0, "teacher_lr_scale": 1.0, "anchor_scope": "reference",
-                                    "bn_mode": "train", "shared_kl": 0.0}
+@dataclass(frozen=True)
+class SettingInfo:
+    """One setting name across the methods that take it (CLI option, recipe key)."""
+
+    name: str
+    hint: Any  # its type, e.g. ``float | None``
+    docs: dict[str, str]  # method -> its one-line doc
+    rules: dict[str, Rule]  # method -> its rule
+    defaults: dict[str, Any]  # method -> its default
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.docs)
+
+    @property
+    def help(self) -> str:
+        """Its docs, each after the methods it applies to, then the default they share if any:
+        ``atsc, simkd: weight of the feature MSE. Default: 1.0.``"""
+        by_doc: dict[str, list[str]] = {}
+        for method, doc in self.docs.items():
+            by_doc.setdefault(doc, []).append(method)
+        text = " ".join(f"{', '.join(methods)}: {doc}." for doc, methods in by_doc.items())
+        defaults = set(self.defaults.values())
+        if len(defaults) != 1 or None in defaults:
+            return text
+        default = defaults.pop()
+        return f"{text} Default: {('on' if default else 'off') if isinstance(default, bool) else default}."
+
+    @property
+    def follows(self) -> str | None:
+        """The training setting this one takes its value from when not given (not a CLI option)."""
+        return next((r.follows for r in self.rules.values() if r.follows), None)
 
 
-@dataclass
+def settings_table() -> dict[str, SettingInfo]:
+    """Every setting of every registered method, in registry order, then field order."""
+    table: dict[str, SettingInfo] = {}
+    for method in METHODS.names():
+        for name, (hint, rule, default) in setting_fields(METHODS.get(method).config_class).items():
+            info = table.setdefault(name, SettingInfo(name, hint, {}, {}, {}))
+            if info.hint != hint:
+                raise TypeError(f"setting '{name}' is {info.hint} for {info.methods[0]} but {hint} for {method}: "
+                                "one name must mean one type")
+            info.docs[method], info.rules[method], info.defaults[method] = rule.doc, rule, default
+    return table
+
+
+def takes(method: str, name: str) -> bool:
+    """Whether ``method`` (a canonical name) has the setting ``name``."""
+    return name in setting_fields(METHODS.get(method).config_class)
+
+
+def refuse_foreign(method: str, names: Iterable[str]) -> None:
+    """A ConfigError for the first of ``names`` that ``method`` does not take, naming who takes it."""
+    table = settings_table()
+    for name in names:
+        if takes(method, name):
+            continue
+        if name in table:
+            raise ConfigError(f"distill setting '{name}' does not apply to method '{method}'; it is a setting of "
+                              f"{', '.join(table[name].methods)}")
+        close = difflib.get_close_matches(str(name), list(table), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        own = ", ".join(setting_fields(METHODS.get(method).config_class)) or "none"
+        raise ConfigError(f"unknown distill setting '{name}': {hint}method '{method}' takes: {own}")
+
+
+# The methods whose settings every record lists (see ``DistillConfig.to_dict``); a method added later
+# records only its own, so adding one does not change the records of the others.
+RECORD_LAYOUT = ("atsc", "kd", "none")
+
+
 class DistillConfig:
-    """Method settings (the training schedule lives in ``compress.train.TrainConfig``).
+    """A run's method and its typed settings, e.g. ``DistillConfig("kd", temperature=2.0)``.
 
-    Guard fields left as ``None`` resolve by mode: ``reference=True`` gives the authors' semantics
-    (``REFERENCE_GUARDS``), otherwise the project defaults (``GUARD_DEFAULTS``). Set one explicitly to
-    layer a guard on either path.
+    ``settings`` is an instance of the method's own ``config_class``, which validates itself; a
+    setting the method does not take is refused with the methods that take it. Settings read as
+    attributes (``config.temperature``).
     """
 
-    method: str = "atsc"  # none | kd | simkd | atsc
-    # shared-classifier methods (simkd, atsc)
-    projector: str = "bottleneck"  # bottleneck (reference) | depthwise | pointwise | linear
-    factor: int = 2  # projector bottleneck width C_t / r
-    beta: float = 1.0  # feature-MSE weight
-    # atsc
-    reference: bool = False  # the authors' path: autograd anchor, 2nd teacher pass + separate bias SGD
-    w: float = 1.0  # anchor weight (1 CIFAR-100, 10 ImageNet)
-    teacher_ce: float | None = None  # weight of the teacher's own CE in L1 (keeps it from collapsing)
-    teacher_lr_scale: float | None = None  # teacher lr = lr * this (the classifier bias refines at lr)
-    anchor_scope: str | None = None  # reference: conv kernels + W; all: every teacher param but the classifier bias
-    bn_mode: str | None = None  # train: batch statistics (reference); frozen: running statistics fixed
-    shared_kl: float | None = None  # weight of T^2 KL(teacher || student) through the shared classifier, all images
-    teacher_feedback: bool = True  # False: the MSE does not reach the teacher (the control for ATSC's claim)
-    adapt_last: int | None = None  # only the teacher body's last N blocks adapt (None: all); a cheaper step
-    momentum: float = 0.9  # SGD momentum of the bias refinement, and the one the stability check assumes
-    stability: str = "error"  # lr * teacher_lr_scale * 2w >= 2(1 + momentum) diverges: error | warn | off
-    teacher_drop_limit: float = 0.01  # health warning when a teacher keeps < (1 - this) of its top-1
-    # kd
-    temperature: float = 4.0
-    ce_weight: float = 0.1
-    kl_weight: float = 0.9
-    # none
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        from compress.distill import METHODS  # the registry lives with the methods
-
-        self.method = METHODS.canonical(self.method)
-        from compress.distill.projector import PROJECTORS
-
-        self.projector = PROJECTORS.canonical(self.projector)
-        for key, value in (REFERENCE_GUARDS if self.reference else GUARD_DEFAULTS).items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        self.validate()
-
-    def validate(self) -> None:
-        def number(name: str, low: float, high: float = math.inf, low_open: bool = False) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < low or value > high or (low_open and value == low):
-                bound = f"> {low}" if low_open else f">= {low}"
-                raise ConfigError(f"distill setting '{name}' must be a number {bound}"
-                                  + (f" and <= {high}" if high != math.inf else "") + f", got {value!r}")
-
-        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
-            raise ConfigError(f"distill setting 'factor' (projector r) must be a whole number >= 1, got {self.factor!r}")
-        number("beta", 0.0)
-        number("w", 0.0)
-        number("teacher_ce", 0.0)
-        number("teacher_lr_scale", 0.0)
-        number("shared_kl", 0.0)
-        if self.adapt_last is not None and (isinstance(self.adapt_last, bool) or not isinstance(self.adapt_last, int)
-                                            or self.adapt_last < 1):
-            raise ConfigError(f"distill setting 'adapt_last' must be a whole number >= 1 (teacher blocks that adapt), "
-                              f"got {self.adapt_last!r}")
-        number("momentum", 0.0, 0.999)
-        number("teacher_drop_limit", 0.0, 1.0)
-        number("temperature", 0.0, low_open=True)
-        number("ce_weight", 0.0)
-        number("kl_weight", 0.0)
-        number("label_smoothing", 0.0, 0.999)
-        for name, choices in (("anchor_scope", ANCHOR_SCOPES), ("bn_mode", BN_MODES), ("stability", STABILITY)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"distill setting '{name}' must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
-        for name in ("reference", "teacher_feedback"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"distill setting '{name}' must be true or false, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __init__(self, method: str = "atsc", **settings: Any) -> None:
+        self.method = METHODS.canonical(method)
+        refuse_foreign(self.method, settings)
+        self.settings: MethodConfig = METHODS.get(self.method).config_class(**settings)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+    def with_defaults(cls, method: str, settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> "DistillConfig":
+        """``settings`` over ``defaults``: a preset's or a recipe section's values, each used only by the
+        methods that take it (a preset's ``w`` does not concern KD)."""
+        canonical = METHODS.canonical(method)
+        own = {k: v for k, v in defaults.items() if takes(canonical, k)}
+        return cls(canonical, **{**own, **settings})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "settings":  # copy/pickle probing, or not initialised yet
+            raise AttributeError(name)
+        try:
+            return getattr(self.settings, name)
+        except AttributeError:
+            raise AttributeError(f"method '{self.method}' has no setting '{name}'") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DistillConfig) and (self.method, self.settings) == (other.method, other.settings)
+
+    def __repr__(self) -> str:
+        return f"DistillConfig(method={self.method!r}, settings={self.settings!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record a run writes (checkpoint sidecar, pipeline stage key): the method, then settings.
+
+        The layout is the one records had before each method owned its settings: every setting of the
+        methods of ``RECORD_LAYOUT``, at its own method's default when the run's method does not take
+        it, then the run's own. Records of unchanged runs stay byte-identical (checkpoints, stage
+        hashes, benchmark resumption); ``from_dict`` reads back only the method's own settings."""
+        record: dict[str, Any] = {"method": self.method}
+        for method in RECORD_LAYOUT:
+            record |= {k: v for k, v in METHODS.get(method).config_class().to_dict().items() if k not in record}
+        return record | self.settings.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DistillConfig":
+        """A config from its record (``to_dict``); the settings of other methods in it are ignored."""
+        method = METHODS.canonical(str(data.get("method", "atsc")))
+        table = settings_table()
+        unknown = sorted(k for k in data if k != "method" and k not in table)
         if unknown:
-            raise ConfigError(f"unknown distill setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
+            raise ConfigError(f"unknown distill setting(s) {', '.join(unknown)}; known: {', '.join(sorted(table))}")
+        return cls(method, **{k: v for k, v in data.items() if k != "method" and takes(method, k)})
 
 
 # ---------------------------------------------------------------------------------------------- presets
-# Each preset: "training" (keys of compress.train.TrainConfig, plus batch_size) and "distill" (DistillConfig
-# fields). "lr_batch" says the lr was set for that many images per step: scale it linearly with
-# ``scaled_lr`` when the batch size differs.
+# Each preset: "training" (keys of compress.train.TrainConfig, plus batch_size) and "distill" (method
+# settings, used by the methods that take them). "lr_batch" says the lr was set for that many images per
+# step: scale it linearly with ``scaled_lr`` when the batch size differs.
 PRESETS: Registry[dict[str, Any]] = Registry("preset")
 PRESETS.add("cifar100", {
     "description": "SimKD/ATSC CIFAR-100 recipe: 240 epochs, SGD 0.05, steps 150/180/210, wd 5e-4, batch 64, w 1, r 2",
@@ -140,3 +174,28 @@ def scaled_lr(preset: dict[str, Any], batch_size: int) -> float:
     """The preset's learning rate for ``batch_size`` (linear scaling from its ``lr_batch``)."""
     training = preset["training"]
     return float(training["lr"]) * batch_size / float(training.get("lr_batch", training["batch_size"]))
+
+
+# The preset of a run that names none, by dataset.
+DATASET_PRESETS = {"fashion-mnist": "fashion-mnist", "cifar100": "cifar100", "imagefolder": "imagenet"}
+
+
+def resolve_preset(name: str | None, dataset: str,
+                   explicit: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A run's training keys (``TrainConfig`` fields + batch_size) and method settings: ``explicit``
+    training values (None: not given) > the preset (``name``, else the dataset's) > built-in defaults.
+    Returns (training, the preset's method settings, the preset's name or 'none')."""
+    name = name or DATASET_PRESETS.get(DATASETS.canonical(dataset), "")
+    preset = PRESETS.get(name) if name else {"training": {}, "distill": {}}
+    training = {k: v for k, v in preset["training"].items() if k != "lr_batch"}
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if "batch_size" in given and "lr" not in given and "lr" in training:
+        training["lr"] = scaled_lr(preset, given["batch_size"])  # linear scaling rule
+    training.update(given)
+    return training, dict(preset["distill"]), name or "none"
+
+
+def training_defaults(training: Any) -> dict[str, Any]:
+    """The settings that follow the training schedule (``setting(..., follows=...)``), from ``training``
+    (a ``compress.train.TrainConfig``): e.g. ATSC's bias-refinement momentum is the optimizer's."""
+    return {info.name: getattr(training, info.follows) for info in settings_table().values() if info.follows}

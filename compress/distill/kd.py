@@ -6,11 +6,14 @@ several teachers the soft targets are the mean of their softened probabilities.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from compress.distill.base import Method, StepOutput
+from compress.distill.base import METHODS, Method, StepOutput
 from compress.distill.losses import kd_loss, mean_soft_targets
+from compress.distill.settings import MethodConfig, setting
 from compress.models import ClassifierModel
 
 
@@ -20,17 +23,25 @@ def freeze(teacher: ClassifierModel) -> ClassifierModel:
     return teacher.eval()
 
 
+@dataclass
+class KDConfig(MethodConfig):
+    temperature: float = setting(4.0, "temperature T of the soft targets", low=0.0, above=True)
+    ce_weight: float = setting(0.1, "weight of the label cross-entropy", low=0.0)
+    kl_weight: float = setting(0.9, "weight of the T^2 KL term", low=0.0)
+
+
+@METHODS.register("kd", "hinton")
 class KD(Method):
-    name = "kd"
     summary = "Hinton KD: CE + T^2 KL to the (mean) softened teacher probabilities; teachers frozen"
+    config_class = KDConfig
     label_terms = ("ce",)
 
-    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], temperature: float = 4.0,
-                 ce_weight: float = 0.1, kl_weight: float = 0.9) -> None:
+    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel],
+                 config: KDConfig | None = None) -> None:
         super().__init__()
         self.student = student
         self.teachers = nn.ModuleList([freeze(t) for t in teachers])
-        self.temperature, self.ce_weight, self.kl_weight = temperature, ce_weight, kl_weight
+        self.config = config or KDConfig()
 
     def train(self, mode: bool = True) -> "KD":
         super().train(mode)
@@ -39,9 +50,10 @@ class KD(Method):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         with torch.no_grad():
-            targets = mean_soft_targets([t(images) for t in self.teachers], self.temperature)
+            targets = mean_soft_targets([t(images) for t in self.teachers], self.config.temperature)
         logits = self.student(images)
-        loss, ce, kl = kd_loss(logits, targets, labels, self.temperature, self.ce_weight, self.kl_weight)
+        loss, ce, kl = kd_loss(logits, targets, labels, self.config.temperature, self.config.ce_weight,
+                               self.config.kl_weight)
         return StepOutput(loss, logits, {"ce": ce.detach(), "kl": kl.detach()})
 
     def deployable(self) -> nn.Module:

@@ -3,23 +3,25 @@
 A projector maps the student's last feature map into the teacher's feature space; the frozen teacher
 classifier makes the prediction. Loss: ``L = (beta / K) sum_k MSE(P_k(f_s), f_t^k)``. Deployed:
 ``SharedHeadStudent`` (student backbone, projectors, teacher heads). ``SharedClassifierMethod`` holds
-what SimKD and ATSC share: branch construction, spatial alignment and validation statistics.
+what SimKD and ATSC share: branch construction, spatial alignment, validation statistics, and the
+settings of the projector and the feature MSE (``SharedHeadConfig``, which ATSC's config extends).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from compress.distill.base import Method, StepOutput
+from compress.distill.base import METHODS, Method, StepOutput
 from compress.distill.kd import freeze
 from compress.distill.losses import feature_mse
-from compress.distill.projector import align_maps, build_projector
-from compress.distill.shared_head import Branch, SharedHeadStudent, feature_size
-from compress.models import ClassifierModel
+from compress.distill.settings import MethodConfig, setting
+from compress.models import (PROJECTORS, Branch, ClassifierModel, SharedHeadStudent, align_maps, build_projector,
+                             feature_size)
 from compress.parallel import all_reduce_sum_
 
 
@@ -39,17 +41,29 @@ def _stack_mean(values: list[torch.Tensor]) -> torch.Tensor:
     return values[0] if len(values) == 1 else torch.stack(values).mean(0)
 
 
+@dataclass
+class SharedHeadConfig(MethodConfig):
+    """SimKD's settings, shared by every shared-classifier method."""
+
+    projector: str = setting("bottleneck", "projector kind: bottleneck (reference), depthwise, pointwise or linear",
+                             names=PROJECTORS)
+    factor: int = setting(2, "projector bottleneck factor r (C_t / r channels)", low=1)
+    beta: float = setting(1.0, "weight of the feature MSE", low=0.0)
+
+
 class SharedClassifierMethod(Method):
     """Student backbone + one projector per teacher + the teachers' heads (shared classifiers)."""
 
-    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], projector: str = "bottleneck",
-                 factor: int = 2, beta: float = 1.0, image_size: int | tuple[int, int] | None = None) -> None:
+    config: SharedHeadConfig
+
+    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], config: SharedHeadConfig,
+                 image_size: int | tuple[int, int] | None = None) -> None:
         super().__init__()
-        self.beta = beta
+        self.config = config
         self.teachers = nn.ModuleList(teachers)
         branches = []
         for teacher in teachers:
-            proj = build_projector(projector, student.feature_channels, teacher.feature_channels, factor)
+            proj = build_projector(config.projector, student.feature_channels, teacher.feature_channels, config.factor)
             branch = Branch(proj, teacher.head_module, teacher.spec)
             if image_size is not None:  # resolve the alignment now (meta-device probe), else at the first batch
                 s, t = feature_size(student.spec, image_size), feature_size(teacher.spec, image_size)
@@ -57,6 +71,11 @@ class SharedClassifierMethod(Method):
                 branch.set_align(None if size == s else size)
             branches.append(branch)
         self.net = SharedHeadStudent(student.spec, student.body, branches)
+
+    @classmethod
+    def from_config(cls, config: Any, student: ClassifierModel, teachers: list[ClassifierModel],
+                    image_size: int | tuple[int, int] | None = None) -> "SharedClassifierMethod":
+        return cls(student, teachers, config, image_size)
 
     def deployable(self) -> nn.Module:
         return self.net
@@ -105,13 +124,14 @@ class SharedClassifierMethod(Method):
         return {"feature_mse": float((stats["mse"] / stats["count"].clamp(min=1)).mean())}
 
 
+@METHODS.register("simkd")
 class SimKD(SharedClassifierMethod):
-    name = "simkd"
     summary = "SimKD: projector + frozen teacher classifier, feature MSE (Chen et al. 2022); teachers frozen"
+    config_class = SharedHeadConfig
 
-    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel], projector: str = "bottleneck",
-                 factor: int = 2, beta: float = 1.0, image_size: int | tuple[int, int] | None = None) -> None:
-        super().__init__(student, [freeze(t) for t in teachers], projector, factor, beta, image_size)
+    def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel],
+                 config: SharedHeadConfig | None = None, image_size: int | tuple[int, int] | None = None) -> None:
+        super().__init__(student, [freeze(t) for t in teachers], config or SharedHeadConfig(), image_size)
 
     def train(self, mode: bool = True) -> "SimKD":
         super().train(mode)
@@ -124,7 +144,7 @@ class SimKD(SharedClassifierMethod):
             f_ts = [t.features(images) for t in self.teachers]
         mses, logits = self.project(f_s, f_ts)
         mse = _stack_mean(mses)
-        return StepOutput(self.beta * mse, logits, {"mse": mse.detach()})
+        return StepOutput(self.config.beta * mse, logits, {"mse": mse.detach()})
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         params = [p for p in self.net.parameters() if p.requires_grad]  # backbone + projectors

@@ -1,98 +1,20 @@
-"""Model zoo: one registry, one lookup function, one contract (see ``base.py``)."""
+"""Models: the zoo (``zoo.py``), the contract every model honours (``base.py``), and the deployable
+modules rebuilt from their architecture spec (``architecture.py``, ``shared_head.py``).
+
+Importing the package registers every deployable architecture, so a checkpoint loads with the models
+package alone.
+"""
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Callable
-
-from torchvision import models as tvm
-
-from compress.errors import ConfigError
-from compress.models import cifar, torchvision_zoo as tv
+from compress.models.architecture import ARCHITECTURES, architecture_of, build_architecture
 from compress.models.base import ClassifierModel, ModelSpec, count_parameters
-from compress.registry import Registry
+from compress.models.cost import deployed_cost, format_cost
+from compress.models.projector import PROJECTORS, Projector, build_projector
+from compress.models.shared_head import Branch, SharedHeadStudent, align_maps, feature_size
+from compress.models.zoo import MODELS, build_model, create_model, make_spec
 
-Factory = Callable[[ModelSpec], ClassifierModel]
-
-
-class ZooEntry:
-    def __init__(self, factory: Factory, family: str, cifar_style: bool, tv_prefixes: tuple[tuple[str, str], ...] = ()):
-        self.factory = factory
-        self.family = family
-        # CIFAR-style models are always small-input; torchvision models decide by image size.
-        self.cifar_style = cifar_style
-        # how torchvision state_dict key prefixes map onto ours (for loading torchvision weights)
-        self.tv_prefixes = tv_prefixes
-
-
-MODELS: Registry[ZooEntry] = Registry("model")
-
-_RESNET_PREFIXES = (
-    ("conv1.", "body.0."), ("bn1.", "body.1."), ("layer1.", "body.4."), ("layer2.", "body.5."),
-    ("layer3.", "body.6."), ("layer4.", "body.7."), ("fc.", "head_module.2."),
-)
-_SHUFFLE_PREFIXES = (
-    ("conv1.", "body.0."), ("stage2.", "body.2."), ("stage3.", "body.3."), ("stage4.", "body.4."),
-    ("conv5.", "body.5."), ("fc.", "head_module.2."),
-)
-
-
-def _features_classifier_prefixes(n_classifier_layers: int) -> tuple[tuple[str, str], ...]:
-    return (("features.", "body."),) + tuple((f"classifier.{i}.", f"head_module.{i + 2}.") for i in range(n_classifier_layers))
-
-
-for _name, _builder in (("resnet18", tvm.resnet18), ("resnet34", tvm.resnet34), ("resnet50", tvm.resnet50), ("resnet101", tvm.resnet101)):
-    MODELS.add(_name, ZooEntry(partial(tv.resnet, _builder), "torchvision-resnet", False, _RESNET_PREFIXES))
-MODELS.add("mobilenet_v2", ZooEntry(partial(tv.features_classifier, tvm.mobilenet_v2), "mobilenet", False,
-                                    _features_classifier_prefixes(2)))
-MODELS.add("mobilenet_v3_small", ZooEntry(partial(tv.features_classifier, tvm.mobilenet_v3_small), "mobilenet", False,
-                                          _features_classifier_prefixes(4)))
-MODELS.add("mobilenet_v3_large", ZooEntry(partial(tv.features_classifier, tvm.mobilenet_v3_large), "mobilenet", False,
-                                          _features_classifier_prefixes(4)))
-MODELS.add("efficientnet_b0", ZooEntry(partial(tv.features_classifier, tvm.efficientnet_b0), "efficientnet", False,
-                                       _features_classifier_prefixes(2)))
-MODELS.add("shufflenet_v2_x1_0", ZooEntry(partial(tv.shufflenet, tvm.shufflenet_v2_x1_0), "shufflenet", False,
-                                          _SHUFFLE_PREFIXES), "shufflenetv2")
-
-for _depth in (8, 14, 20, 32, 44, 56, 110):
-    MODELS.add(f"resnet{_depth}", ZooEntry(partial(cifar.cifar_resnet, depth=_depth, widths=(16, 16, 32, 64)),
-                                          "cifar-resnet", True))
-MODELS.add("resnet8x4", ZooEntry(partial(cifar.cifar_resnet, depth=8, widths=(32, 64, 128, 256)), "cifar-resnet", True))
-MODELS.add("resnet32x4", ZooEntry(partial(cifar.cifar_resnet, depth=32, widths=(32, 64, 128, 256)), "cifar-resnet", True))
-for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2), (40, 4), (28, 10)):
-    MODELS.add(f"wrn_{_depth}_{_widen}", ZooEntry(partial(cifar.wide_resnet, depth=_depth, widen=_widen), "wrn", True))
-for _name, _config in cifar.VGG_CONFIGS.items():
-    MODELS.add(_name, ZooEntry(partial(cifar.cifar_vgg, config=_config), "vgg", True))
-
-
-SMALL_INPUT_BELOW = 64  # px: torchvision stems downsample 4x, too much for 28-32 px images
-
-
-def make_spec(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
-              small_input: bool | None = None) -> ModelSpec:
-    """Resolve a user-typed name into a spec; ``small_input`` defaults from the image size."""
-    canonical = MODELS.canonical(name)
-    entry = MODELS.get(canonical)
-    if num_classes < 2:
-        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
-    if in_channels not in (1, 3):
-        raise ConfigError(f"in_channels must be 1 or 3, got {in_channels}")
-    if entry.cifar_style:
-        small = True
-    elif small_input is not None:
-        small = small_input
-    else:
-        small = image_size is not None and image_size < SMALL_INPUT_BELOW
-    return ModelSpec(canonical, num_classes, in_channels, small)
-
-
-def build_model(spec: ModelSpec) -> ClassifierModel:
-    return MODELS.get(spec.name).factory(spec)
-
-
-def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
-                 small_input: bool | None = None) -> ClassifierModel:
-    return build_model(make_spec(name, num_classes, in_channels, image_size, small_input))
-
-
-__all__ = ["MODELS", "ClassifierModel", "ModelSpec", "build_model", "create_model", "make_spec", "count_parameters"]
+__all__ = ["ARCHITECTURES", "MODELS", "PROJECTORS", "Branch", "ClassifierModel", "ModelSpec", "Projector",
+           "SharedHeadStudent", "align_maps", "architecture_of", "build_architecture", "build_model",
+           "build_projector", "count_parameters", "create_model", "deployed_cost", "feature_size", "format_cost",
+           "make_spec"]

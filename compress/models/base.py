@@ -50,6 +50,10 @@ class ClassifierModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def architecture(self) -> dict:
+        """The JSON spec that rebuilds this module (see ``compress.models.architecture``)."""
+        return {"type": "classifier", "model": self.spec.to_dict()}
+
     @property
     def classifier(self) -> nn.Linear:
         """The final linear layer (the ``g = (W, b)`` that shared-classifier methods reuse)."""

@@ -8,7 +8,8 @@ import torch
 
 from compress.checkpoint import load_external_state_dict
 from compress.errors import CheckpointError
-from compress.models import MODELS, ClassifierModel
+from compress.models.base import ClassifierModel
+from compress.models.zoo import MODELS
 
 
 def remap_torchvision_keys(model: ClassifierModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

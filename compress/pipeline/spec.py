@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from compress.data import DATASETS, DataConfig
-from compress.distill.config import PRESETS, DistillConfig, scaled_lr
+from compress.distill.config import PRESETS, DistillConfig, refuse_foreign, scaled_lr, settings_table, training_defaults
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS
 from compress.pipeline.fields import NAME, checked, convert, join, kind_of, mapping, plain, read_fields, unknown_keys
@@ -127,27 +127,39 @@ class TeacherSpec:
 _DISTILL_OWN = ("student", "methods", "deploy", "train")
 
 
+def _read_settings(raw: Mapping[str, Any], path: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The method settings among ``raw``'s keys (those of every method: ``settings_table``), converted
+    to their declared types; ``extra`` keys are allowed and left out."""
+    table = settings_table()
+    _unknown_keys(raw, list(table) + list(extra), path)
+    return {key: convert(value, table[key].hint, _join(path, key)) for key, value in raw.items() if key in table}
+
+
 @dataclass
 class DistillSpec:
     """The student, the runs to compare (the comparison table) and the one deployed.
 
     Each entry of ``methods`` is a method name, or a variant: a mapping with its own ``name`` (the
     table row and folder), the ``method`` it runs and settings of its own that take precedence over
-    the section's, e.g. ``{name: atsc-reference, method: atsc, reference: true}``."""
+    the section's, e.g. ``{name: atsc-reference, method: atsc, reference: true}``. The section's
+    settings (and its preset's) go to the runs whose method takes them; a variant's must all be its
+    method's."""
 
     student: str
     methods: tuple[str, ...]  # the run names, in order
     deploy: str
     train: TrainSpec
-    settings: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields (the method aside)
+    settings: dict[str, Any] = field(default_factory=dict)  # the section's method settings, over the preset's
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # run name -> {method, own settings}
 
     def method_of(self, name: str) -> str:
         return str(self.variants.get(name, {}).get("method", name))
 
     def config_for(self, name: str) -> DistillConfig:
+        """Run ``name``'s settings: its variant's > the section's > those following the training schedule."""
         own = {k: v for k, v in self.variants.get(name, {}).items() if k != "method"}
-        return DistillConfig(method=self.method_of(name), **{**self.settings, **own})
+        defaults = training_defaults(self.train.config) | self.settings
+        return DistillConfig.with_defaults(self.method_of(name), own, defaults)
 
     @staticmethod
     def parse_variant(raw: Any, path: str) -> tuple[str, dict[str, Any]]:
@@ -165,7 +177,8 @@ class DistillSpec:
         if not _NAME.match(name):
             raise ConfigError(f"{path}.name: '{name}' becomes a folder name: use letters, digits, '-', '_' and '.'")
         method = _checked(_join(path, "method"), lambda: METHODS.canonical(convert(data.pop("method"), str, path)))
-        own = read_fields(DistillConfig, data, path, exclude=("method",))
+        own = _read_settings(data, path)
+        _checked(path, lambda: refuse_foreign(method, own))
         return name, {"method": method, **own}
 
     @classmethod
@@ -174,9 +187,7 @@ class DistillSpec:
         from compress.models import MODELS
 
         data = _mapping(raw, path)
-        settings = read_fields(DistillConfig, data, path, exclude=("method",), extra=_DISTILL_OWN)
-        for key in _DISTILL_OWN:
-            settings.pop(key, None)
+        settings = _read_settings(data, path, extra=_DISTILL_OWN)
         if "student" not in data:
             raise ConfigError(f"{path}.student: missing: name the student model, e.g. student: resnet8")
         student = _checked(_join(path, "student"), lambda: MODELS.canonical(convert(data["student"], str, path)))
@@ -198,9 +209,10 @@ class DistillSpec:
                 raise ConfigError(f"{path}.deploy: '{deploy}' is not among the methods run ({', '.join(methods)}); "
                                   "add it to methods")
         train = TrainSpec.parse(data.get("train"), _join(path, "train"))
-        if train.preset:  # the preset's method settings (w, factor, beta) sit under explicit keys
-            settings = {**PRESETS.get(train.preset)["distill"], **settings}
         spec = cls(student, methods, deploy, train, settings, variants)
+        _check_settings_used(spec, path)
+        if train.preset:  # the preset's method settings (w, factor, beta) sit under explicit keys
+            spec.settings = {**PRESETS.get(train.preset)["distill"], **settings}
         for method in methods:  # every method's settings must build, before anything trains
             _checked(path, lambda m=method: spec.config_for(m))
         return spec
@@ -209,6 +221,16 @@ class DistillSpec:
         return {"student": self.student, "methods": list(self.methods), "deploy": self.deploy,
                 "train": self.train.to_dict(), "settings": plain(self.settings),
                 **({"variants": plain(self.variants)} if self.variants else {})}
+
+
+def _check_settings_used(spec: DistillSpec, path: str) -> None:
+    """A section setting that no run's method takes is a mistake (e.g. ``w`` with methods [kd])."""
+    run = {spec.method_of(name) for name in spec.methods}
+    for key in spec.settings:
+        takers = settings_table()[key].methods
+        if not run.intersection(takers):
+            raise ConfigError(f"{path}.{key}: none of the methods run ({', '.join(spec.methods)}) takes it; it is a "
+                              f"setting of {', '.join(takers)}")
 
 
 @dataclass

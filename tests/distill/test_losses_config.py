@@ -9,7 +9,7 @@ import torch
 
 from compress.distill import PRESETS, PROJECTORS, DistillConfig, build_projector, scaled_lr
 from compress.distill.losses import anchor_penalty, feature_mse, kd_loss, mean_soft_targets
-from compress.distill.projector import align_maps
+from compress.models import align_maps
 from compress.errors import ConfigError, UnknownNameError
 
 
@@ -69,16 +69,46 @@ def test_config_guards_resolve_by_mode() -> None:
     assert layered.teacher_ce == 0.5 and layered.anchor_scope == "reference"
     assert DistillConfig(method="SimKD", projector="1x1").method == "simkd"
     assert DistillConfig.from_dict(default.to_dict()) == default
+    assert DistillConfig.from_dict(ref.to_dict()) == ref
 
 
-@pytest.mark.parametrize("field, value", [
-    ("factor", 0), ("beta", -1.0), ("w", float("nan")), ("teacher_ce", -0.1), ("teacher_lr_scale", -1.0),
-    ("bn_mode", "eval"), ("anchor_scope", "bn"), ("stability", "maybe"), ("temperature", 0.0),
-    ("kl_weight", -1.0), ("teacher_drop_limit", 2.0),
+@pytest.mark.parametrize("method, field, value, expected", [
+    ("simkd", "factor", 0, "a whole number >= 1"), ("simkd", "beta", -1.0, "a number >= 0.0"),
+    ("atsc", "w", float("nan"), "a number >= 0.0"), ("atsc", "teacher_ce", -0.1, "a number >= 0.0"),
+    ("atsc", "teacher_lr_scale", -1.0, "a number >= 0.0"), ("atsc", "bn_mode", "eval", "one of train, frozen"),
+    ("atsc", "anchor_scope", "bn", "one of reference, all"), ("atsc", "stability", "maybe", "one of error, warn, off"),
+    ("atsc", "temperature", 0.0, "a number > 0.0"), ("kd", "temperature", 0.0, "a number > 0.0"),
+    ("kd", "kl_weight", -1.0, "a number >= 0.0"), ("atsc", "teacher_drop_limit", 2.0, "a number >= 0.0 and <= 1.0"),
+    ("atsc", "adapt_last", 0, "a whole number >= 1"), ("atsc", "adapt_last", 1.5, "a whole number"),
+    ("atsc", "reference", "yes", "true or false"), ("none", "label_smoothing", 1.0, "a number >= 0.0 and <= 0.999"),
 ])
-def test_config_names_the_bad_field(field: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=f"'{field}'"):
-        DistillConfig(**{field: value})
+def test_config_names_the_bad_field(method: str, field: str, value: object, expected: str) -> None:
+    with pytest.raises(ConfigError, match=f"^distill setting '{field}' must be {expected}"):
+        DistillConfig(method, **{field: value})
+
+
+def test_a_setting_of_another_method_is_refused_naming_who_takes_it() -> None:
+    with pytest.raises(ConfigError, match=r"^distill setting 'temperature' does not apply to method 'simkd'; it is a "
+                                          r"setting of atsc, kd$"):
+        DistillConfig("simkd", temperature=2.0)
+    with pytest.raises(ConfigError, match=r"unknown distill setting 'temprature': did you mean 'temperature'\?"):
+        DistillConfig("kd", temprature=2.0)
+    kd = DistillConfig.with_defaults("kd", {"temperature": 2.0}, {"w": 10.0, "kl_weight": 0.5})
+    assert (kd.temperature, kd.kl_weight, kd.ce_weight) == (2.0, 0.5, 0.1)  # a preset's w does not concern KD
+    with pytest.raises(AttributeError, match="method 'kd' has no setting 'w'"):
+        kd.w  # noqa: B018
+
+
+def test_record_keeps_one_layout_and_reads_back_the_methods_own_settings() -> None:
+    record = DistillConfig("kd", temperature=2.0).to_dict()
+    # The layout of the records written before methods owned their settings: checkpoints stay byte-identical.
+    assert list(record) == ["method", "projector", "factor", "beta", "reference", "w", "teacher_ce",
+                            "teacher_lr_scale", "anchor_scope", "bn_mode", "shared_kl", "teacher_feedback", "adapt_last",
+                            "momentum", "stability", "teacher_drop_limit", "temperature", "ce_weight", "kl_weight",
+                            "label_smoothing"]
+    assert (record["method"], record["temperature"], record["w"], record["teacher_ce"]) == ("kd", 2.0, 1.0, 1.0)
+    assert DistillConfig.from_dict(record) == DistillConfig("kd", temperature=2.0)
+    assert DistillConfig.from_dict({"method": "none", "w": 3.0}).settings.to_dict() == {"label_smoothing": 0.0}
 
 
 def test_config_rejects_unknown_names() -> None:

@@ -3,14 +3,13 @@
 The reference is SimKD's bottleneck (Chen et al., CVPR 2022), reused by ATSC: conv1x1 (C_s -> C_t/r),
 BN, ReLU, conv3x3, BN, ReLU, conv1x1 (-> C_t), BN, ReLU, no conv bias. Lighter kinds exist because the
 reference projector can outweigh an edge student (mobilenet_v2 -> resnet50: 12.85 M vs 3.50 M params).
+Projectors are part of the deployed student (``shared_head.py``), hence they live with the models.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from compress.errors import ConfigError
@@ -66,21 +65,3 @@ class Projector(nn.Sequential):
 
 def build_projector(kind: str, in_channels: int, out_channels: int, factor: int = 2) -> Projector:
     return Projector(kind, in_channels, out_channels, factor)
-
-
-def align_maps(student_map: torch.Tensor, teacher_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int] | None]:
-    """SimKD's spatial alignment: the larger map is adaptive-average-pooled to the smaller size.
-
-    Returns (student source, teacher target, the size the *student* map is pooled to or None).
-    Only the student-side pooling is part of the deployed module; the teacher side only shapes the target.
-    Works per dimension so non-square maps align too.
-    """
-    sh, sw = student_map.shape[-2:]
-    th, tw = teacher_map.shape[-2:]
-    size = (min(sh, th), min(sw, tw))
-    student_align = None if (sh, sw) == size else size
-    if student_align is not None:
-        student_map = F.adaptive_avg_pool2d(student_map, size)
-    if (th, tw) != size:
-        teacher_map = F.adaptive_avg_pool2d(teacher_map, size)
-    return student_map, teacher_map, student_align

@@ -1,9 +1,10 @@
-"""The deployable student of shared-classifier methods (SimKD, ATSC), and its cost report.
+"""The deployable student of shared-classifier methods (SimKD, ATSC).
 
 ``SharedHeadStudent`` = student backbone ``S`` + for each teacher k a projector ``P_k`` and that
 teacher's (adapted) head ``g_k``; ``logits = (1/K) sum_k g_k(GAP(P_k(align_k(S(x)))))``. The student's own
-head is not part of it. Its ``architecture()`` spec rebuilds it without the teachers' backbones, so
-export and validation load it like any other deployable module.
+head is not part of it. Its ``architecture()`` spec rebuilds it without the teachers' backbones, and its
+builder is registered here, so export and validation load it like any other deployable module without
+importing the methods that train it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compress.deployable import ARCHITECTURES
 from compress.errors import ConfigError
-from compress.models import ClassifierModel, ModelSpec, build_model, count_parameters
-from compress.distill.projector import Projector, build_projector
+from compress.models.architecture import ARCHITECTURES
+from compress.models.base import ClassifierModel, ModelSpec
+from compress.models.projector import Projector, build_projector
+from compress.models.zoo import build_model
 
 
 class Branch(nn.Module):
@@ -90,7 +92,9 @@ def _materialise(spec: ModelSpec) -> ClassifierModel:
         return build_model(spec)
 
 
+@ARCHITECTURES.register("shared_head")
 def build_shared_head(arch: dict[str, Any]) -> SharedHeadStudent:
+    """The student of ``SharedHeadStudent.architecture()``, without the teachers' backbones."""
     student_spec = ModelSpec.from_dict(arch["student"])
     backbone = _reset(_materialise(student_spec).body.to_empty(device="cpu"))
     branches = []
@@ -102,9 +106,6 @@ def build_shared_head(arch: dict[str, Any]) -> SharedHeadStudent:
     return SharedHeadStudent(student_spec, backbone, branches)
 
 
-ARCHITECTURES.add("shared_head", build_shared_head)
-
-
 def feature_size(spec: ModelSpec, image_size: int | tuple[int, int]) -> tuple[int, int]:
     """The last feature map's (H, W) for an input size, computed on the meta device (no compute)."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -114,65 +115,19 @@ def feature_size(spec: ModelSpec, image_size: int | tuple[int, int]) -> tuple[in
     return int(out.shape[-2]), int(out.shape[-1])
 
 
-# ---------------------------------------------------------------------------------------------- cost
-def _parts(module: nn.Module) -> dict[str, list[nn.Module]]:
-    if isinstance(module, SharedHeadStudent):
-        return {"student": [module.backbone], "projectors": [b.projector for b in module.branches],
-                "classifiers": [b.head for b in module.branches]}
-    if isinstance(module, ClassifierModel):
-        return {"student": [module.body], "projectors": [], "classifiers": [module.head_module]}
-    return {"student": [module], "projectors": [], "classifiers": []}
+def align_maps(student_map: torch.Tensor, teacher_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int] | None]:
+    """SimKD's spatial alignment: the larger map is adaptive-average-pooled to the smaller size.
 
-
-@torch.no_grad()
-def deployed_cost(module: nn.Module, image_size: int | tuple[int, int], in_channels: int | None = None) -> dict[str, Any]:
-    """Parameters and multiply-accumulates of a deployable module, split into student / projectors /
-    classifiers, for one image. MACs count Conv2d and Linear (BN folds into convs at export);
-    ``flops = 2 * macs``. The student's own, unused head is not counted (it is not deployed).
+    Returns (student source, teacher target, the size the *student* map is pooled to or None).
+    Only the student-side pooling is part of the deployed module (``Branch.align``); the teacher side
+    only shapes the training target. Works per dimension so non-square maps align too.
     """
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    if in_channels is None:
-        spec = getattr(module, "student_spec", None) or getattr(module, "spec", None)
-        in_channels = spec.in_channels if spec is not None else 3
-    parts = _parts(module)
-    macs = {name: 0 for name in parts}
-    hooks = []
-
-    def counter(name: str):
-        def hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            if isinstance(m, nn.Conv2d):
-                macs[name] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-            else:
-                macs[name] += out.numel() * m.in_features
-        return hook
-
-    for name, modules in parts.items():
-        for part in modules:
-            for m in part.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    hooks.append(m.register_forward_hook(counter(name)))
-    was_training = module.training
-    device = next(module.parameters()).device
-    try:
-        module.eval()
-        module(torch.zeros(1, in_channels, h, w, device=device))
-    finally:
-        for handle in hooks:
-            handle.remove()
-        module.train(was_training)
-    report: dict[str, Any] = {}
-    for name, modules in parts.items():
-        params = sum(count_parameters(m) for m in modules)
-        report[name] = {"params": params, "macs": macs[name], "flops": 2 * macs[name]}
-    report["total"] = {"params": count_parameters(module), "macs": sum(macs.values()), "flops": 2 * sum(macs.values())}
-    report["input"] = [in_channels, h, w]
-    return report
-
-
-def format_cost(report: dict[str, Any]) -> str:
-    """One line per part, e.g. for the CLI: ``student 3.50 M params 0.31 GFLOPs``."""
-    lines = []
-    for name in ("student", "projectors", "classifiers", "total"):
-        part = report[name]
-        lines.append(f"{name:11s} {part['params'] / 1e6:8.3f} M params  {part['flops'] / 1e9:8.4f} GFLOPs")
-    return "\n".join(lines)
+    sh, sw = student_map.shape[-2:]
+    th, tw = teacher_map.shape[-2:]
+    size = (min(sh, th), min(sw, tw))
+    student_align = None if (sh, sw) == size else size
+    if student_align is not None:
+        student_map = F.adaptive_avg_pool2d(student_map, size)
+    if (th, tw) != size:
+        teacher_map = F.adaptive_avg_pool2d(teacher_map, size)
+    return student_map, teacher_map, student_align
