@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Behaviour fingerprint for refactors (issue 14): runs the CI recipe on CPU with deterministic kernels and
 # a fixed seed, then prints the SHA-256 of every student checkpoint, ONNX and INT8 file it wrote. Two
-# checkouts that print the same lines train, export and quantize bit-identically. Checkpoints are hashed by
-# content (benchmarks/content_hash.py: safetensors writes its header keys in a random order); the resume
-# state (state.safetensors) is left out because its history records measured throughput.
+# checkouts that print the same lines train, export and quantize bit-identically. Files are hashed by
+# content (benchmarks/content_hash.py: safetensors writes its header keys in a random order, and ONNX
+# exporters record per-node source paths); the resume state (state.safetensors) is left out because its
+# history records measured throughput.
 #   usage: bash benchmarks/behaviour_hashes.sh OUT_DIR   (run from the checkout to fingerprint)
 set -euo pipefail
 out=${1:?usage: behaviour_hashes.sh OUT_DIR}

@@ -1,8 +1,12 @@
-"""SHA-256 of what a file holds: ONNX files as they are; a .safetensors file by its content.
+"""SHA-256 of what a model file holds, independent of how the library happened to write it.
 
-The safetensors library writes the metadata keys of its header in a random order per process, so two
-identical trainings give different file bytes. The content hash covers the tensor names, dtypes, shapes and
-bytes, and the metadata as sorted JSON: equal exactly when the checkpoints are.
+* ``.safetensors``: the safetensors library writes the metadata keys of its header in a random order per
+  process, so two identical trainings give different bytes. Hashed: tensor names, dtypes, shapes and bytes,
+  and the metadata as sorted JSON.
+* ``.onnx``: the exporter records per node where it came from (source file paths, stack traces, Python
+  class paths), which differs between two checkouts of the same code; ``compress`` drops it since issue 14.
+  Hashed: the model with node ``metadata_props`` and doc strings removed, serialised deterministically.
+Equal hashes mean equal weights, graphs and metadata.
     usage: python benchmarks/content_hash.py FILE...
 """
 
@@ -14,10 +18,7 @@ import struct
 import sys
 
 
-def content_hash(path: str) -> str:
-    if not path.endswith(".safetensors"):
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+def _safetensors_hash(path: str) -> str:
     with open(path, "rb") as f:
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
         data = f.read()
@@ -26,6 +27,25 @@ def content_hash(path: str) -> str:
         start, end = header[name]["data_offsets"]
         digest.update(json.dumps([name, header[name]["dtype"], header[name]["shape"]]).encode() + data[start:end])
     return digest.hexdigest()
+
+
+def _onnx_hash(path: str) -> str:
+    import onnx
+
+    model = onnx.load(path)
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
+def content_hash(path: str) -> str:
+    if path.endswith(".safetensors"):
+        return _safetensors_hash(path)
+    if path.endswith(".onnx"):
+        return _onnx_hash(path)
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -155,6 +155,7 @@ def export_onnx(
             raise ExportError(f"{exporter} export of {type(module).__name__} failed: {first[:200]}; "
                               f"try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}") from exc
         model = onnx.load(str(tmp))
+        strip_provenance(model.graph)
         set_metadata(model, {META_PREPROCESSING: json.dumps(preprocessing.to_dict()),
                              META_ARCHITECTURE: json.dumps(architecture), META_VERSION: __version__})
         model.producer_name = "compress"
@@ -173,6 +174,18 @@ def export_onnx(
 def input_channels(onnx_path: str | os.PathLike[str]) -> int:
     """The channel count of the model's N x C x H x W input: what its calibration images must have."""
     return int(load_onnx(onnx_path).graph.input[0].type.tensor_type.shape.dim[1].dim_value)
+
+
+def strip_provenance(graph: Any) -> None:
+    """Drop what the exporter records per node about the machine that exported: source file paths, stack
+    traces, Python class paths (node ``metadata_props``) and doc strings. An edge artifact should not
+    carry the build machine's paths, and the same model should give the same file from any checkout."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+        for attribute in node.attribute:  # control flow (If/Loop/Scan) keeps its bodies in attributes
+            for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                strip_provenance(body)
 
 
 def set_metadata(model: Any, props: dict[str, str]) -> None:
