@@ -8,7 +8,6 @@ training method, so export and validation never import one.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -17,6 +16,7 @@ from compress.checkpoint import load_tensors, save_tensors
 from compress.data.preprocessing import Preprocessing
 from compress.errors import CheckpointError
 from compress.models import architecture_of, build_architecture, count_parameters
+from compress.record import CheckpointRecord, resolve_checkpoint
 
 
 def save_deployable(path: str | os.PathLike[str], module: nn.Module, preprocessing: Preprocessing,
@@ -31,18 +31,16 @@ def save_deployable(path: str | os.PathLike[str], module: nn.Module, preprocessi
     return save_tensors(path, module.state_dict(), "deployable", record, inputs)
 
 
-def load_deployable(path: str | os.PathLike[str], trust: bool = False) -> tuple[nn.Module, Preprocessing, dict[str, Any]]:
-    """Rebuild a deployable module from ``path`` (eval mode, CPU) with its preprocessing and sidecar."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    tensors, record = load_tensors(path, verify=not trust)
-    if "architecture" not in record or "preprocessing" not in record:
-        raise CheckpointError(f"'{path}' is not a deployable checkpoint (no architecture/preprocessing in its sidecar)")
-    module = build_architecture(record["architecture"])
+def load_deployable(path: str | os.PathLike[str], trust: bool = False) -> tuple[nn.Module, Preprocessing, CheckpointRecord]:
+    """Rebuild a deployable module from ``path`` (a file or a run folder; eval mode, CPU) with its
+    preprocessing and typed record."""
+    path = resolve_checkpoint(path)
+    tensors, raw = load_tensors(path, verify=not trust)
+    record = CheckpointRecord.from_dict(raw, str(path))
+    module = build_architecture(record.architecture)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"'{path}' weights do not fit its recorded architecture ({first[:160]})") from None
-    return module.eval(), Preprocessing.from_dict(record["preprocessing"]), record
+    return module.eval(), record.preprocessing, record

@@ -136,7 +136,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("onnx with wrong input rank", ["validate", "{rank2_onnx}", "--no-latency"], r"rank|4-D|N, C, H, W|NCHW"),
     ("impossible tensorrt profile", ["export", "{ckpt}", "--trt", "--batch", "8,4,2", "--out", OUT],
      r"min <= opt <= max"),
-    ("missing optional dependency", ["export", "{ckpt}", "--trt", "--out", OUT], r"pip install 'compress\[trt\]'"),
+    ("missing optional dependency", ["export", "{ckpt}", "--trt", "--out", OUT], r"pip install 'compress-edge\[trt\]'"),
     ("zero epochs", ["train-teacher", "--model", "resnet8", "--epochs", "0", "--out", OUT], r"epochs must be at least 1"),
     ("negative epochs", ["distill", "--student", "resnet8", "--method", "none", "--epochs", "-3", "--out", OUT],
      r"epochs must be at least 1"),

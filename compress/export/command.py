@@ -25,16 +25,17 @@ from compress.export.base import ExportImages, ExportSource
 
 if TYPE_CHECKING:
     from compress.data import DataBundle, DataConfig
+    from compress.record import CheckpointRecord
 
 DEFAULT_DATASET = "fashion-mnist"
 
 
-def _data_config(record: dict[str, Any], data_dir: str | None, channels: int, image_size: int,
+def _data_config(record: CheckpointRecord, data_dir: str | None, channels: int, image_size: int,
                  val_limit: int, train_limit: int) -> DataConfig:
     """The dataset the checkpoint records (from ``data_dir`` when given), un-augmented, at the model's input."""
     from compress.data import DataConfig
 
-    recorded = record.get("data") if isinstance(record.get("data"), dict) else {}
+    recorded = record.run.data if record.run is not None else {}
     data = DataConfig(name=str(recorded.get("name", DEFAULT_DATASET)), data_dir=data_dir or recorded.get("data_dir"))
     sized = data.name in ("imagefolder", "imagenet", "synthetic")
     return replace(data, val_limit=val_limit, train_limit=train_limit, augment=False, channels=channels,
@@ -125,7 +126,7 @@ def export_command(
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         built: dict[str, Path] = {}
-        source = ExportSource(student=lambda: (module, pre), student_sha256=str(record.get("sha256", "")),
+        source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
                               images=images, built=built, options=chosen, cache_dir=out_dir, log=say)
         shipped: list[Path] = []
         for name in order:

@@ -115,7 +115,7 @@ def machine() -> Machine:
     cuda = bool(torch.cuda.is_available())
     installed = importlib.util.find_spec("tensorrt") is not None
     missing = ("TensorRT needs an NVIDIA GPU and none is visible here" if not cuda else
-               "" if installed else "TensorRT is not installed (pip install 'compress[trt]')")
+               "" if installed else "TensorRT is not installed (pip install 'compress-edge[trt]')")
     return Machine({"cuda": cuda, "tensorrt": installed}, missing)
 
 

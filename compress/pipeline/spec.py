@@ -30,9 +30,6 @@ from compress.pipeline.sections import REFERENCE, ExportSpec, ReportSpec, Valida
 from compress.record import MODEL_FILE
 from compress.train import TrainConfig
 
-# The training sections below read values with these helpers under their earlier, module-private names.
-_NAME, _checked, _join, _mapping = NAME, checked, join, mapping
-
 
 # ------------------------------------------------------------------------------------------ sections
 
@@ -48,16 +45,16 @@ class TrainSpec:
 
     @classmethod
     def parse(cls, raw: Any, path: str) -> "TrainSpec":
-        given = read_fields(TrainConfig, _mapping(raw, path), path, extra=("batch_size", "preset"))
+        given = read_fields(TrainConfig, mapping(raw, path), path, extra=("batch_size", "preset"))
         preset_name = given.pop("preset", None)
         batch = given.pop("batch_size", None)
         if batch is not None:
-            batch = convert(batch, int, _join(path, "batch_size"))
+            batch = convert(batch, int, join(path, "batch_size"))
             if batch < 1:
                 raise ConfigError(f"{path}.batch_size: must be at least 1, got {batch}")
         training: dict[str, Any] = {}
         if preset_name is not None:
-            preset_name = _checked(_join(path, "preset"), lambda: PRESETS.canonical(convert(preset_name, str, path)))
+            preset_name = checked(join(path, "preset"), lambda: PRESETS.canonical(convert(preset_name, str, path)))
             preset = PRESETS.get(preset_name)
             training = {k: v for k, v in preset["training"].items() if k != "lr_batch"}
             if batch is not None and "lr" not in given:
@@ -67,7 +64,7 @@ class TrainSpec:
         training.pop("batch_size", None)
         training["milestones"] = tuple(training.get("milestones", ()))
         config = TrainConfig(**training)
-        _checked(path, config.validate)
+        checked(path, config.validate)
         return cls(config, batch, preset_name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,13 +99,13 @@ class TeacherSpec:
         if isinstance(raw, str):  # "- resnet20" is not enough: a teacher needs weights or training
             raise ConfigError(f"{path}: expected a mapping such as {{model: {raw}, train: {{epochs: 5}}}} "
                               "or {checkpoint: PATH}")
-        data = read_fields(cls, _mapping(raw, path), path, extra=("train",))
-        train = TrainSpec.parse(data.pop("train"), _join(path, "train")) if "train" in data else None
+        data = read_fields(cls, mapping(raw, path), path, extra=("train",))
+        train = TrainSpec.parse(data.pop("train"), join(path, "train")) if "train" in data else None
         spec = cls(**data, train=train)
         if (spec.model is None) == (spec.checkpoint is None):
             raise ConfigError(f"{path}: give either 'model' (a zoo name) or 'checkpoint' (a trained model file)")
         if spec.model is not None:
-            spec.model = _checked(_join(path, "model"), lambda: MODELS.canonical(spec.model))  # type: ignore[arg-type]
+            spec.model = checked(join(path, "model"), lambda: MODELS.canonical(spec.model))  # type: ignore[arg-type]
             if spec.train is None and spec.weights is None:
                 raise ConfigError(f"{path}: teacher '{spec.model}' has neither 'train' nor 'weights': add "
                                   "train: {epochs: N} to train it here, or weights: FILE|imagenet")
@@ -131,8 +128,8 @@ def _read_settings(raw: Mapping[str, Any], path: str, extra: tuple[str, ...] = (
     """The method settings among ``raw``'s keys (those of every method: ``settings_table``), converted
     to their declared types; ``extra`` keys are allowed and left out."""
     table = settings_table()
-    _unknown_keys(raw, list(table) + list(extra), path)
-    return {key: convert(value, table[key].hint, _join(path, key)) for key, value in raw.items() if key in table}
+    unknown_keys(raw, list(table) + list(extra), path)
+    return {key: convert(value, table[key].hint, join(path, key)) for key, value in raw.items() if key in table}
 
 
 @dataclass
@@ -167,18 +164,18 @@ class DistillSpec:
         from compress.distill import METHODS
 
         if isinstance(raw, str):
-            return _checked(path, lambda: METHODS.canonical(raw)), {}
-        data = _mapping(raw, path)
+            return checked(path, lambda: METHODS.canonical(raw)), {}
+        data = mapping(raw, path)
         for key in ("name", "method"):
             if key not in data:
                 raise ConfigError(f"{path}.{key}: missing: a variant needs a name (its table row) and the method it "
                                   "runs, e.g. {name: atsc-reference, method: atsc, reference: true}")
-        name = convert(data.pop("name"), str, _join(path, "name"))
-        if not _NAME.match(name):
+        name = convert(data.pop("name"), str, join(path, "name"))
+        if not NAME.match(name):
             raise ConfigError(f"{path}.name: '{name}' becomes a folder name: use letters, digits, '-', '_' and '.'")
-        method = _checked(_join(path, "method"), lambda: METHODS.canonical(convert(data.pop("method"), str, path)))
+        method = checked(join(path, "method"), lambda: METHODS.canonical(convert(data.pop("method"), str, path)))
         own = _read_settings(data, path)
-        _checked(path, lambda: refuse_foreign(method, own))
+        checked(path, lambda: refuse_foreign(method, own))
         return name, {"method": method, **own}
 
     @classmethod
@@ -186,11 +183,11 @@ class DistillSpec:
         from compress.distill import METHODS
         from compress.models import MODELS
 
-        data = _mapping(raw, path)
+        data = mapping(raw, path)
         settings = _read_settings(data, path, extra=_DISTILL_OWN)
         if "student" not in data:
             raise ConfigError(f"{path}.student: missing: name the student model, e.g. student: resnet8")
-        student = _checked(_join(path, "student"), lambda: MODELS.canonical(convert(data["student"], str, path)))
+        student = checked(join(path, "student"), lambda: MODELS.canonical(convert(data["student"], str, path)))
         methods_raw = data.get("methods", ["atsc"])
         if isinstance(methods_raw, str):
             methods_raw = [methods_raw]
@@ -203,18 +200,18 @@ class DistillSpec:
             raise ConfigError(f"{path}.methods: each name once, got {list(methods)}")
         deploy = methods[0]
         if data.get("deploy") is not None:
-            given = convert(data["deploy"], str, _join(path, "deploy"))
-            deploy = given if given in methods else _checked(_join(path, "deploy"), lambda: METHODS.canonical(given))
+            given = convert(data["deploy"], str, join(path, "deploy"))
+            deploy = given if given in methods else checked(join(path, "deploy"), lambda: METHODS.canonical(given))
             if deploy not in methods:
                 raise ConfigError(f"{path}.deploy: '{deploy}' is not among the methods run ({', '.join(methods)}); "
                                   "add it to methods")
-        train = TrainSpec.parse(data.get("train"), _join(path, "train"))
+        train = TrainSpec.parse(data.get("train"), join(path, "train"))
         spec = cls(student, methods, deploy, train, settings, variants)
         _check_settings_used(spec, path)
         if train.preset:  # the preset's method settings (w, factor, beta) sit under explicit keys
             spec.settings = {**PRESETS.get(train.preset)["distill"], **settings}
         for method in methods:  # every method's settings must build, before anything trains
-            _checked(path, lambda m=method: spec.config_for(m))
+            checked(path, lambda m=method: spec.config_for(m))
         return spec
 
     def to_dict(self) -> dict[str, Any]:

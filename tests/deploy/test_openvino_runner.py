@@ -15,7 +15,7 @@ import deploy
 from deploy.errors import DeployError
 from deploy.openvino_runner import OpenVinoRunner
 
-pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'compress[openvino]'")
+pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'compress-edge[openvino]'")
 from test_deploy_torch_free import BLOCKER, ROOT  # noqa: E402  (tests/deploy is on sys.path, as distill_helpers)
 
 

@@ -38,7 +38,7 @@ def test_deployable_reproduces_eval_logits_and_round_trips(tmp_path: Path, name:
     torch.testing.assert_close(deployed(x), logits, rtol=0, atol=0)
     save_deployable(tmp_path / "student.safetensors", deployed, PREP)
     loaded, prep, record = load_deployable(tmp_path / "student.safetensors")
-    assert prep == PREP and record["parameters"] == count_parameters(deployed)
+    assert prep == PREP and record.parameters == count_parameters(deployed)
     assert type(loaded) is type(deployed)
     assert torch.equal(loaded(x), logits)
 

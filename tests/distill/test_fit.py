@@ -33,7 +33,7 @@ def test_atsc_fits_logs_the_teacher_and_saves_student_and_teacher(tmp_path: Path
         assert key in row, key
     assert row["teacher_drift"] > 0
     student_module, _, record = load_deployable(tmp_path / "model.safetensors")
-    assert isinstance(student_module, SharedHeadStudent) and record["architecture"]["type"] == "shared_head"
+    assert isinstance(student_module, SharedHeadStudent) and record.architecture["type"] == "shared_head"
     teacher_module, _, _ = load_deployable(tmp_path / "teacher.safetensors")
     x = torch.randn(4, 1, data.image_size, data.image_size)
     method.eval()

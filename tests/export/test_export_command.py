@@ -40,7 +40,7 @@ def test_export_onnx_and_int8(checkpoint, tmp_path):
 def test_missing_tensorrt_fails_before_any_work(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     out = tmp_path / "out"
-    with pytest.raises(MissingDependency, match=r"pip install 'compress\[trt\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install 'compress-edge\[trt\]'"):
         export_command(checkpoint, out, ["onnx", "tensorrt"], {"onnx": OnnxOptions(parity_images=8)}, progress=False)
     assert not out.exists()
 

@@ -35,7 +35,7 @@ def test_impossible_profile_is_a_clear_error(text, message):
 
 def test_missing_tensorrt_is_a_clear_error(fp32_path, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` raise ImportError
-    with pytest.raises(MissingDependency, match=r"'tensorrt' is not installed .*pip install 'compress\[trt\]'"):
+    with pytest.raises(MissingDependency, match=r"'tensorrt' is not installed .*pip install 'compress-edge\[trt\]'"):
         build_engine(fp32_path, tmp_path / "model.plan", precision="fp16")
     assert not (tmp_path / "model.plan").exists()
 

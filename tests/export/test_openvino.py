@@ -16,7 +16,7 @@ from compress.export.onnx import export_onnx, ort_session
 from compress.export.openvino import OpenVinoOptions, compile_ir, export_openvino, ir_predict
 from compress.export.quantize import onnx_predict, quantize_int8
 
-pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'compress[openvino]'")
+pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'compress-edge[openvino]'")
 
 
 @pytest.fixture(scope="module")
@@ -121,5 +121,5 @@ def test_bad_options(tmp_path, onnx_pair, options, kwargs, match):
                                               ("nncf", OpenVinoOptions(int8=("nncf",)))])
 def test_missing_library_names_the_extra(monkeypatch, tmp_path, onnx_pair, calib_images, blocked, options):
     monkeypatch.setitem(sys.modules, blocked, None)  # makes `import <blocked>` raise ImportError
-    with pytest.raises(MissingDependency, match=rf"'{blocked}' is not installed .*pip install 'compress\[openvino\]'"):
+    with pytest.raises(MissingDependency, match=rf"'{blocked}' is not installed .*pip install 'compress-edge\[openvino\]'"):
         export_openvino(onnx_pair[0], tmp_path, options, calib_images)

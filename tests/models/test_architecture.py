@@ -56,7 +56,7 @@ def test_registered_types_and_unknown_type() -> None:
 def test_shipped_teacher_and_its_sidecar_still_load() -> None:
     model, prep, record = load_deployable(SHIPPED)
     assert isinstance(model, ClassifierModel) and model.spec.name == "resnet20"
-    assert record["architecture"] == {"type": "classifier", "model": model.spec.to_dict()}
+    assert record.architecture == {"type": "classifier", "model": model.spec.to_dict()}
     assert (prep.channels, prep.image_size, len(prep.class_names)) == (1, 28, 10)
 
 
@@ -76,7 +76,7 @@ def test_loading_a_checkpoint_imports_no_method(tmp_path: Path) -> None:
         f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
         "with torch.no_grad():\n"
         "    out = module(x).tolist()\n"
-        "print(json.dumps({'type': record['architecture']['type'], 'out': out,\n"
+        "print(json.dumps({'type': record.architecture['type'], 'out': out,\n"
         "                  'distill': sorted(m for m in sys.modules if m.startswith('compress.distill'))}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
