@@ -22,8 +22,10 @@ ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None, trust: bool = False) -> Runner:
     """A runner for an ``.onnx`` model or a TensorRT engine, verified against its sidecar unless ``trust``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DeployError(f"model file '{path}' does not exist: check the path")
+    if not path.is_file():  # a FIFO or device would block or never end the SHA-256 read
+        raise DeployError(f"model file '{path}' is not a regular file: pass the .onnx/.plan file itself")
     record = read_sidecar(path, trust)
     if path.suffix in ENGINE_SUFFIXES:
         return TensorRTRunner(path, record)
