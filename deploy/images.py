@@ -108,8 +108,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     path = Path(path)
     _check_file(path)
     try:
-        with warnings.catch_warnings():  # Pillow warns above its own 89-megapixel limit; ours is lower
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns about its own 89-megapixel limit (ours is lower) and about damaged metadata
+        # (corrupt EXIF); either the pixels decode or the failure is reported below, in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             with Image.open(path, formats=FORMATS) as img:
                 width, height = img.size  # from the header: nothing is decoded yet
                 if width * height > max_pixels:

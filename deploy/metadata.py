@@ -18,6 +18,9 @@ MAX_IMAGE_SIDE = 4096  # the largest model input side deploy feeds; ImageNet mod
 MODEL_CHANNELS = (1, 3)  # grey or RGB: the only inputs the preprocessing can build
 MAX_METADATA_CHARS = 1 << 20  # a record with 1000 class names is ~30 KB
 MAX_CLASS_NAME_CHARS = 256
+# Pixels are in [0, 1] before normalising, so real means and stds are O(1); these bounds keep
+# (x - mean) / std finite in float32 (at most ~1e9) whatever a damaged record says.
+MAX_NORM, MIN_STD = 1000.0, 1e-6
 
 FIX = "re-export the model with compress"
 
@@ -41,15 +44,13 @@ def _int(pre: dict[str, Any], key: str, low: int, high: int, what: str) -> int:
     return value
 
 
-def _floats(pre: dict[str, Any], key: str, count: int, what: str, positive: bool) -> list[float]:
+def _floats(pre: dict[str, Any], key: str, count: int, what: str, low: float, high: float) -> list[float]:
     values = pre.get(key)
     ok = isinstance(values, list) and len(values) == count and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-        for v in values)
+        type(v) in (int, float) and math.isfinite(v) and low <= v <= high for v in values)
     if not ok:
-        kind = "positive finite numbers" if positive else "finite numbers"
-        raise DeployError(f"{what}: '{key}' must be a list of {count} {kind} (one per channel), "
-                          f"got {values!r:.60}; {FIX}")
+        raise DeployError(f"{what}: '{key}' must be a list of {count} numbers from {low:g} to {high:g} "
+                          f"(one per channel), got {values!r:.60}; {FIX}")
     return [float(v) for v in values]
 
 
@@ -80,8 +81,8 @@ def check_preprocessing(pre: Any, input_shape: tuple[int | None, ...], num_class
         if model is not None and model != want:
             raise DeployError(f"{what} says {want} {name} but the model's input has {model}; {FIX}")
     return {
-        "mean": _floats(pre, "mean", channels, what, positive=False),
-        "std": _floats(pre, "std", channels, what, positive=True),
+        "mean": _floats(pre, "mean", channels, what, -MAX_NORM, MAX_NORM),
+        "std": _floats(pre, "std", channels, what, MIN_STD, MAX_NORM),
         "image_size": size,
         "channels": channels,
         "resize_size": resize,

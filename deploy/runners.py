@@ -115,7 +115,7 @@ class OnnxRunner(Runner):
             raise DeployError(f"ONNX Runtime here has no {wanted[0]}: install onnxruntime-gpu "
                               "(with CUDA/TensorRT libraries) or use provider='cpu'")
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: failures become our one-line errors, not ORT log lines
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -125,8 +125,11 @@ class OnnxRunner(Runner):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
         self.path, self.provider = path, provider
-        self._check_signature()
-        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self._check_signature()
+            meta = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:  # ONNX strings are UTF-8 by contract; a damaged file breaks the binding
+            raise DeployError(f"'{path}' has tensor names or metadata that are not UTF-8 text; re-export it") from None
         self.metadata = dict(meta)
         self.preprocessing = None
         if META_PREPROCESSING in meta:
