@@ -3,6 +3,7 @@
     import deploy
     runner = deploy.load("model.onnx")            # or model.int8.onnx, model.plan
     logits, labels = runner.predict(uint8_images)  # HW, HWC, NHWC or NCHW
+    logits, labels = runner.predict(deploy.read_image("photo.png"))  # 8/16-bit, float TIFF...
 
 Only numpy and the model's runtime (onnxruntime, or tensorrt + cuda-python) are imported; Pillow is
 used, when present, to read image files and resize. Never imports torch or compress.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.errors import DeployError
+from deploy.images import read_image
 from deploy.integrity import read_sidecar
 from deploy.runners import OnnxRunner, Runner, TensorRTRunner
 
@@ -34,4 +36,4 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
     raise DeployError(f"unknown model file type '{path.suffix}': expected .onnx or a TensorRT .plan/.engine")
 
 
-__all__ = ["DeployError", "OnnxRunner", "Runner", "TensorRTRunner", "load"]
+__all__ = ["DeployError", "OnnxRunner", "Runner", "TensorRTRunner", "load", "read_image"]
