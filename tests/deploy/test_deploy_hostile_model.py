@@ -157,7 +157,7 @@ def test_checked_logits_refuses_what_is_not_a_logit_matrix(out, message):
     assert got.dtype == np.float32 and got.tolist() == [[1.0, 2.0]] * 2
 
 
-@pytest.mark.parametrize("threads", [0, -1, 10**6, MAX_THREADS + 1, 2.0, True])
+@pytest.mark.parametrize("threads", [0, -1, MAX_THREADS + 1, 2.0, True])  # 10**6: in a process of its own below
 def test_thread_counts_are_bounded_in_the_library(onnx_model, threads):
     with pytest.raises(DeployError, match=f"threads must be an integer from 1 to {MAX_THREADS}"):
         deploy.load(onnx_model[0], threads=threads)
