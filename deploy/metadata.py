@@ -65,6 +65,14 @@ def _class_names(pre: dict[str, Any], num_classes: int | None, what: str) -> lis
     return names
 
 
+def _source_channels(pre: dict[str, Any], channels: int, what: str) -> int:
+    """What the training data had (1 for grey data fed to an RGB model); deploy passes it on, unused."""
+    value = pre.get("source_channels", channels)
+    if type(value) is not int or value not in MODEL_CHANNELS:
+        raise DeployError(f"{what}: 'source_channels' must be 1 or 3, got {value!r:.60}; {FIX}")
+    return value
+
+
 def check_preprocessing(pre: Any, input_shape: tuple[int | None, ...], num_classes: int | None,
                         what: str) -> dict[str, Any]:
     """A clean copy of the record ``pre`` (from ``what``), consistent with the model's C x H x W input."""
@@ -85,6 +93,7 @@ def check_preprocessing(pre: Any, input_shape: tuple[int | None, ...], num_class
         "std": _floats(pre, "std", channels, what, MIN_STD, MAX_NORM),
         "image_size": size,
         "channels": channels,
+        "source_channels": _source_channels(pre, channels, what),
         "resize_size": resize,
         "class_names": _class_names(pre, num_classes, what),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ def fashion(**changes) -> str:
     (fashion(channels=3, mean=[0.5] * 3, std=[0.5] * 3), "says 3 channels but the model's input has 1"),
     (fashion(channels=2), "'channels' must be 1 or 3, got 2"),
     (fashion(channels=None), "'channels' must be 1 or 3"),
+    (fashion(source_channels=4), "'source_channels' must be 1 or 3, got 4"),
     (fashion(resize_size=10), "'resize_size' must be an integer from 28 to 8192"),
     (fashion(resize_size=10**9), "'resize_size' must be an integer from 28"),
     (fashion(mean=[float("nan")]), "'mean' must be a list of 1 numbers from -1000 to 1000"),
@@ -175,3 +177,9 @@ def test_valid_sidecar_written_here_still_verifies(onnx_model, tmp_path):
     shutil.copy(onnx_model[0], path)
     write_sidecar(path)
     assert deploy.load(path).preprocessing["image_size"] == 28
+
+
+def test_the_checked_record_is_the_exported_one(onnx_model):
+    """compress compares it with the checkpoint's record: every field survives the check unchanged."""
+    exported = json.loads(Path(f"{onnx_model[0]}.json").read_text())["preprocessing"]
+    assert deploy.load(onnx_model[0]).preprocessing == exported
