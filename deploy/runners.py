@@ -58,7 +58,7 @@ class Runner:
 
     preprocessing: dict[str, Any] | None  # checked by deploy.metadata.check_preprocessing
     input_shape: tuple[int | None, int | None, int | None]  # C, H, W (None where dynamic)
-    num_classes: int | None  # None where the model leaves it dynamic
+    num_classes: int | None = None  # None where the model leaves it dynamic (or a runner does not say)
 
     @property
     def class_names(self) -> list[str]:
@@ -161,7 +161,7 @@ class OnnxRunner(Runner):
             return self.session.run([self.output_name], {self.input_name: x})[0]
         except Exception as exc:  # a graph that loads can still fail to run (bad shapes, out of memory)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DeployError(f"ONNX Runtime failed to run '{self.path}': {first[:160]}") from None
+            raise DeployError(f"ONNX Runtime failed to run '{self.path}': {first[:300]}") from None
 
 
 def _check_cuda(result: Any, what: str) -> Any:
