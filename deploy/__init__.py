@@ -3,6 +3,7 @@
     import deploy
     runner = deploy.load("model.onnx")            # or model.int8.onnx, model.plan, model.xml
     logits, labels = runner.predict(uint8_images)  # HW, HWC, NHWC or NCHW
+    logits, labels = runner.predict(deploy.read_image("photo.png"))  # 8/16-bit, float TIFF...
 
 Only numpy and the model's runtime (onnxruntime, openvino, or tensorrt + cuda-python) are imported; Pillow is
 used, when present, to read image files and resize. Never imports torch or compress.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.errors import DeployError
+from deploy.images import read_image
 from deploy.integrity import read_sidecar
 from deploy.openvino_runner import OpenVinoRunner
 from deploy.runners import OnnxRunner, Runner, TensorRTRunner
@@ -24,8 +26,10 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
     """A runner for an ``.onnx`` model, an OpenVINO ``.xml`` IR or a TensorRT engine, verified against its
     sidecar unless ``trust``. ``provider`` picks the ONNX Runtime device; OpenVINO IRs run on the CPU."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DeployError(f"model file '{path}' does not exist: check the path")
+    if not path.is_file():  # a FIFO or device would block or never end the SHA-256 read
+        raise DeployError(f"model file '{path}' is not a regular file: pass the .onnx/.plan file itself")
     record = read_sidecar(path, trust)
     if path.suffix in ENGINE_SUFFIXES:
         return TensorRTRunner(path, record)
@@ -40,4 +44,4 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
                       "or a TensorRT .plan/.engine")
 
 
-__all__ = ["DeployError", "OnnxRunner", "OpenVinoRunner", "Runner", "TensorRTRunner", "load"]
+__all__ = ["DeployError", "OnnxRunner", "OpenVinoRunner", "Runner", "TensorRTRunner", "load", "read_image"]

@@ -8,7 +8,7 @@ because an execution context and its buffers belong to one caller at a time.
 
 from __future__ import annotations
 
-import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.metadata import check_preprocessing, parse_json
 from deploy.preprocess import prepare
 
 INPUT_NAME = "input"
@@ -25,13 +26,39 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+META_PREPROCESSING = "compress.preprocessing"  # the key compress.export.onnx writes
+# More intra-op threads than this only oversubscribe the CPU; a million makes ONNX Runtime crash.
+MAX_THREADS = max(64, os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is not None and (type(threads) is not int or not 1 <= threads <= MAX_THREADS):
+        raise DeployError(f"threads must be an integer from 1 to {MAX_THREADS} (or None for the runtime's "
+                          f"default), got {threads!r}")
+
+
+def checked_logits(out: Any, batch: int) -> np.ndarray:
+    """The model's output as float32 N x classes, or a one-line error: never print NaN as an answer."""
+    out = np.asarray(out)
+    if out.ndim != 2 or out.shape[0] != batch or out.shape[1] < 1:
+        raise DeployError(f"the model returned an output of shape {out.shape} for a batch of {batch}, not "
+                          "N x classes logits; use a classifier exported by compress")
+    if not np.issubdtype(out.dtype, np.floating):
+        raise DeployError(f"the model returned {out.dtype} values, not float logits; use a classifier exported "
+                          "by compress")
+    out = out.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        raise DeployError("the model returned non-finite logits (NaN or inf): its weights or preprocessing "
+                          "metadata are broken; re-export it with compress")
+    return out
 
 
 class Runner:
     """Base class: input checks and preprocessing; subclasses implement ``_run``."""
 
-    preprocessing: dict[str, Any] | None
+    preprocessing: dict[str, Any] | None  # checked by deploy.metadata.check_preprocessing
     input_shape: tuple[int | None, int | None, int | None]  # C, H, W (None where dynamic)
+    num_classes: int | None = None  # None where the model leaves it dynamic (or a runner does not say)
 
     @property
     def class_names(self) -> list[str]:
@@ -51,7 +78,7 @@ class Runner:
                 raise DeployError(f"model expects {want} {name} (input N x {self._shape_text()}), got shape {x.shape}")
         if x.shape[0] == 0:
             raise DeployError("got an empty batch")
-        return self._run(np.ascontiguousarray(x))
+        return checked_logits(self._run(np.ascontiguousarray(x)), len(x))
 
     def predict(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """Raw images -> (logits N x classes, labels N)."""
@@ -68,6 +95,11 @@ class Runner:
         raise NotImplementedError
 
 
+def _static_dim(value: Any) -> int | None:
+    """A dimension ONNX Runtime reports: a positive int when fixed, a name/None/-1 when dynamic."""
+    return value if type(value) is int and value > 0 else None
+
+
 class OnnxRunner(Runner):
     def __init__(self, path: Path, provider: str = "cpu", threads: int | None = None) -> None:
         try:
@@ -77,12 +109,13 @@ class OnnxRunner(Runner):
                               "(or onnxruntime-gpu for cuda/tensorrt)") from None
         if provider not in PROVIDERS:
             raise DeployError(f"unknown provider '{provider}': choose one of {', '.join(PROVIDERS)}")
+        check_threads(threads)
         wanted = PROVIDERS[provider]
         if wanted[0] not in ort.get_available_providers():
             raise DeployError(f"ONNX Runtime here has no {wanted[0]}: install onnxruntime-gpu "
                               "(with CUDA/TensorRT libraries) or use provider='cpu'")
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: failures become our one-line errors, not ORT log lines
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -91,19 +124,44 @@ class OnnxRunner(Runner):
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for broken files
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise DeployError(f"'{path}' is not an image classifier with one N x C x H x W input")
-        self.input_name = inputs[0].name
-        self.output_name = self.session.get_outputs()[0].name
-        self.input_shape = tuple(v if isinstance(v, int) else None for v in inputs[0].shape[1:])  # type: ignore[assignment]
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.preprocessing = json.loads(meta["compress.preprocessing"]) if "compress.preprocessing" in meta else None
+        self.path, self.provider = path, provider
+        try:
+            self._check_signature()
+            meta = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:  # ONNX strings are UTF-8 by contract; a damaged file breaks the binding
+            raise DeployError(f"'{path}' has tensor names or metadata that are not UTF-8 text; re-export it") from None
         self.metadata = dict(meta)
-        self.provider = provider
+        self.preprocessing = None
+        if META_PREPROCESSING in meta:
+            what = f"the {META_PREPROCESSING} metadata of '{path}'"
+            self.preprocessing = check_preprocessing(parse_json(meta[META_PREPROCESSING], what),
+                                                     self.input_shape, self.num_classes, what)
+
+    def _check_signature(self) -> None:
+        """One float32 N x C x H x W input and a float N x classes output, before anything is fed to them."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise DeployError(f"'{self.path}' is not an image classifier with one N x C x H x W input")
+        if inputs[0].type != "tensor(float)":
+            raise DeployError(f"'{self.path}' takes {inputs[0].type} input, but deploy feeds float32 "
+                              "(tensor(float)) images; re-export it with compress")
+        if not outputs or len(outputs[0].shape) != 2:
+            shape = outputs[0].shape if outputs else "no output"
+            raise DeployError(f"'{self.path}' returns {shape}, not N x classes logits; "
+                              "use a classifier exported by compress")
+        if outputs[0].type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
+            raise DeployError(f"'{self.path}' returns {outputs[0].type}, not float logits; "
+                              "use a classifier exported by compress")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_shape = tuple(_static_dim(v) for v in inputs[0].shape[1:])  # type: ignore[assignment]
+        self.num_classes = _static_dim(outputs[0].shape[1])
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+        try:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:  # a graph that loads can still fail to run (bad shapes, out of memory)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DeployError(f"ONNX Runtime failed to run '{self.path}': {first[:300]}") from None
 
 
 def _check_cuda(result: Any, what: str) -> Any:
@@ -146,9 +204,17 @@ class TensorRTRunner(Runner):
         self.min_batch, self.max_batch = int(min_shape[0]), int(max_shape[0])
         self.input_shape = tuple(int(v) for v in max_shape[1:])  # type: ignore[assignment]
         out_shape = tuple(self.engine.get_tensor_shape(self.output_name))
-        self.num_classes = int(out_shape[-1])
         self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
-        self.preprocessing = record.get("preprocessing")
+        if self.engine.get_tensor_dtype(self.input_name) != trt.DataType.FLOAT or len(self.input_shape) != 3:
+            raise DeployError(f"'{path}' does not take float32 N x C x H x W input; rebuild it (compress export --trt)")
+        if len(out_shape) != 2 or int(out_shape[-1]) < 1 or not np.issubdtype(self.out_dtype, np.floating):
+            raise DeployError(f"'{path}' returns {self.out_dtype} {out_shape}, not N x classes float logits; "
+                              "rebuild it (compress export --trt)")
+        self.num_classes = int(out_shape[-1])
+        self.preprocessing = None
+        if record.get("preprocessing") is not None:
+            self.preprocessing = check_preprocessing(record["preprocessing"], self.input_shape, self.num_classes,
+                                                     f"the preprocessing in the sidecar of '{path}'")
         self.metadata = record
         self.stream = _check_cuda(cudart.cudaStreamCreate(), "stream creation")
         in_bytes = self.max_batch * int(np.prod(self.input_shape)) * 4
