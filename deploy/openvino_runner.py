@@ -13,7 +13,6 @@ for f32; ``precision="bf16"`` opts into that trade.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ import numpy as np
 
 from deploy.errors import DeployError
 from deploy.integrity import sha256_file
-from deploy.runners import Runner
+from deploy.metadata import check_preprocessing, parse_json
+from deploy.runners import Runner, check_threads
 
 PRECISIONS = ("f32", "bf16", "f16")
 RT_INFO_SECTION = "compress"  # where compress.export.openvino writes the model's metadata
@@ -69,8 +69,7 @@ class OpenVinoRunner(Runner):
         ov = _require_openvino()
         if precision not in PRECISIONS:
             raise DeployError(f"unknown OpenVINO precision '{precision}': choose one of {', '.join(PRECISIONS)}")
-        if threads is not None and threads < 1:
-            raise DeployError(f"threads must be at least 1, got {threads}")
+        check_threads(threads)
         if not trust:
             _verify_weights(path, record or {})
         core = ov.Core()
@@ -82,9 +81,16 @@ class OpenVinoRunner(Runner):
             raise DeployError(f"'{path}' is not an image classifier with one N x C x H x W input")
         self.input_shape = tuple(d.get_length() if d.is_static else None  # type: ignore[assignment]
                                  for d in list(model.input(0).get_partial_shape())[1:])
+        if len(model.outputs) != 1 or model.output(0).get_partial_shape().rank.get_length() != 2:
+            raise DeployError(f"'{path}' is not an image classifier with one N x classes output")
+        classes = model.output(0).get_partial_shape()[1]
+        self.num_classes = classes.get_length() if classes.is_static else None
         self.metadata = _metadata(model)
-        pre = self.metadata.get("compress.preprocessing")
-        self.preprocessing = json.loads(pre) if pre else None
+        self.preprocessing = None
+        if "compress.preprocessing" in self.metadata:  # checked like the ONNX runner's: sizes drive allocations
+            what = f"the compress.preprocessing metadata of '{path}'"
+            self.preprocessing = check_preprocessing(parse_json(self.metadata["compress.preprocessing"], what),
+                                                     self.input_shape, self.num_classes, what)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
