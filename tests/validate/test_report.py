@@ -129,9 +129,12 @@ def pipeline_run(tmp_path: Path) -> Any:
     given = tmp_path / "given" / "cifar-run" / "model.safetensors"
     given.parent.mkdir(parents=True)
     given.write_bytes(b"weights")
-    given.with_name("model.safetensors.json").write_text(json.dumps(
-        {"epoch": 200, "model": {"name": "resnet20"}, "metrics": {"top1": 93.12, "top5": 99.8, "best_top1": 93.2},
-         "data": {"name": "fashion-mnist", "train_limit": None}}))
+    given.with_name("model.safetensors.json").write_text(json.dumps(  # the record train-teacher writes
+        {"architecture": {"type": "classifier", "model": {"name": "resnet20"}},
+         "preprocessing": {"mean": [0.286], "std": [0.353], "image_size": 28, "channels": 1, "source_channels": 1},
+         "role": "teacher", "model": {"name": "resnet20"}, "data": {"name": "fashion-mnist", "train_limit": None},
+         "method": {"name": "none"}, "epoch": 200,
+         "metrics": {"top1": 93.12, "top5": 99.8, "best_top1": 93.2, "best_epoch": 190}}))
     spec = parse_recipe({
         "name": "few-labels", "data": {"name": "fashion-mnist", "labels_per_class": 100},
         "teachers": [{"model": "resnet8", "train": {"epochs": 2}}, {"checkpoint": str(given)}],
