@@ -365,15 +365,16 @@ def run(
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
     force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    overrides: list[str] = typer.Option([], "--set", help="Change a recipe key: --set distill.train.epochs=4 (a YAML value: --set validate.batch_sizes=[1,8]); repeatable. Keys: docs/recipes.md."),
 ) -> None:
     """Run a staged pipeline: teacher(s) -> distill -> export (ONNX, INT8, TensorRT) -> validate -> report.
 
     Stages whose inputs are unchanged are skipped; a killed run resumes where it stopped. Gates that
     fail print a table and exit 1 (after the report is written)."""
-    from compress.pipeline import run_pipeline
+    from compress.pipeline import load_recipe, run_pipeline
 
-    result = run_pipeline(recipe, out=out, from_stage=from_stage, until_stage=until_stage, force=force,
-                          progress=progress)
+    result = run_pipeline(load_recipe(recipe, overrides), out=out, from_stage=from_stage, until_stage=until_stage,
+                          force=force, progress=progress)
     typer.echo(f"run folder: {result.run_dir}" + (f"\nreport: {result.report}" if result.report else ""))
 
 
