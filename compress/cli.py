@@ -109,6 +109,16 @@ def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> 
             typer.echo(f"{name:15s} {PRESETS.get(name).get('description', '')}")
 
 
+@app.command("schema")
+def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the reference of every key with its type, default and meaning (docs/recipes.md) instead.")) -> None:
+    """Print the JSON Schema of a pipeline recipe, generated from the config classes (for editors and CI checks)."""
+    import json
+
+    from compress.pipeline.schema import recipe_markdown, recipe_schema
+
+    typer.echo(recipe_markdown() if markdown else json.dumps(recipe_schema(), indent=2), nl=not markdown)
+
+
 # Options shared by the training commands (typer wants them spelled out per command).
 COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
                 "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
