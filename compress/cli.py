@@ -375,7 +375,7 @@ def run(
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
     force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
-    overrides: list[str] = typer.Option([], "--set", help="Change a recipe key: --set distill.train.epochs=4 (a YAML value: --set validate.batch_sizes=[1,8]); repeatable. Keys: docs/recipes.md."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Change a recipe key: --set distill.train.epochs=4 (a YAML value: --set validate.batch_sizes=[1,8]); repeatable. Keys: docs/recipes.md."),
 ) -> None:
     """Run a staged pipeline: teacher(s) -> distill -> export (ONNX, INT8, TensorRT) -> validate -> report.
 
