@@ -88,10 +88,8 @@ def _apply(raw: dict[str, Any], override: Override) -> None:
         node = _child(node, step, where, override)
         where = f"{where}[{step}]" if isinstance(step, int) else join(where, step)
     last = override.steps[-1]
-    if isinstance(last, int):
-        _child(node, last, where, override)  # the item must exist
-    elif isinstance(node, list) or not isinstance(node, dict):
-        _child(node, last, where, override)  # raises: not a mapping
+    if isinstance(last, int) or not isinstance(node, dict):
+        _child(node, last, where, override)  # a list item must exist; a key needs a mapping (raises otherwise)
     node[last] = copy.deepcopy(override.value)
 
 

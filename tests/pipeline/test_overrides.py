@@ -50,11 +50,12 @@ def test_values_are_yaml_lists_mappings_and_null(recipe: Path) -> None:
 
 def test_list_items_missing_sections_and_the_last_set_wins(recipe: Path) -> None:
     spec = load_recipe(recipe, ["teachers[0].train.epochs=3", "report.title=Nightly", "export.tensorrt.precision=int8",
-                                "distill.train.epochs=5", "distill.train.epochs=6"])
+                                "distill.train.epochs=5", "distill.train.epochs=6", "distill.methods[0]=none"])
     assert spec.teachers[0].train is not None and spec.teachers[0].train.config.epochs == 3
     assert spec.report.title == "Nightly"  # the file has no report section: it is made
     assert spec.export.of("tensorrt").precision == "int8"
     assert spec.distill.train.config.epochs == 6
+    assert spec.distill.methods == ("none", "atsc")  # one item of a list
 
 
 def test_the_run_records_its_overrides(recipe: Path) -> None:
