@@ -14,11 +14,12 @@ import hashlib
 import json
 import os
 import platform
+import secrets
+import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from compress.errors import CheckpointError, ConfigError, IntegrityError
 
@@ -136,18 +137,46 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
             lock.unlink(missing_ok=True)
 
 
+def _fresh_name(folder: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """``create`` a path under a random name in ``folder``, retrying the rare name that is taken."""
+    for _ in range(100):
+        candidate = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            create(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name '{prefix}*{suffix}' in '{folder}'")
+
+
+# Files and folders get the modes the user's umask allows (0666 / 0777 minus the umask), like any file the
+# user creates: ``tempfile.mkstemp``/``mkdtemp`` would give 0600 / 0700 whatever the umask, and a rename
+# keeps the mode, so a team sharing a runs folder or a CI artifact store could not read the artifacts.
+# ``os.open``/``os.mkdir`` with the full mode let the kernel apply the umask: no need to read it (which
+# means setting it, process-wide, racing other threads).
+def new_temp_file(folder: Path, prefix: str, suffix: str = ".tmp") -> Path:
+    """Create an empty file under a fresh name in ``folder``, with the umask's mode."""
+    return _fresh_name(folder, prefix, suffix, lambda path: os.close(
+        os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)))
+
+
+def new_temp_folder(folder: Path, prefix: str) -> Path:
+    """Create an empty folder under a fresh name in ``folder``, with the umask's mode."""
+    return _fresh_name(folder, prefix, "", lambda path: os.mkdir(path, 0o777))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = new_temp_file(path.parent, prefix=f".{path.name}.")
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)  # what the umask allows
     try:
         yield tmp_path
         with open(tmp_path, "rb") as f:  # make the bytes durable before they get the real name
             os.fsync(f.fileno())
+        os.chmod(tmp_path, mode)  # a writer may have replaced the file with a private one (safetensors does)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -109,6 +109,16 @@ def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> 
             typer.echo(f"{name:15s} {PRESETS.get(name).get('description', '')}")
 
 
+@app.command("schema")
+def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the reference of every key with its type, default and meaning (docs/recipes.md) instead.")) -> None:
+    """Print the JSON Schema of a pipeline recipe, generated from the config classes (for editors and CI checks)."""
+    import json
+
+    from compress.pipeline.schema import recipe_markdown, recipe_schema
+
+    typer.echo(recipe_markdown() if markdown else json.dumps(recipe_schema(), indent=2), nl=not markdown)
+
+
 # Options shared by the training commands (typer wants them spelled out per command).
 COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
                 "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
@@ -365,15 +375,16 @@ def run(
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
     force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Change a recipe key: --set distill.train.epochs=4 (a YAML value: --set validate.batch_sizes=[1,8]); repeatable. Keys: docs/recipes.md."),
 ) -> None:
     """Run a staged pipeline: teacher(s) -> distill -> export (ONNX, INT8, TensorRT) -> validate -> report.
 
     Stages whose inputs are unchanged are skipped; a killed run resumes where it stopped. Gates that
     fail print a table and exit 1 (after the report is written)."""
-    from compress.pipeline import run_pipeline
+    from compress.pipeline import load_recipe, run_pipeline
 
-    result = run_pipeline(recipe, out=out, from_stage=from_stage, until_stage=until_stage, force=force,
-                          progress=progress)
+    result = run_pipeline(load_recipe(recipe, overrides), out=out, from_stage=from_stage, until_stage=until_stage,
+                          force=force, progress=progress)
     typer.echo(f"run folder: {result.run_dir}" + (f"\nreport: {result.report}" if result.report else ""))
 
 

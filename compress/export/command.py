@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from compress.artifacts import ensure_writable_dir, sidecar_path
+from compress.artifacts import ensure_writable_dir, new_temp_folder, sidecar_path
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, with_sources
 from compress.export.base import ExportImages, ExportSource
@@ -123,7 +122,7 @@ def export_command(
 
     # the output folder is created only once every input has been read successfully
     out_dir = ensure_writable_dir(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    staging = new_temp_folder(out_dir, prefix=".export-")  # the umask's mode, as the files it holds
     try:
         built: dict[str, Path] = {}
         source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,

@@ -102,5 +102,7 @@ class ValidationSpec:
 
 @dataclass
 class ReportSpec:
-    png: bool = True
-    title: str | None = None
+    """The ``report`` section: how the report (report.md, report.json, report.png) is written."""
+
+    png: bool = True  # also draw report.png (accuracy vs latency, the methods, training curves); needs matplotlib
+    title: str | None = None  # the report's heading (default: the recipe's name)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from compress.data import DATASETS, DataConfig
 from compress.distill.config import PRESETS, DistillConfig, refuse_foreign, scaled_lr, settings_table, training_defaults
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS
 from compress.pipeline.fields import NAME, checked, convert, join, kind_of, mapping, plain, read_fields, unknown_keys
+from compress.pipeline.overrides import apply_overrides, parse_overrides
 from compress.pipeline.sections import REFERENCE, ExportSpec, ReportSpec, ValidationSpec
 from compress.record import MODEL_FILE
 from compress.train import TrainConfig
@@ -40,8 +41,8 @@ class TrainSpec:
     Explicit keys > the preset > built-in defaults; a batch size other than the preset's scales its lr."""
 
     config: TrainConfig
-    batch_size: int = 128
-    preset: str | None = None
+    batch_size: int = 128  # images per optimizer step, over all GPUs
+    preset: str | None = None  # a paper's training recipe under the keys given (`compress list presets`)
 
     @classmethod
     def parse(cls, raw: Any, path: str) -> "TrainSpec":
@@ -78,8 +79,8 @@ class TeacherSpec:
     model: str | None = None  # zoo name
     checkpoint: str | None = None  # a model.safetensors (or a run folder holding one)
     weights: str | None = None  # a weights file or 'imagenet'; with `train`, the initialisation
-    train: TrainSpec | None = None
-    label_smoothing: float = 0.0
+    train: TrainSpec | None = None  # train it here: its keys > the preset's > the defaults below
+    label_smoothing: float = 0.0  # of the teacher's cross-entropy while it trains here, in [0, 1)
 
     @property
     def label(self) -> str:
@@ -122,6 +123,7 @@ class TeacherSpec:
 
 
 _DISTILL_OWN = ("student", "methods", "deploy", "train")
+DEFAULT_METHODS = ("atsc",)  # what `distill` runs when the recipe names no methods
 
 
 def _read_settings(raw: Mapping[str, Any], path: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -142,10 +144,10 @@ class DistillSpec:
     settings (and its preset's) go to the runs whose method takes them; a variant's must all be its
     method's."""
 
-    student: str
+    student: str  # the student model, a zoo name
     methods: tuple[str, ...]  # the run names, in order
-    deploy: str
-    train: TrainSpec
+    deploy: str  # the run whose student is exported and validated (default: the first of methods)
+    train: TrainSpec  # the students' training: its keys > the preset's > the defaults below
     settings: dict[str, Any] = field(default_factory=dict)  # the section's method settings, over the preset's
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # run name -> {method, own settings}
 
@@ -188,7 +190,7 @@ class DistillSpec:
         if "student" not in data:
             raise ConfigError(f"{path}.student: missing: name the student model, e.g. student: resnet8")
         student = checked(join(path, "student"), lambda: MODELS.canonical(convert(data["student"], str, path)))
-        methods_raw = data.get("methods", ["atsc"])
+        methods_raw = data.get("methods", list(DEFAULT_METHODS))
         if isinstance(methods_raw, str):
             methods_raw = [methods_raw]
         if not isinstance(methods_raw, (list, tuple)) or not methods_raw:
@@ -232,7 +234,7 @@ def _check_settings_used(spec: DistillSpec, path: str) -> None:
 
 @dataclass
 class PipelineSpec:
-    name: str
+    name: str  # the run's name: its folder is runs/<name> (default: the recipe file's name)
     data: DataConfig
     teachers: list[TeacherSpec]
     distill: DistillSpec
@@ -240,6 +242,7 @@ class PipelineSpec:
     validation: ValidationSpec  # the recipe's `validate` section
     report: ReportSpec
     source: str | None = None  # the recipe file, for messages
+    overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied over the file, in order
 
     @property
     def validated_stages(self) -> tuple[str, ...]:
@@ -253,7 +256,7 @@ class PipelineSpec:
         return {"name": self.name, "data": self.data_dict(), "teachers": [t.to_dict() for t in self.teachers],
                 "distill": self.distill.to_dict(), "export": self.export.to_dict(),
                 "validate": self.validation.to_dict(),
-                "report": plain(self.report)}
+                "report": plain(self.report), **({"overrides": list(self.overrides)} if self.overrides else {})}
 
 
 TOP_LEVEL = ["name", "data", "teachers", "distill", "export", "validate", "report"]
@@ -298,11 +301,15 @@ def parse_recipe(raw: Any, default_name: str = "pipeline", source: str | None = 
     return spec
 
 
-def load_recipe(path: str | Path) -> PipelineSpec:
-    """Read and validate a recipe file (``yaml.safe_load``: plain data, never Python objects)."""
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSpec:
+    """Read and validate a recipe file (``yaml.safe_load``: plain data, never Python objects).
+
+    ``overrides`` are ``KEY=VALUE`` texts (``compress run --set``) applied to the file's mapping before it
+    is validated: a mistake in one is reported as that ``--set``'s, with the key path as for the file."""
     import yaml
 
     path = Path(path)
+    changes = parse_overrides(overrides)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -317,9 +324,14 @@ def load_recipe(path: str | Path) -> PipelineSpec:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
     try:
-        return parse_recipe(raw, default_name=path.stem, source=str(path))
+        spec = parse_recipe(apply_overrides(raw, changes), default_name=path.stem, source=str(path))
     except ConfigError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        at = str(exc).partition(": ")[0]  # the key path every recipe error starts with
+        culprit = next((change for change in reversed(changes) if change.covers(at)), None)
+        where = f"--set {culprit.text}" if culprit else str(path)
+        raise type(exc)(f"{where}: {exc}") from None
+    spec.overrides = tuple(overrides)
+    return spec
 
 
 __all__ = ["PipelineSpec", "TeacherSpec", "DistillSpec", "ExportSpec", "ValidationSpec", "ReportSpec", "TrainSpec",
