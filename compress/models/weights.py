@@ -129,6 +129,12 @@ def load_weights(model: ClassifierModel, source: str, allow_new_head: bool = Fal
 
     Returns a short description of what was loaded (for logs and sidecars).
     """
+    if model.spec.name.startswith("timm:") and not Path(source).exists():
+        from compress.models.timm_zoo import timm_pretrained_state
+
+        state = timm_pretrained_state(model.spec, source)  # `source` is a pretrained tag
+        load_state_into(model, state, f"timm weights '{source}' for {model.spec.name}", allow_new_head=allow_new_head)
+        return f"{model.spec.name}.{source}"
     if source.lower() in ("imagenet", "pretrained", "torchvision"):
         state = torchvision_pretrained_state(model.spec.name)
         load_state_into(model, state, f"ImageNet weights for {model.spec.name}", allow_new_head=allow_new_head)
