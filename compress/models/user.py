@@ -88,6 +88,7 @@ def user_model(factory: FactoryArg, split: SplitArg = None, **kwargs: Any) -> Cl
     spec = ModelSpec(PREFIX + reference, classes, input_channels(module), kwargs=dict(kwargs),
                      split=split if isinstance(split, str) else None)
     model = wrap_module(module, spec, split)
+    model.factory = fn  # lets this process rebuild checkpoints of it (see allow_factories)
     if split is not None and not isinstance(split, str):
         model.unrecordable = "its split was given as callables: pass split='module_name' to save and rebuild it"
     return model

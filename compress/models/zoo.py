@@ -97,6 +97,16 @@ def source_of(name: str) -> str:
     return "compress" if MODELS.get(name).cifar_style else "torchvision"
 
 
+def model_listing() -> list[tuple[str, str, str]]:
+    """(name, where it comes from, family) for `compress list models`; timm's models are too many to list."""
+    from compress.models.timm_zoo import timm_version
+
+    rows = [(name, source_of(name), MODELS.get(name).family) for name in MODELS.names()]
+    version = timm_version()
+    timm_note = f"timm {version} installed" if version else "needs: pip install 'compress-edge[timm]'"
+    return rows + [("timm:<any timm model name>", "timm", timm_note)]
+
+
 def make_spec(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
               small_input: bool | None = None) -> ModelSpec:
     """Resolve a user-typed name into a spec; ``small_input`` defaults from the image size (zoo models;
@@ -135,4 +145,4 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
 
 
 __all__ = ["MODELS", "SMALL_INPUT_BELOW", "TORCHVISION_PREFIX", "ZooEntry", "build_model", "canonical_name",
-           "create_model", "make_spec", "source_of"]
+           "create_model", "make_spec", "model_listing", "source_of"]
