@@ -114,8 +114,55 @@ def load_self_described(path: str | os.PathLike[str]) -> tuple[dict[str, torch.T
     return tensors, record
 
 
+# Where training scripts put the weights inside a checkpoint dict, most common first: Lightning and
+# timm's train.py (``state_dict``), many repos (``model``, ``module``, ``net``), EMA copies last, so a file
+# holding both gives the raw weights.
+NESTED_KEYS = ("state_dict", "model", "module", "net", "network", "ema", "model_ema", "state_dict_ema")
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def find_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The name -> tensor mapping inside a loaded checkpoint: the object itself, or a dict nested under one
+    of ``NESTED_KEYS`` (searched one level deeper too, e.g. ``{"model": {"state_dict": ...}}``).
+
+    Non-tensor entries beside the weights (``num_batches_tracked`` ints, metadata) are dropped.
+    """
+    if _is_state_dict(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in NESTED_KEYS:
+            inner = obj.get(key)
+            if _is_state_dict(inner):
+                return inner
+            if isinstance(inner, dict):
+                for nested in NESTED_KEYS:
+                    if _is_state_dict(inner.get(nested)):
+                        return inner[nested]
+        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+        if len(tensors) > len(obj) / 2:  # a state dict with a few stray metadata entries
+            return tensors
+        keys = ", ".join(repr(k) for k in list(obj)[:6])
+        raise CheckpointError(f"'{source}' holds no state_dict (name -> tensor) at the top or under "
+                              f"{'/'.join(NESTED_KEYS[:3])}/...; its keys are {keys}: save model.state_dict()")
+    raise CheckpointError(f"'{source}' holds a {type(obj).__name__}, not a state_dict (name -> tensor); "
+                          "save model.state_dict()")
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` that only unpickles tensors and plain containers (plus argparse.Namespace, which
+    timm's train.py stores as ``args`` and which only sets attributes), so a crafted file cannot run code."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """A third-party weights file: safetensors, or a PyTorch file loaded with ``weights_only=True``.
+    """A third-party weights file: safetensors, or a PyTorch file loaded with ``weights_only=True``, as users
+    have them (a plain state dict, or one nested in a training checkpoint, see ``find_state_dict``).
 
     ``weights_only`` makes torch's unpickler refuse anything but tensors and plain containers, so a
     crafted file cannot run code; such a file is reported, not loaded.
@@ -132,7 +179,7 @@ def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc})") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _torch_load(path)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
@@ -141,8 +188,4 @@ def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
                 "save a plain state_dict (or safetensors) instead"
             ) from None
         raise CheckpointError(f"'{path}' is not a readable PyTorch weights file ({first[:160]})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"'{path}' does not hold a state_dict (name -> tensor); save model.state_dict()")
-    return state
+    return find_state_dict(state, str(path))

@@ -82,11 +82,10 @@ GATE_OPTIONS = [_option(g.name, Optional[float], typer.Option(None, f"--{g.name.
 def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> None:
     """List registered models, datasets, distillation methods, projectors or presets."""
     if what is ListWhat.models:
-        from compress.models import MODELS
+        from compress.models.zoo import model_listing
 
-        for name in MODELS.names():
-            entry = MODELS.get(name)
-            typer.echo(f"{name:22s} {entry.family}")
+        for name, source, family in model_listing():
+            typer.echo(f"{name:26s} {source:12s} {family}")
     elif what is ListWhat.datasets:
         from compress.data import DATASETS
 
@@ -122,6 +121,8 @@ def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the re
 # Options shared by the training commands (typer wants them spelled out per command).
 COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
                 "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
+MODEL_FACTORY_HELP = ("For a student built from your code (compress.model): its factory as package.module:function. "
+                      "compress imports it (and runs it) only when you pass it here, never from a checkpoint.")
 SYNC_BN_HELP = ("Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm) instead of per "
                 "GPU; worth it when each GPU gets fewer than ~32 images. Also COMPRESS_SYNC_BN=1.")
 WORKERS_HELP = ("DataLoader worker processes for imagefolder data (JPEG decoding); give a GPU about one per 500 "
@@ -272,7 +273,7 @@ def distill(
     from compress.distill import DistillConfig, resolve_preset, training_defaults
     from compress.parallel import DistContext
     from compress.train import TrainConfig
-    from compress.workflows import distill_run
+    from compress import api
 
     training, method_defaults, preset_name = resolve_preset(preset, data, {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
@@ -289,8 +290,9 @@ def distill(
                           labels_per_class=labels_per_class, label_fraction=label_fraction, unlabeled_dir=unlabeled_dir,
                           labeled_share=labeled_share, label_seed=label_seed)
     typer.echo(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}", err=True)
-    distill_run(student, list(teacher), list(teacher_weights), distill_cfg, data_cfg, cfg, out, resume=resume,
-                progress=progress, dist=DistContext.from_env(sync_batchnorm=sync_bn or None))
+    api.distill(student, list(teacher), data_cfg, distill_cfg.method, out, teacher_weights=list(teacher_weights),
+                train=cfg, config=distill_cfg, resume=resume, progress=progress,
+                dist=DistContext.from_env(sync_batchnorm=sync_bn or None), log=lambda message: typer.echo(message, err=True))
 
 
 @app.command("export")
@@ -306,13 +308,14 @@ def export(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder for parity/calibration images."),
     workspace_mb: int = typer.Option(1024, "--workspace-mb", help="TensorRT builder workspace limit."),
     trust: bool = typer.Option(False, "--trust", help="Use a checkpoint whose hash does not match its sidecar."),
+    model_factory: Optional[str] = typer.Option(None, "--model-factory", help=MODEL_FACTORY_HELP),
     **build: bool,
 ) -> None:
     """Export a distilled student to ONNX (parity-checked), ONNX INT8 and/or a TensorRT engine."""
     import json
 
+    from compress import api
     from compress.export import Int8Options, OnnxOptions, TensorRTOptions, parse_batch
-    from compress.export.command import export_command
 
     chosen = [name for name, wanted in build.items() if wanted]
     options: dict[str, Any] = {"onnx": OnnxOptions(exporter=exporter),
@@ -322,7 +325,8 @@ def export(
         options["tensorrt"] = TensorRTOptions(precision=precision, batch=(profile.min, profile.opt, profile.max),
                                               workspace_mb=workspace_mb, calibration=calibration)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    summary = export_command(checkpoint, out or folder / "export", chosen, options, data_dir=data_dir, trust=trust)
+    summary = api.export(checkpoint, out or folder / "export", chosen, options, data_dir=data_dir, trust=trust,
+                         model_factory=model_factory, progress=True)
     typer.echo(json.dumps(summary.get("files", {}), indent=2))
 
 
@@ -341,21 +345,22 @@ def validate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json/md/png here."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Accuracy and agreement only."),
     trust: bool = typer.Option(False, "--trust", help="Use artifacts whose hash does not match their sidecar."),
+    model_factory: Optional[str] = typer.Option(None, "--model-factory", help=MODEL_FACTORY_HELP),
     **thresholds: Optional[float],
 ) -> None:
     """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 1 on failure)."""
     from compress.data import DataConfig
-    from compress.validate import (GateSpec, artifact_names, check_gates, gate_table, render_markdown,
-                                   validate_artifacts, write_report)
+    from compress import api
+    from compress.validate import GateSpec, artifact_names, check_gates, gate_table, render_markdown, write_report
 
     names, ref_name = artifact_names(artifacts, reference)
     given = {gate: value for gate, value in thresholds.items() if value is not None}
     gates = GateSpec(**given) if given else None
-    result = validate_artifacts({n: str(p) for n, p in names.items()},
-                                DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
-                                _ints(batch_sizes, "--batch-sizes") or (1,), _ints(threads, "--threads") or (2,),
-                                duration, gates, trust, providers={n: provider for n in names if n != "pytorch"},
-                                measure_latency=not no_latency)
+    result = api.validate(names, DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
+                          batch_sizes=_ints(batch_sizes, "--batch-sizes") or (1,),
+                          threads=_ints(threads, "--threads") or (2,), duration_s=duration, gates=gates, trust=trust,
+                          providers={n: provider for n in names if n != "pytorch"}, measure_latency=not no_latency,
+                          model_factory=model_factory)
     typer.echo(render_markdown(result))
     if out is not None:
         paths_written = write_report(result, out)

@@ -6,19 +6,21 @@ output folder as it was.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import torch
+from torch import nn
 
 from compress.artifacts import sha256_file
 from compress.data import DataBundle, DataConfig, load_data
 from compress.distill import METHODS, DistillConfig, build_method, deployed_cost, format_cost
 from compress.distill.base import Supervised
 from compress.errors import ConfigError
-from compress.models import MODELS, ClassifierModel, build_model, make_spec
+from compress.models import ClassifierModel, ModelSpec, build_model, canonical_name, make_spec
 from compress.models.weights import load_weights
 from compress.parallel import DistContext
 from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
@@ -62,7 +64,7 @@ def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path,
 def train_teacher_run(model_name: str, data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, *,
                       init: str | None = None, label_smoothing: float = 0.0, resume: bool = False,
                       progress: bool = True, dist: DistContext | None = None) -> FitResult:
-    MODELS.canonical(model_name)  # unknown names fail before any data is read
+    canonical_name(model_name)  # unknown names fail before any data is read
     if not 0 <= label_smoothing < 1:
         raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
     device, data = prepare(data_cfg, train_cfg, out, dist)
@@ -108,9 +110,9 @@ def load_teacher(name: str, weights: str | None, data: DataBundle, device: torch
                               "teachers must see the same inputs as the student")
         teacher = module
     else:
-        MODELS.canonical(name)
+        canonical_name(name)
         if weights is None:
-            raise ConfigError(f"teacher '{name}' has no weights: pass --teacher-weights FILE|imagenet, or a checkpoint "
+            raise ConfigError(f"teacher '{name}' has no weights: pass --teacher-weights FILE|imagenet (timm: a pretrained tag), or a checkpoint "
                               f"as --teacher (train one with `compress train-teacher --model {name} --out DIR`)")
         teacher = build_model(make_spec(name, data.num_classes, data.preprocessing.channels, data.image_size))
         source = load_weights(teacher, weights)
@@ -125,36 +127,106 @@ def load_teacher(name: str, weights: str | None, data: DataBundle, device: torch
     return teacher.to(device), source
 
 
-def distill_run(student_name: str, teachers: list[str], teacher_weights: list[str], distill_cfg: DistillConfig,
+ModelArg = Union[str, nn.Module]
+
+
+def module_digest(module: nn.Module) -> str:
+    """A content hash of a module's weights (what a teacher given as a module is recorded by)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def as_classifier(model: nn.Module, data: DataBundle, role: str) -> ClassifierModel:
+    """A module given from Python as a ``ClassifierModel`` checked against the data. A bare ``nn.Module`` is
+    cut automatically; it can train and teach, but only one built by ``compress.model`` can be saved."""
+    if not isinstance(model, ClassifierModel):
+        from compress.models.user import PREFIX, reference_of
+        from compress.models.wrapped import wrap_module
+
+        spec = ModelSpec(PREFIX + reference_of(type(model)), data.num_classes, data.preprocessing.channels)
+        model = wrap_module(model, spec)
+        model.unrecordable = ("it was passed as a module; build it with compress.model(factory, **kwargs) so a "
+                              "checkpoint can rebuild it")
+    if (model.num_classes, model.in_channels) != (data.num_classes, data.preprocessing.channels):
+        raise ConfigError(f"{role} {model.spec.name} has {model.num_classes} classes and {model.in_channels} input "
+                          f"channels but the data has {data.num_classes} and {data.preprocessing.channels}")
+    return model
+
+
+def _check_saveable(method_name: str, student: ClassifierModel, teachers: list[ClassifierModel]) -> None:
+    """Fail before training when the deployable could not be saved: the student always is, and the teachers'
+    heads are part of a shared-classifier student."""
+    from compress.distill.simkd import SharedClassifierMethod
+    from compress.models.base import check_recordable
+
+    check_recordable(student)
+    if issubclass(METHODS.get(method_name), SharedClassifierMethod):
+        for teacher in teachers:
+            check_recordable(teacher)
+
+
+def _factories(models: list[ModelArg]) -> list[Any]:
+    """The factories of models built by ``compress.model``: checkpoints of them may be rebuilt in this run."""
+    return [m.factory for m in models if getattr(m, "factory", None) is not None]
+
+
+def distill_run(student: ModelArg, teachers: list[ModelArg], teacher_weights: list[str], distill_cfg: DistillConfig,
                 data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, *, resume: bool = False,
                 progress: bool = True, dist: DistContext | None = None,
                 log: Callable[[str], None] | None = None) -> FitResult:
-    """Distil ``student_name`` from ``teachers`` with ``distill_cfg.method``; writes the deployable student."""
+    """Distil ``student`` (a model name or a module) from ``teachers`` (names, checkpoints or modules) with
+    ``distill_cfg.method``; writes the deployable student."""
+    from compress.models.user import allow_factories
+
+    with allow_factories(_factories([student, *teachers])):
+        return _distill_run(student, teachers, teacher_weights, distill_cfg, data_cfg, train_cfg, out, resume=resume,
+                            progress=progress, dist=dist, log=log)
+
+
+def _distill_run(student_arg: ModelArg, teachers: list[ModelArg], teacher_weights: list[str],
+                 distill_cfg: DistillConfig, data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, *,
+                 resume: bool, progress: bool, dist: DistContext | None,
+                 log: Callable[[str], None] | None) -> FitResult:
     dist = dist or DistContext.single()
     log = dist.main_only(log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
-    MODELS.canonical(student_name)
+    if isinstance(student_arg, str):
+        canonical_name(student_arg)
     needs_teachers = METHODS.get(distill_cfg.method).needs_teachers
     if needs_teachers and not teachers:
         raise ConfigError(f"method '{distill_cfg.method}' needs --teacher NAME (and --teacher-weights FILE)")
     if teacher_weights and len(teacher_weights) != len(teachers):
         raise ConfigError(f"{len(teachers)} --teacher but {len(teacher_weights)} --teacher-weights: give one weights "
                           "source per teacher, in the same order")
-    if data_cfg.channels is None and teachers:
+    if data_cfg.channels is None and teachers and isinstance(teachers[0], str):
         first = _teacher_checkpoint(teachers[0])
         if first is not None and first.exists():
             data_cfg.channels = CheckpointRecord.read(first, verify=False).preprocessing.channels
     device, data = prepare(data_cfg, train_cfg, out, dist)
     teacher_models, inputs = [], {}
     if needs_teachers:
-        for i, name in enumerate(teachers):
-            teacher, source = load_teacher(name, teacher_weights[i] if teacher_weights else None, data, device)
+        for i, given in enumerate(teachers):
+            weights = teacher_weights[i] if teacher_weights else None
+            if isinstance(given, str):
+                teacher, source = load_teacher(given, weights, data, device)
+            else:
+                teacher = as_classifier(given, data, f"teacher {i + 1}")
+                source = load_weights(teacher, weights) if weights else module_digest(teacher)
+                teacher = teacher.to(device)
             teacher_models.append(teacher)
             inputs[f"teacher{i + 1}"] = source
-    spec = make_spec(student_name, data.num_classes, data.preprocessing.channels, data.image_size)
-    # Seeded again here: building teachers consumed random numbers, and every method of a comparison
-    # (with or without teachers) should start from the same student weights for a given seed.
-    torch.manual_seed(train_cfg.seed)
-    student = build_model(spec).to(device)
+    if isinstance(student_arg, str):
+        spec = make_spec(student_arg, data.num_classes, data.preprocessing.channels, data.image_size)
+        # Seeded again here: building teachers consumed random numbers, and every method of a comparison
+        # (with or without teachers) should start from the same student weights for a given seed.
+        torch.manual_seed(train_cfg.seed)
+        student = build_model(spec).to(device)
+    else:
+        student = as_classifier(student_arg, data, "the student").to(device)
+        spec = student.spec
+    _check_saveable(distill_cfg.method, student, teacher_models)
     teacher_top1: list[float] = []
     if not resume:  # a resumed run has these in its first epoch's metrics already
         for i, teacher in enumerate(teacher_models):

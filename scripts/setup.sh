@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything compress needs on a Debian/Ubuntu machine: the Fashion-MNIST package, a virtual
-# environment in .venv with PyTorch, and the package with its test/export/OpenVINO extras. Safe to re-run.
+# environment in .venv with PyTorch, and the package with its test/export/OpenVINO/timm extras. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,5 +33,5 @@ fi
 # The distribution was called `compress` before it took a name of its own on PyPI: drop a stale install.
 if $PY -m pip show -q compress >/dev/null 2>&1; then $PY -m pip uninstall -q -y compress; fi
 # The edge runtime is its own distribution (deploy/pyproject.toml); the library and CLI the other.
-$PY -m pip install -q -e ./deploy -e '.[dev,openvino]'
+$PY -m pip install -q -e ./deploy -e '.[dev,openvino,timm]'
 echo "setup: ready ($($PY -c 'import torch; print("torch", torch.__version__)'))"

@@ -64,3 +64,7 @@ __all__ = [
     "SupervisedConfig", "build_method", "build_projector", "check_teachers", "deployed_cost", "format_cost",
     "resolve_preset", "scaled_lr", "settings_table", "training_defaults",
 ]
+
+from compress._callable import make_callable  # noqa: E402
+
+make_callable(__name__, "distill")  # compress.distill(student, teachers, data, ...) is compress.api.distill

@@ -15,3 +15,7 @@ __all__ = ["BACKENDS", "ExportBackend", "ExportImages", "ExportSource", "Int8Opt
            "OnnxOptions", "ParityReport", "Profile", "QuantConfig", "StepResult", "TensorRTOptions",
            "backend_for_file", "build_engine", "check_parity", "compare_int8", "export_command", "export_onnx",
            "parse_batch", "quantize_int8", "read_metadata"]
+
+from compress._callable import make_callable  # noqa: E402
+
+make_callable(__name__, "export")  # compress.export(checkpoint, ...) is compress.api.export

@@ -6,7 +6,8 @@ classifies. Feature-based distillation relies on this, never on hooks into layer
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,19 +15,27 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a model's architecture (weights come separately)."""
+    """Everything needed to rebuild a model's architecture (weights come separately).
+
+    ``name`` is a zoo name (``resnet20``), ``timm:NAME``, or ``python:module:factory`` for a model from
+    user code, rebuilt as ``factory(**kwargs)`` cut at ``split`` (see ``compress.models.user``).
+    """
 
     name: str
     num_classes: int
     in_channels: int = 3
     small_input: bool = False
+    kwargs: dict[str, Any] | None = field(default=None, hash=False)
+    split: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # the user-model fields only when set: zoo specs stay as they were recorded before
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("kwargs", "split")}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
-        return cls(**{k: data[k] for k in ("name", "num_classes", "in_channels", "small_input") if k in data})
+        keys = ("name", "num_classes", "in_channels", "small_input", "kwargs", "split")
+        return cls(**{k: data[k] for k in keys if k in data})
 
 
 class ClassifierModel(nn.Module):
@@ -52,6 +61,7 @@ class ClassifierModel(nn.Module):
 
     def architecture(self) -> dict:
         """The JSON spec that rebuilds this module (see ``compress.models.architecture``)."""
+        check_recordable(self)
         return {"type": "classifier", "model": self.spec.to_dict()}
 
     @property
@@ -59,6 +69,15 @@ class ClassifierModel(nn.Module):
         """The final linear layer (the ``g = (W, b)`` that shared-classifier methods reuse)."""
         linears = [m for m in self.head_module.modules() if isinstance(m, nn.Linear)]
         return linears[-1]
+
+
+def check_recordable(model: nn.Module) -> None:
+    """Models wrapped from user code without a way to rebuild them say why when something tries to save them."""
+    reason = getattr(model, "unrecordable", None)
+    if reason:
+        from compress.errors import ConfigError
+
+        raise ConfigError(f"model '{model.spec.name}' cannot be saved as a checkpoint: {reason}")
 
 
 def pooled_head(feature_channels: int, num_classes: int, *before_linear: nn.Module) -> nn.Sequential:

@@ -12,10 +12,32 @@ from compress.models.base import ClassifierModel
 from compress.models.zoo import MODELS
 
 
-def remap_torchvision_keys(model: ClassifierModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename torchvision keys (``layer1.0.conv1.weight``) to ours (``body.4.0.conv1.weight``)."""
-    prefixes = MODELS.get(model.spec.name).tv_prefixes
-    if not prefixes or any(k.startswith(("body.", "head_module.")) for k in state):
+# Prefixes that wrappers add to every key: DDP/DataParallel (``module.``), Lightning and EMA helpers
+# (``model.``), torch.compile (``_orig_mod.``).
+WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor], own_keys: set[str]) -> dict[str, torch.Tensor]:
+    """Drop a prefix shared by every key while it is one of ``WRAPPER_PREFIXES`` and the model's own keys
+    do not carry it (``module.model.layer1...`` -> ``layer1...``)."""
+    while state:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None or all(k.startswith(prefix) for k in own_keys):
+            return state
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def remap_native_keys(model: ClassifierModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the keys of the model's own library (torchvision ``layer1.0.conv1.weight``, timm ``fc.weight``,
+    a user module's ``backbone.0.weight``) to ours (``body.4.0.conv1.weight``), when they are in that form."""
+    if any(k.startswith(("body.", "head_module.")) for k in state):
+        return state
+    native = getattr(model, "native_keys", None)  # wrapped timm / user models: their key -> ours
+    if native:
+        return {native.get(k, k): v for k, v in state.items()}
+    prefixes = MODELS.get(model.spec.name).tv_prefixes if model.spec.name in MODELS else ()
+    if not prefixes:
         return state
     out = {}
     for key, value in state.items():
@@ -26,6 +48,11 @@ def remap_torchvision_keys(model: ClassifierModel, state: dict[str, torch.Tensor
         else:
             out[key] = value
     return out
+
+
+def _names(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(f"'{k}'" for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _fold_stem(model: ClassifierModel, state: dict[str, torch.Tensor]) -> None:
@@ -43,9 +70,9 @@ def load_state_into(model: ClassifierModel, state: dict[str, torch.Tensor], sour
 
     Returns the keys that were not loaded (only the classifier, and only with ``allow_new_head``).
     """
-    state = remap_torchvision_keys(model, dict(state))
-    _fold_stem(model, state)
     own = model.state_dict()
+    state = remap_native_keys(model, strip_wrapper_prefixes(dict(state), set(own)))
+    _fold_stem(model, state)
     head_keys = {k for k in own if k.startswith("head_module.")}
     skipped: list[str] = []
     mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
@@ -69,10 +96,11 @@ def load_state_into(model: ClassifierModel, state: dict[str, torch.Tensor], sour
     missing = [k for k in own if k not in state and k not in skipped]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        what = f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+        found = [f"{len(missing)} missing ({_names(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_names(unexpected)})" if unexpected else ""]
         raise CheckpointError(
-            f"{source}: weights do not fit {model.spec.name} ({what}, {len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys); pass weights saved from this architecture"
+            f"{source}: weights do not fit {model.spec.name}: {'; '.join(f for f in found if f)} keys; "
+            "pass weights saved from this architecture"
         )
     model.load_state_dict(state, strict=False if skipped else True)
     return skipped
@@ -101,6 +129,12 @@ def load_weights(model: ClassifierModel, source: str, allow_new_head: bool = Fal
 
     Returns a short description of what was loaded (for logs and sidecars).
     """
+    if model.spec.name.startswith("timm:") and not Path(source).exists():
+        from compress.models.timm_zoo import timm_pretrained_state
+
+        state = timm_pretrained_state(model.spec, source)  # `source` is a pretrained tag
+        load_state_into(model, state, f"timm weights '{source}' for {model.spec.name}", allow_new_head=allow_new_head)
+        return f"{model.spec.name}.{source}"
     if source.lower() in ("imagenet", "pretrained", "torchvision"):
         state = torchvision_pretrained_state(model.spec.name)
         load_state_into(model, state, f"ImageNet weights for {model.spec.name}", allow_new_head=allow_new_head)

@@ -69,15 +69,56 @@ for _name, _config in cifar.VGG_CONFIGS.items():
 SMALL_INPUT_BELOW = 64  # px: torchvision stems downsample 4x, too much for 28-32 px images
 
 
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def canonical_name(name: str) -> str:
+    """A user-typed model name as recorded: a zoo name (``torchvision:NAME`` is accepted for torchvision's
+    families) or ``timm:NAME``. User-code models (``python:``) are built from Python, not by name."""
+    from compress.models import timm_zoo
+
+    if name.startswith(timm_zoo.PREFIX):
+        return timm_zoo.canonical_timm_name(name)
+    if name.startswith(TORCHVISION_PREFIX):
+        canonical = MODELS.canonical(name[len(TORCHVISION_PREFIX):])
+        if MODELS.get(canonical).cifar_style:
+            raise ConfigError(f"'{canonical}' is one of compress's CIFAR models, not a torchvision one: pass it "
+                              f"without the prefix (--model {canonical})")
+        return canonical
+    if name.startswith("python:"):
+        raise ConfigError(f"'{name}' is a model from user code: build it in Python with compress.model(factory, ...)")
+    return MODELS.canonical(name)
+
+
+def source_of(name: str) -> str:
+    """Where a model comes from, for listings: torchvision, timm, compress (the CIFAR families) or python."""
+    if ":" in name:
+        return name.split(":", 1)[0]
+    return "compress" if MODELS.get(name).cifar_style else "torchvision"
+
+
+def model_listing() -> list[tuple[str, str, str]]:
+    """(name, where it comes from, family) for `compress list models`; timm's models are too many to list."""
+    from compress.models.timm_zoo import timm_version
+
+    rows = [(name, source_of(name), MODELS.get(name).family) for name in MODELS.names()]
+    version = timm_version()
+    timm_note = f"timm {version} installed" if version else "needs: pip install 'compress-edge[timm]'"
+    return rows + [("timm:<any timm model name>", "timm", timm_note)]
+
+
 def make_spec(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
               small_input: bool | None = None) -> ModelSpec:
-    """Resolve a user-typed name into a spec; ``small_input`` defaults from the image size."""
-    canonical = MODELS.canonical(name)
-    entry = MODELS.get(canonical)
+    """Resolve a user-typed name into a spec; ``small_input`` defaults from the image size (zoo models;
+    timm models keep their own stems)."""
+    canonical = canonical_name(name)
     if num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if in_channels not in (1, 3):
         raise ConfigError(f"in_channels must be 1 or 3, got {in_channels}")
+    if canonical not in MODELS:
+        return ModelSpec(canonical, num_classes, in_channels, False)
+    entry = MODELS.get(canonical)
     if entry.cifar_style:
         small = True
     elif small_input is not None:
@@ -88,6 +129,13 @@ def make_spec(name: str, num_classes: int, in_channels: int = 3, image_size: int
 
 
 def build_model(spec: ModelSpec) -> ClassifierModel:
+    """A freshly initialised model of ``spec``: from the zoo, timm, or allowed user code."""
+    from compress.models import timm_zoo, user
+
+    if spec.name.startswith(timm_zoo.PREFIX):
+        return timm_zoo.build_timm(spec)
+    if spec.name.startswith(user.PREFIX):
+        return user.build_user_model(spec)
     return MODELS.get(spec.name).factory(spec)
 
 
@@ -96,4 +144,5 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
     return build_model(make_spec(name, num_classes, in_channels, image_size, small_input))
 
 
-__all__ = ["MODELS", "SMALL_INPUT_BELOW", "ZooEntry", "build_model", "create_model", "make_spec"]
+__all__ = ["MODELS", "SMALL_INPUT_BELOW", "TORCHVISION_PREFIX", "ZooEntry", "build_model", "canonical_name",
+           "create_model", "make_spec", "model_listing", "source_of"]

@@ -40,3 +40,8 @@ def __getattr__(name: str) -> Any:
     if name not in _HOME:
         raise AttributeError(f"module 'compress.validate' has no attribute '{name}'")
     return getattr(import_module(f"compress.validate.{_HOME[name]}"), name)
+
+
+from compress._callable import make_callable  # noqa: E402
+
+make_callable(__name__, "validate")  # compress.validate(artifacts, ...) is compress.api.validate

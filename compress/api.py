@@ -1,0 +1,146 @@
+"""The Python API: distil, export and validate with your own modules. The CLI's commands call these.
+
+    import compress
+    student = compress.model(make_net, split="stage3", num_classes=10)   # any nn.Module factory
+    result = compress.distill(student, ["run/teacher"], "fashion-mnist", method="atsc", out="run/student",
+                              epochs=1, train_limit=512)
+    files = compress.export(result.checkpoint, model_factory=make_net)
+    report = compress.validate({"student": result.checkpoint, "onnx": files["files"]["model.onnx"]},
+                               "fashion-mnist", model_factory=make_net)
+
+Functions return result objects and print nothing unless ``log``/``progress`` ask for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+
+from torch import nn
+
+from compress.errors import ConfigError
+from compress.models.user import FactoryArg, allow_factories, user_model
+
+if TYPE_CHECKING:
+    from compress.data import DataConfig
+    from compress.distill import DistillConfig
+    from compress.train import FitResult, TrainConfig
+    from compress.validate.results import ValidationResult
+
+DataArg = Union[str, "DataConfig"]
+ModelArg = Union[str, nn.Module]
+Factories = Union[FactoryArg, Sequence[FactoryArg], None]
+
+model = user_model  # compress.model(factory, split=None, **kwargs): a user model that checkpoints can rebuild
+
+
+def _data_config(data: DataArg, overrides: Mapping[str, Any]) -> DataConfig:
+    from compress.data import DataConfig
+
+    if isinstance(data, str):
+        return DataConfig(name=data, **overrides)
+    if isinstance(data, DataConfig):
+        return dataclasses.replace(data, **overrides)
+    raise ConfigError(f"data must be a dataset name or a compress.data.DataConfig, got {type(data).__name__}")
+
+
+def _split_settings(settings: Mapping[str, Any], *configs: type) -> list[dict[str, Any]]:
+    """``**settings`` shared out over the dataclasses that take them; the rest (last) are the method's
+    own settings, which ``DistillConfig`` checks (an unknown name is refused there)."""
+    out: list[dict[str, Any]] = [{} for _ in range(len(configs) + 1)]
+    for key, value in settings.items():
+        owner = next((i for i, cls in enumerate(configs) if key in {f.name for f in dataclasses.fields(cls)}),
+                     len(configs))
+        out[owner][key] = value
+    return out
+
+
+def _resolve(data: DataArg, method: str, preset: str | None,
+             settings: dict[str, Any]) -> tuple[TrainConfig, DistillConfig, DataConfig]:
+    """The run's configs from ``**settings`` over the preset's defaults (what the CLI's options do)."""
+    from compress.data import DataConfig
+    from compress.distill import DistillConfig, resolve_preset, training_defaults
+    from compress.train import TrainConfig
+
+    data_name = data if isinstance(data, str) else data.name
+    training_keys = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "milestones", "warmup_epochs")
+    training, method_defaults, _ = resolve_preset(preset, data_name, {k: settings.pop(k, None) for k in training_keys})
+    batch = int(training.pop("batch_size", 128))
+    train_given, data_given, method_given = _split_settings(settings, TrainConfig, DataConfig)
+    train = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", ())), **train_given})
+    if "seed" in train_given:
+        data_given.setdefault("seed", train_given["seed"])
+    data_cfg = _data_config(data, {"batch_size": batch, **data_given})
+    return train, DistillConfig.with_defaults(method, method_given, training_defaults(train) | method_defaults), data_cfg
+
+
+def distill(student: ModelArg, teachers: Sequence[ModelArg] = (), data: DataArg = "fashion-mnist",
+            method: str = "atsc", out: str | Path = "runs/student", *, teacher_weights: Sequence[str] = (),
+            preset: str | None = None, train: TrainConfig | None = None, config: DistillConfig | None = None,
+            resume: bool = False, progress: bool = False, log: Callable[[str], None] | None = None,
+            dist: Any = None, **settings: Any) -> FitResult:
+    """Distil ``student`` from ``teachers`` with ``method`` (atsc, simkd, kd, none) and write the deployable
+    student to ``out`` (``model.safetensors`` + JSON).
+
+    ``student``/``teachers``: zoo or ``timm:`` names, checkpoints (teachers), ``compress.model(...)`` models or
+    any classifier ``nn.Module`` (cut automatically; only ``compress.model`` ones can be saved as students).
+    ``**settings``: training (``epochs``, ``lr``, ``seed``, ``device``...), data (``train_limit``,
+    ``batch_size``...) and method settings (``factor``, ``temperature``...), over the preset's defaults; or
+    the resolved ``train`` and ``config`` with a ``DataConfig`` (what the CLI passes). ``log`` receives
+    progress messages (none by default). Returns the ``FitResult`` (checkpoint path, metrics).
+    """
+    from compress.data import DataConfig
+    from compress.workflows import distill_run
+
+    if train is None or config is None:
+        train, config, data = _resolve(data, method, preset, dict(settings))
+    elif settings or not isinstance(data, DataConfig):
+        raise ConfigError("with train= and config= pass the data as a DataConfig and no other settings")
+    return distill_run(student, list(teachers), list(teacher_weights), config, data, train, Path(out),
+                       resume=resume, progress=progress, dist=dist, log=log or (lambda message: None))
+
+
+def _factories(model_factory: Factories) -> list[FactoryArg]:
+    if model_factory is None:
+        return []
+    if isinstance(model_factory, (str, bytes)) or callable(model_factory):
+        return [model_factory]  # type: ignore[list-item]
+    return list(model_factory)
+
+
+def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequence[str] = ("onnx",),
+           options: Mapping[str, Any] | None = None, *, data_dir: str | None = None, trust: bool = False,
+           model_factory: Factories = None, progress: bool = False) -> dict[str, Any]:
+    """Export a deployable checkpoint to the backends in ``build`` (onnx, int8, tensorrt, openvino), each
+    checked (ONNX parity, INT8 agreement). ``model_factory``: the factory (callable or ``module:function``)
+    of a ``compress.model`` student, needed to rebuild it; nothing else is ever imported from a checkpoint.
+    Returns the summary: the checks and the files written (``out``: default ``<checkpoint folder>/export``)."""
+    from compress.export.command import export_command
+
+    checkpoint = Path(checkpoint)
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    with allow_factories(_factories(model_factory)):
+        return export_command(checkpoint, Path(out) if out is not None else folder / "export", list(build), options,
+                              data_dir=data_dir, trust=trust, progress=progress)
+
+
+def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist", reference: str | None = None,
+             *, batch_sizes: Sequence[int] = (1, 32), threads: Sequence[int] = (2,), duration_s: float = 2.0,
+             gates: Any = None, trust: bool = False, providers: Mapping[str, str] | None = None,
+             measure_latency: bool = True, model_factory: Factories = None, **data_settings: Any) -> ValidationResult:
+    """Accuracy, agreement with ``reference`` (default: the first artifact) and latency of ``artifacts``
+    (stage name -> checkpoint / ONNX / engine path), with optional ``gates`` (a ``GateSpec``). Returns the
+    ``ValidationResult``; ``compress.validate.check_gates(result.gates)`` raises on a failed gate."""
+    from compress.validate import validate_artifacts
+
+    names = {name: str(path) for name, path in artifacts.items()}
+    if not names:
+        raise ConfigError("nothing to validate: pass at least one artifact")
+    with allow_factories(_factories(model_factory)):
+        return validate_artifacts(names, _data_config(data, data_settings), reference or next(iter(names)),
+                                  tuple(batch_sizes), tuple(threads), duration_s, gates, trust,
+                                  providers=providers, measure_latency=measure_latency)
+
+
+__all__ = ["distill", "export", "model", "validate"]
