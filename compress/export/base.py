@@ -90,7 +90,8 @@ class ExportBackend:
     stage: str  # pipeline stage (and its folder in a run)
     artifact: str  # the file the step writes, e.g. "model.onnx"
     suffixes: tuple[str, ...]  # file-name endings `compress validate` recognises as this backend's artifacts
-    engine: str  # what runs it through `deploy.load`: "onnxruntime" (OnnxRunner) or "tensorrt" (TensorRTRunner)
+    engine: str  # what runs it through `deploy.load`: "onnxruntime" (OnnxRunner), "openvino" (OpenVinoRunner)
+    #              or "tensorrt" (TensorRTRunner)
     flag: str  # `compress export --<flag>`
     help: str  # that flag's help
     options: type  # the typed options class (a dataclass with validate()); called bare it gives the defaults
@@ -100,3 +101,6 @@ class ExportBackend:
     default: bool = False  # built by `compress export` unless told otherwise
     preflight: Callable[[], object] | None = None  # raises MissingDependency before any work (`compress export`)
     machine: Callable[[], Machine] | None = None  # for artifacts that need more than a CPU (the pipeline skips)
+    # files that travel with the artifact: its name with this suffix instead of the last one (an OpenVINO
+    # model.xml keeps its weights in model.bin); shipped, recorded and hashed together with it
+    companions: tuple[str, ...] = ()

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from compress.artifacts import ensure_writable_dir, sidecar_path
+from compress.artifacts import ensure_writable_dir
 from compress.errors import ConfigError
-from compress.export.backends import BACKENDS, with_sources
+from compress.export.backends import BACKENDS, artifact_files, with_sources
 from compress.export.base import ExportImages, ExportSource
 
 if TYPE_CHECKING:
@@ -81,11 +81,12 @@ def _checked_options(build: Sequence[str], options: Mapping[str, Any] | None) ->
 
 
 def _ship(files: list[Path], out_dir: Path) -> dict[str, str]:
-    """Move artifacts into ``out_dir``: artifacts first, then their sidecars, so a sidecar never points at nothing."""
+    """Move artifacts into ``out_dir``, each with the files it needs (an IR's .bin) and last its sidecar, so a
+    sidecar never points at nothing."""
     paths = {}
     for path in files:
-        os.replace(path, out_dir / path.name)
-        os.replace(sidecar_path(path), sidecar_path(out_dir / path.name))
+        for part in artifact_files(path):
+            os.replace(part, out_dir / part.name)
         paths[path.name] = str(out_dir / path.name)
     return paths
 

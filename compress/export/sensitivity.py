@@ -227,3 +227,32 @@ def quantize_with_fallback(
     record = read_json(sidecar_path(out_path))
     write_json(sidecar_path(out_path), {**record, "accuracy_fallback": result.to_dict()})
     return result
+
+
+def float_layers_latency(onnx_path: str | os.PathLike[str], result: Int8Fallback, calibration: np.ndarray,
+                         images: np.ndarray, config: QuantConfig = QuantConfig(), *, threads: int = 2,
+                         batch_sizes: tuple[int, ...] = (1, 32), rounds: int = 6) -> dict[str, dict[str, float]]:
+    """What keeping ``result.float_layers`` in float costs: the chosen model against the all-INT8 one (same
+    calibration method), timed in interleaved blocks at each batch size. Recorded in the model's sidecar
+    under ``accuracy_fallback.latency_cost``; ``{}`` when no layer stayed in float."""
+    from compress.export.onnx import INPUT_NAME
+    from compress.export.timing import interleaved, ratio
+
+    if not result.float_layers:
+        return {}
+    config = replace(config, method=result.method)
+    cost: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="compress-int8-cost-") as tmp:
+        plain = quantize_int8(onnx_path, Path(tmp) / "all-int8.onnx", calibration, config)
+        sessions = {"all_int8": ort_session(plain, threads), "float_layers": ort_session(result.path, threads)}
+        for batch in batch_sizes:
+            feeds = {INPUT_NAME: np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), np.float32)}
+            stats, rounds_p50 = interleaved({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
+                                            batch, rounds=rounds, block_s=0.2, threads=threads)
+            cost[str(batch)] = {"all_int8_p50_ms": round(stats["all_int8"].p50_ms, 4),
+                                "float_layers_p50_ms": round(stats["float_layers"].p50_ms, 4),
+                                "ratio": round(ratio(rounds_p50, "float_layers", "all_int8"), 4)}
+    record = read_json(sidecar_path(result.path))
+    record["accuracy_fallback"] = {**record.get("accuracy_fallback", {}), "latency_cost": cost}
+    write_json(sidecar_path(result.path), record)
+    return cost

@@ -19,7 +19,7 @@ import numpy as np
 
 from compress.artifacts import ensure_writable_dir, read_json, sha256_file, sidecar_path, write_json
 from compress.errors import DeviceError, MissingDependency
-from compress.export.backends import BACKENDS
+from compress.export.backends import BACKENDS, artifact_files, artifact_sha256
 from compress.export.base import ExportBackend, ExportImages, ExportSource
 from compress.pipeline.context import RunContext, SkipStage, StageDone
 from compress.pipeline.distill_table import last_top1, report_rows
@@ -182,7 +182,7 @@ def _export_run(backend: ExportBackend, run: RunContext) -> StageDone:
         if backend.machine is None:
             raise
         raise SkipStage(str(exc)) from None  # e.g. a TensorRT that cannot use this GPU
-    outputs = [path for artifact in result.artifacts for path in (artifact, sidecar_path(artifact))]
+    outputs = [path for artifact in result.artifacts for path in artifact_files(artifact)]
     for name, check in result.checks.items():
         write_json(folder / f"{name}.json", check)
         outputs.append(folder / f"{name}.json")
@@ -211,7 +211,7 @@ def _validate_inputs(run: RunContext) -> dict[str, Any]:
     settings = run.spec.validation.to_dict()
     settings.pop("gates")  # judged from the measurements by the report stage: a new threshold re-measures nothing
     return {"validate": settings, "data": run.spec.data_dict(),
-            "artifacts": {name: sha256_file(path) for name, path in paths.items()}, "skipped": skipped}
+            "artifacts": {name: artifact_sha256(path) for name, path in paths.items()}, "skipped": skipped}
 
 
 def _validate_run(run: RunContext) -> StageDone:

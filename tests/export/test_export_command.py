@@ -73,12 +73,12 @@ def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("build, options, message", [
-    ([], {}, "nothing to export: pass --onnx, --int8 and/or --trt"),
+    ([], {}, "nothing to export: pass --onnx, --int8, --openvino, --openvino-int8 and/or --trt"),
     (["tensorrt"], {"tensorrt": TensorRTOptions(batch=(32, 8, 1))}, "min <= opt <= max"),
     (["int8"], {"int8": Int8Options(method="kl")}, "unknown calibration method 'kl'"),
     (["onnx"], {"onnx": OnnxOptions(exporter="jit")}, "unknown exporter 'jit'"),
     (["int8"], {"int8": Int8Options(calibration=0)}, "calibration must be at least 1 image, got 0"),
-    (["openvino"], {}, "unknown export backend 'openvino': choose from onnx, int8, tensorrt"),
+    (["tflite"], {}, "unknown export backend 'tflite': choose from onnx, int8, openvino, openvino_int8, tensorrt"),
 ])
 def test_bad_options_fail_before_any_work(checkpoint, tmp_path, build, options, message):
     with pytest.raises(ConfigError, match=message):
