@@ -30,6 +30,12 @@ class BackendOptions(Protocol):
         """(validation images, calibration images) the step reads; (0, 0) when it reads none."""
 
 
+def within_gate(drop_points: float, gate: float) -> bool:
+    """Whether a top-1 drop (points) is within a gate. Drops are counts of images scaled to points, so 20 of
+    2000 images is 1.0000000000000009 points in floating point: that is still a 1-point drop."""
+    return drop_points <= gate + 1e-9
+
+
 @dataclass(frozen=True)
 class ExportImages:
     """Preprocessed float32 NCHW images for a step's checks and calibration."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from compress.artifacts import sha256_file
 from compress.errors import ConfigError, ExportError
-from compress.export.base import ExportSource, StepResult
+from compress.export.base import ExportSource, StepResult, within_gate
 from compress.export.onnx import input_channels, ort_session
 from compress.export.openvino import (INT8_ROUTES, OpenVinoOptions, build_int8_irs, compile_ir, convert_onnx,
                                       ir_predict, publish_ir, require_nncf, require_openvino, save_ir,
@@ -78,7 +78,7 @@ class RouteMeasure:
 def choose_route(measured: Mapping[str, RouteMeasure], max_drop: float) -> tuple[str, str]:
     """(route, why): the fastest at the smallest batch timed among the routes within ``max_drop`` points;
     ``ExportError`` when none is."""
-    within = [route for route, m in measured.items() if m.drop_points <= max_drop]
+    within = [route for route, m in measured.items() if within_gate(m.drop_points, max_drop)]
     if not within:
         drops = ", ".join(f"{route} {m.drop_points:.2f}" for route, m in measured.items())
         raise ExportError(f"OpenVINO INT8 loses more than {max_drop:g} points of top-1 against fp32 ({drops}): "

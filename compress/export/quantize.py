@@ -18,7 +18,9 @@ Why the defaults are what they are (measured on the 2-core AVX-512 VNNI x86 box,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import os
 import tempfile
 from dataclasses import asdict, dataclass
@@ -122,8 +124,8 @@ def _quantize_within_gate(onnx_path: Path, path: Path, images: ExportImages, opt
 
     assert options.max_top1_drop is not None
     methods = (options.method, *(m for m in CALIBRATION_METHODS if m != options.method))
-    source.log(f"quantizing to INT8 within {options.max_top1_drop:g} points of fp32 (trying {', '.join(methods)}, "
-               f"up to {options.max_float_layers} layers in float) ...")
+    source.log(f"quantizing to INT8 within {options.max_top1_drop:g} top-1 points of fp32 (trying "
+               f"{', '.join(methods)}, up to {options.max_float_layers} layers in float) ...")
     result = quantize_with_fallback(onnx_path, path, images.calibration, images.val_x, images.val_y,
                                     FallbackOptions(options.max_top1_drop, methods, options.max_float_layers))
     if not result.passed:
@@ -210,18 +212,20 @@ def quantize_int8(
                 model_in = onnx_path
                 print(f"note: quantization pre-processing skipped ({str(exc).splitlines()[0][:120]})")
         try:
-            q.quantize_static(
-                str(model_in), str(tmp), _ArrayReader(calibration, config.batch_size),
-                quant_format=q.QuantFormat.QDQ if config.quant_format == "qdq" else q.QuantFormat.QOperator,
-                per_channel=config.per_channel, reduce_range=config.reduce_range,
-                activation_type=qtype[config.activation_type], weight_type=qtype[config.weight_type],
-                calibrate_method=method,
-                calibration_providers=["CPUExecutionProvider"],
-                # signed weights default to symmetric already; activations only when asked (TensorRT)
-                extra_options={"ActivationSymmetric": config.symmetric,
-                               **({"WeightSymmetric": True} if config.symmetric else {})},
-                **_optional_arguments(q, nodes_to_exclude, calibration_cache),
-            )
+            # the entropy and percentile calibrators print their progress; an export command needs none of it
+            with contextlib.redirect_stdout(io.StringIO()):
+                q.quantize_static(
+                    str(model_in), str(tmp), _ArrayReader(calibration, config.batch_size),
+                    quant_format=q.QuantFormat.QDQ if config.quant_format == "qdq" else q.QuantFormat.QOperator,
+                    per_channel=config.per_channel, reduce_range=config.reduce_range,
+                    activation_type=qtype[config.activation_type], weight_type=qtype[config.weight_type],
+                    calibrate_method=method,
+                    calibration_providers=["CPUExecutionProvider"],
+                    # signed weights default to symmetric already; activations only when asked (TensorRT)
+                    extra_options={"ActivationSymmetric": config.symmetric,
+                                   **({"WeightSymmetric": True} if config.symmetric else {})},
+                    **_optional_arguments(q, nodes_to_exclude, calibration_cache),
+                )
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"INT8 quantization of '{onnx_path.name}' failed: {first[:200]}") from exc

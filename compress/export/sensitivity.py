@@ -27,6 +27,7 @@ import numpy as np
 
 from compress.artifacts import read_json, sidecar_path, write_json
 from compress.errors import ConfigError
+from compress.export.base import within_gate
 from compress.export.onnx import load_onnx, ort_session
 from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, onnx_predict, quantize_int8
 
@@ -95,7 +96,7 @@ class Int8Fallback:
 
     @property
     def passed(self) -> bool:
-        return self.drop_points <= self.max_drop_points
+        return within_gate(self.drop_points, self.max_drop_points)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "method": self.method, "fp32_accuracy": self.fp32_accuracy,
@@ -208,7 +209,7 @@ def quantize_with_fallback(
         config = replace(config, method=method)
         steps = [FallbackStep((), method_accuracy[method], evaluate.drop(method_accuracy[method]))]
         sensitivity: list[LayerSensitivity] = []
-        if steps[0].drop_points > options.max_drop_points and options.max_float_layers > 0:
+        if not within_gate(steps[0].drop_points, options.max_drop_points) and options.max_float_layers > 0:
             sensitivity = _measure_sensitivity(onnx_path, work, calibration, config, evaluate)
             for layer in sensitivity[:options.max_float_layers]:
                 keep = (*steps[-1].float_layers, layer.node)
@@ -216,9 +217,9 @@ def quantize_with_fallback(
                                           calibration_cache=work / f"{method}.calibration.json")
                 accuracy = evaluate(candidate)[0]
                 steps.append(FallbackStep(keep, accuracy, evaluate.drop(accuracy)))
-                if steps[-1].drop_points <= options.max_drop_points:
+                if within_gate(steps[-1].drop_points, options.max_drop_points):
                     break
-        passing = [i for i, s in enumerate(steps) if s.drop_points <= options.max_drop_points]
+        passing = [i for i, s in enumerate(steps) if within_gate(s.drop_points, options.max_drop_points)]
         chosen = passing[0] if passing else max(range(len(steps)), key=lambda i: steps[i].accuracy)
         quantize_int8(onnx_path, out_path, calibration, config, nodes_to_exclude=steps[chosen].float_layers,
                       calibration_cache=work / f"{method}.calibration.json")

@@ -109,3 +109,24 @@ def outlier_onnx(tmp_path_factory, trained_tiny, preprocessing) -> Path:
         bn.bias[0] *= OUTLIER_SCALE
         conv2.weight[:, 0] /= OUTLIER_SCALE
     return export_onnx(model, preprocessing, tmp_path_factory.mktemp("outlier") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, fmnist, preprocessing) -> Path:
+    """A deployable resnet8 after one pass over 6000 images (~50 % top-1, ~10 s on one core): a model whose
+    predictions mean something, for exports that compare accuracies."""
+    from compress.deployable import save_deployable
+    from compress.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=1, image_size=28)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    model.train()
+    for x, y in fmnist.train:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("trained") / "model.safetensors"
+    save_deployable(path, model.eval(), preprocessing, meta={"data": {"name": "fashion-mnist"}})
+    return path
