@@ -49,7 +49,7 @@ def test_an_artifact_travels_with_its_companions_and_its_hash_covers_them(tmp_pa
 
 def test_every_backend_is_a_pipeline_stage_in_table_order() -> None:
     export_stages = [backend.stage for backend in BACKENDS.values()]
-    assert STAGES == ("teacher", "distill", *export_stages, "validate", "report")
+    assert STAGES == ("teacher", "distill", *export_stages, "target", "validate", "report")
     assert VALIDATED == ("student", *BACKENDS)
     for backend in BACKENDS.values():  # a backend is built after what it is built from
         assert all(list(BACKENDS).index(source) < list(BACKENDS).index(backend.name) for source in backend.built_from)

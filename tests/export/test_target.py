@@ -188,3 +188,53 @@ def test_the_cli_checks_the_target_before_any_work(tmp_path, capsys) -> None:
         main(["export", str(tmp_path / "model.safetensors"), "--target", "cpu", "--batch-sizes", "1,x"])
     assert "--batch-sizes takes comma-separated whole numbers" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+RECIPE = {"teachers": [{"model": "resnet8", "train": {"epochs": 1}}],
+          "distill": {"student": "resnet8", "methods": ["kd"]}}
+
+
+def test_a_recipe_target_builds_every_candidate_with_the_gate_given_to_int8() -> None:
+    pytest.importorskip("openvino")
+    from compress.pipeline import parse_recipe
+
+    spec = parse_recipe({**RECIPE, "export": {"target": "cpu", "int8": {"calibration": 64}}})
+    assert spec.export.target == TargetOptions()
+    assert list(spec.export.options) == ["onnx", "int8", "openvino", "openvino_int8"]
+    assert spec.export.of("int8") == Int8Options(calibration=64, max_top1_drop=1.0)
+    assert spec.validated_stages == ("student", "onnx", "int8", "openvino", "openvino_int8")
+    assert spec.export.to_dict()["target"]["batch_sizes"] == [1, 32]
+    # a candidate can be left out, and the target's own fields are typed recipe keys
+    spec = parse_recipe({**RECIPE, "export": {"target": {"batch_sizes": [1, 8], "max_top1_drop": 0.5},
+                                              "openvino": False}})
+    assert list(spec.export.options) == ["onnx", "int8", "openvino_int8"]
+    assert spec.export.target == TargetOptions(batch_sizes=(1, 8), max_top1_drop=0.5)
+    assert spec.export.of("openvino_int8").max_top1_drop == 0.5
+    with pytest.raises(ConfigError, match=r"^export.target: unknown target 'gpu': choose cpu"):
+        parse_recipe({**RECIPE, "export": {"target": {"device": "gpu"}}})
+    with pytest.raises(ConfigError, match=r"^export.target.rounds: expected whole number"):
+        parse_recipe({**RECIPE, "export": {"target": {"rounds": "many"}}})
+
+
+def test_the_pipeline_target_stage_measures_what_the_export_stages_built(fmnist_available, tmp_path) -> None:
+    pytest.importorskip("openvino")
+    from compress.artifacts import read_json
+    from compress.pipeline import parse_recipe, run_pipeline
+
+    recipe = {"name": "target", "data": {"name": "fashion-mnist", "train_limit": 512, "val_limit": 200, "workers": 0},
+              "distill": {"student": "resnet8", "methods": ["none"], "train": {"epochs": 1, "batch_size": 32,
+                                                                               "lr": 0.2}},
+              "export": {"onnx": {"exporter": "torchscript", "parity_images": 16},
+                         "int8": {"calibration": 32, "eval_images": 200, "max_float_layers": 0},
+                         "openvino_int8": {"calibration": 32, "eval_images": 200},
+                         "target": {"batch_sizes": [1], "eval_images": 200, "rounds": 2, "block_s": 0.05,
+                                    "max_top1_drop": 50.0}}}
+    lines: list[str] = []
+    result = run_pipeline(parse_recipe(recipe), out=tmp_path / "run", until_stage="target", progress=False,
+                          log=lines.append)
+    assert {s.name: s.status for s in result.stages}["target"] == "ran"
+    chosen = read_json(tmp_path / "run" / "target" / "target.json")
+    assert [row["name"] for row in chosen["table"]] == ["onnx", "int8", "openvino", "openvino_int8"]
+    assert chosen["images"] == 200 and len(chosen["picks"]) == 1
+    assert any(f"] target: batch 1: {chosen['picks'][0]['name']} (done in " in line for line in lines)
+    assert "| onnx | onnxruntime | `model.onnx` |" in (tmp_path / "run" / "target" / "target.md").read_text()
