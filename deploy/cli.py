@@ -65,9 +65,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compress-deploy", description="Run exported compress models (no torch).")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("model", help=".onnx model or TensorRT .plan/.engine")
-    common.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"])
-    common.add_argument("--threads", type=int, default=None, help="intra-op threads (ONNX Runtime)")
+    common.add_argument("model", help=".onnx, .plan/.engine or OpenVINO .xml (its .bin beside it)")
+    common.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                        help="ONNX Runtime device (an OpenVINO .xml runs on the cpu)")
+    common.add_argument("--threads", type=int, default=None, help="CPU threads (ONNX Runtime, OpenVINO)")
     common.add_argument("--trust", action="store_true", help="skip the sidecar SHA-256 check")
     c = sub.add_parser("classify", parents=[common], help="classify image files")
     c.add_argument("images", nargs="+")
