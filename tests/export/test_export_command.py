@@ -84,3 +84,21 @@ def test_bad_options_fail_before_any_work(checkpoint, tmp_path, build, options, 
     with pytest.raises(ConfigError, match=message):
         export_command(checkpoint, tmp_path / "out", build, options, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_openvino_ships_the_ir_with_its_weights(checkpoint, tmp_path, capsys):
+    """`--openvino --no-onnx`: the IR is built from an ONNX model that is checked but not shipped."""
+    pytest.importorskip("openvino")
+    import json
+
+    import deploy
+    from compress.cli import main
+
+    out = tmp_path / "out"
+    main(["export", str(checkpoint), "--no-onnx", "--openvino", "--out", str(out)])
+    assert json.loads(capsys.readouterr().out) == {"model.xml": str(out / "model.xml")}
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml", "model.xml.json"]
+    record = read_sidecar(out / "model.xml")
+    assert record["parity"]["ok"] and record["parity"]["n"] == 256
+    x = torch.zeros(2, 1, 28, 28).numpy()
+    assert deploy.load(out / "model.xml").predict_logits(x).shape == (2, 10)
