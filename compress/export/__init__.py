@@ -8,10 +8,11 @@ function is what ``compress export`` and the pipeline's export stages call.
 from compress.export.backends import BACKENDS, backend_for_file
 from compress.export.base import ExportBackend, ExportImages, ExportSource, Machine, StepResult
 from compress.export.command import export_command
+from compress.export.int8 import Int8Options
 from compress.export.onnx import OnnxOptions, ParityReport, check_parity, export_onnx, read_metadata
 from compress.export.openvino import OpenVinoIrOptions, OpenVinoOptions, export_openvino
 from compress.export.openvino_int8 import OpenVinoInt8Options
-from compress.export.quantize import Int8Options, Int8Report, QuantConfig, compare_int8, quantize_int8
+from compress.export.quantize import Int8Report, QuantConfig, compare_int8, quantize_int8
 from compress.export.target import TargetOptions
 from compress.export.tensorrt import Profile, TensorRTOptions, build_engine, parse_batch
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from compress.artifacts import sha256_file, sidecar_path
 from compress.errors import ConfigError
-from compress.export import onnx, openvino, openvino_int8, quantize, tensorrt
+from compress.export import int8, onnx, openvino, openvino_int8, tensorrt
 from compress.export.base import ExportBackend
 
 BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
@@ -22,7 +22,7 @@ BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
                   options=onnx.OnnxOptions, step=onnx.onnx_step, default=True),
     ExportBackend("int8", stage="int8", artifact="model.int8.onnx", suffixes=(".int8.onnx",), engine="onnxruntime",
                   flag="int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ).",
-                  options=quantize.Int8Options, step=quantize.int8_step, built_from=("onnx",)),
+                  options=int8.Int8Options, step=int8.int8_step, built_from=("onnx",)),
     ExportBackend("openvino", stage="openvino", artifact="model.xml", suffixes=(".xml",), engine="openvino",
                   flag="openvino", help="Also write OpenVINO IR model.xml + model.bin (fp32), checked against PyTorch.",
                   options=openvino.OpenVinoIrOptions, step=openvino.openvino_step, built_from=("onnx",),

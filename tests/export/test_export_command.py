@@ -10,7 +10,7 @@ from compress.deployable import save_deployable
 from compress.errors import ConfigError, MissingDependency
 from compress.export.command import export_command
 from compress.export.onnx import OnnxOptions
-from compress.export.quantize import Int8Options
+from compress.export.int8 import Int8Options
 from compress.export.tensorrt import TensorRTOptions
 from compress.models import create_model
 

@@ -12,7 +12,7 @@ from compress.errors import ExportError
 from compress.export.base import ExportImages, ExportSource
 from compress.export.onnx import OnnxOptions, onnx_step
 from compress.export.openvino_int8 import OpenVinoInt8Options, RouteMeasure, choose_route, openvino_int8_step
-from compress.export.quantize import Int8Options, int8_step
+from compress.export.int8 import Int8Options, int8_step
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'compress-edge[openvino]'")
 from compress.export.openvino import OpenVinoIrOptions, openvino_step  # noqa: E402

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from compress.errors import ConfigError, ExportError
-from compress.export.quantize import Int8Options
+from compress.export.int8 import Int8Options
 from compress.export.target import (Measured, TargetOptions, gated_options, measure, select, target_backends)
 
 N_IMAGES = 200
