@@ -79,7 +79,8 @@ def _quantize_within_gate(onnx_path: Path, path: Path, images: ExportImages, opt
     source.log(f"quantizing to INT8 within {options.max_top1_drop:g} top-1 points of fp32 (trying "
                f"{', '.join(methods)}, up to {options.max_float_layers} layers in float) ...")
     result = quantize_with_fallback(onnx_path, path, images.calibration, images.val_x, images.val_y,
-                                    FallbackOptions(options.max_top1_drop, methods, options.max_float_layers))
+                                    FallbackOptions(max_drop_points=options.max_top1_drop, methods=methods,
+                                                    max_float_layers=options.max_float_layers))
     if not result.passed:
         raise ExportError(f"INT8 loses {result.drop_points:.2f} points of top-1 against fp32 even with "
                           f"{len(result.float_layers)} layer(s) in float, over the {options.max_top1_drop:g}-point "
