@@ -110,11 +110,13 @@ def _factories(model_factory: Factories) -> list[FactoryArg]:
 
 
 def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequence[str] = ("onnx",),
-           options: Mapping[str, Any] | None = None, *, data_dir: str | None = None, trust: bool = False,
-           model_factory: Factories = None, progress: bool = False) -> dict[str, Any]:
+           options: Mapping[str, Any] | None = None, *, target: Any = None, data_dir: str | None = None,
+           trust: bool = False, model_factory: Factories = None, progress: bool = False) -> dict[str, Any]:
     """Export a deployable checkpoint to the backends in ``build`` (onnx, int8, tensorrt, openvino), each
     checked (ONNX parity, INT8 agreement). ``model_factory``: the factory (callable or ``module:function``)
     of a ``compress.model`` student, needed to rebuild it; nothing else is ever imported from a checkpoint.
+    ``target`` (a ``TargetOptions``): build every backend the device runs, time them side by side and ship the
+    fastest within its top-1 gate at each batch size.
     Returns the summary: the checks and the files written (``out``: default ``<checkpoint folder>/export``)."""
     from compress.export.command import export_command
 
@@ -122,7 +124,7 @@ def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequenc
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     with allow_factories(_factories(model_factory)):
         return export_command(checkpoint, Path(out) if out is not None else folder / "export", list(build), options,
-                              data_dir=data_dir, trust=trust, progress=progress)
+                              target=target, data_dir=data_dir, trust=trust, progress=progress)
 
 
 def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist", reference: str | None = None,

@@ -307,26 +307,44 @@ def export(
     exporter: str = typer.Option("dynamo", "--exporter", help="torch.onnx exporter: dynamo (default) or torchscript."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder for parity/calibration images."),
     workspace_mb: int = typer.Option(1024, "--workspace-mb", help="TensorRT builder workspace limit."),
+    int8_max_drop: Optional[float] = typer.Option(
+        None, "--int8-max-drop", help="INT8 may lose at most this many top-1 points against fp32: calibration methods "
+        "are compared and the most sensitive layers kept in float until it does (or the export fails)."),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="cpu: build every backend this CPU runs (ONNX Runtime and OpenVINO, fp32 and INT8), "
+        "time them side by side and ship only the fastest within --max-top1-drop at each of --batch-sizes; "
+        "target.md shows the table. The backend flags are then not needed."),
+    batch_sizes: str = typer.Option("1,32", "--batch-sizes", help="--target: batch sizes to pick a winner for."),
+    threads: int = typer.Option(2, "--threads", help="--target: CPU threads the deployed model gets."),
+    max_top1_drop: float = typer.Option(1.0, "--max-top1-drop",
+                                        help="--target: top-1 points a candidate may lose against the student."),
     trust: bool = typer.Option(False, "--trust", help="Use a checkpoint whose hash does not match its sidecar."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", help=MODEL_FACTORY_HELP),
     **build: bool,
 ) -> None:
-    """Export a distilled student to ONNX (parity-checked), ONNX INT8 and/or a TensorRT engine."""
+    """Export a distilled student to ONNX (parity-checked), ONNX INT8, OpenVINO and/or a TensorRT engine, or
+    let --target cpu measure them all and ship the fastest."""
     import json
 
     from compress import api
     from compress.export import Int8Options, OnnxOptions, TensorRTOptions, parse_batch
+    from compress.export.target import TargetOptions
 
     chosen = [name for name, wanted in build.items() if wanted]
     options: dict[str, Any] = {"onnx": OnnxOptions(exporter=exporter),
-                               "int8": Int8Options(calibration=calibration, method=calib_method)}
+                               "int8": Int8Options(calibration=calibration, method=calib_method,
+                                                   max_top1_drop=int8_max_drop)}
     if "tensorrt" in chosen:  # the profile is read only when an engine is built
         profile = parse_batch(batch)
         options["tensorrt"] = TensorRTOptions(precision=precision, batch=(profile.min, profile.opt, profile.max),
                                               workspace_mb=workspace_mb, calibration=calibration)
+    goal = None if target is None else TargetOptions(device=target, batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+                                                     threads=threads, max_top1_drop=max_top1_drop)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    summary = api.export(checkpoint, out or folder / "export", chosen, options, data_dir=data_dir, trust=trust,
-                         model_factory=model_factory, progress=True)
+    summary = api.export(checkpoint, out or folder / "export", chosen, options, target=goal, data_dir=data_dir,
+                         trust=trust, model_factory=model_factory, progress=True)
+    if goal is not None:
+        typer.echo(Path(summary["files"]["target.md"]).read_text(), err=True)
     typer.echo(json.dumps(summary.get("files", {}), indent=2))
 
 

@@ -122,10 +122,11 @@ def parser() -> argparse.ArgumentParser:
                       epilog=EXIT_STATUS)
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("model", help=".onnx model or TensorRT .plan/.engine")
-    common.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"])
+    common.add_argument("model", help=".onnx, .plan/.engine or OpenVINO .xml (its .bin beside it)")
+    common.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                        help="ONNX Runtime device (an OpenVINO .xml runs on the cpu)")
     common.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=None,
-                        help=f"intra-op threads (ONNX Runtime), 1 to {MAX_THREADS}")
+                        help=f"CPU threads (ONNX Runtime, OpenVINO), 1 to {MAX_THREADS}")
     common.add_argument("--trust", action="store_true", help="skip the sidecar SHA-256 check")
     c = sub.add_parser("classify", parents=[common], help="classify image files", epilog=EXIT_STATUS,
                        description="Print the top classes of each image file (PNG, JPEG, BMP, TIFF, GIF, WebP, "

@@ -8,10 +8,12 @@ Order matters: a backend comes after the backends it is built from.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+from compress.artifacts import sha256_file, sidecar_path
 from compress.errors import ConfigError
-from compress.export import onnx, quantize, tensorrt
+from compress.export import int8, onnx, openvino, openvino_int8, tensorrt
 from compress.export.base import ExportBackend
 
 BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
@@ -20,7 +22,18 @@ BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
                   options=onnx.OnnxOptions, step=onnx.onnx_step, default=True),
     ExportBackend("int8", stage="int8", artifact="model.int8.onnx", suffixes=(".int8.onnx",), engine="onnxruntime",
                   flag="int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ).",
-                  options=quantize.Int8Options, step=quantize.int8_step, built_from=("onnx",)),
+                  options=int8.Int8Options, step=int8.int8_step, built_from=("onnx",)),
+    ExportBackend("openvino", stage="openvino", artifact="model.xml", suffixes=(".xml",), engine="openvino",
+                  flag="openvino", help="Also write OpenVINO IR model.xml + model.bin (fp32), checked against PyTorch.",
+                  options=openvino.OpenVinoIrOptions, step=openvino.openvino_step, built_from=("onnx",),
+                  preflight=openvino.require_openvino, companions=(".bin",)),
+    ExportBackend("openvino_int8", stage="openvino-int8", artifact="model.int8.xml",
+                  suffixes=(".int8.xml", ".int8-nncf.xml", ".int8-qdq.xml"),
+                  engine="openvino", flag="openvino-int8",
+                  help="Also write OpenVINO INT8 model.int8.xml: NNCF and our QDQ model both measured, the better "
+                       "one kept.",
+                  options=openvino_int8.OpenVinoInt8Options, step=openvino_int8.openvino_int8_step,
+                  built_from=("onnx", "int8"), preflight=openvino_int8.require_int8_libraries, companions=(".bin",)),
     ExportBackend("tensorrt", stage="tensorrt", artifact="model.plan", suffixes=(".plan", ".engine", ".trt"),
                   engine="tensorrt", flag="trt",
                   help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT).",
@@ -36,6 +49,24 @@ def backend_for_file(path: str | Path) -> ExportBackend | None:
     matches = [(len(suffix), backend) for backend in BACKENDS.values() for suffix in backend.suffixes
                if name.endswith(suffix)]
     return max(matches, key=lambda match: match[0])[1] if matches else None
+
+
+def artifact_files(path: str | Path) -> list[Path]:
+    """The files that make up an artifact, in the order to move them: its companions (an IR's .bin), the
+    artifact, then its sidecar, so a sidecar never points at a file that is not there yet."""
+    path = Path(path)
+    backend = backend_for_file(path)
+    companions = [path.with_suffix(suffix) for suffix in backend.companions] if backend is not None else []
+    return [*companions, path, sidecar_path(path)]
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """The artifact's SHA-256; with companions, the SHA-256 of all their hashes (an IR's .xml stays the same
+    when only its weights in the .bin change)."""
+    files = artifact_files(path)[:-1]
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256(" ".join(sha256_file(f) for f in files).encode()).hexdigest()
 
 
 def all_suffixes() -> tuple[str, ...]:
@@ -62,4 +93,5 @@ def built_from_message(missing: str) -> str:
     return f"{names} {verb} built from the {missing.upper()} model: add {missing}: {{}}"
 
 
-__all__ = ["BACKENDS", "all_suffixes", "backend_for_file", "built_from_message", "with_sources"]
+__all__ = ["BACKENDS", "all_suffixes", "artifact_files", "artifact_sha256", "backend_for_file", "built_from_message",
+           "with_sources"]

@@ -30,6 +30,12 @@ class BackendOptions(Protocol):
         """(validation images, calibration images) the step reads; (0, 0) when it reads none."""
 
 
+def within_gate(drop_points: float, gate: float) -> bool:
+    """Whether a top-1 drop (points) is within a gate. Drops are counts of images scaled to points, so 20 of
+    2000 images is 1.0000000000000009 points in floating point: that is still a 1-point drop."""
+    return drop_points <= gate + 1e-9
+
+
 @dataclass(frozen=True)
 class ExportImages:
     """Preprocessed float32 NCHW images for a step's checks and calibration."""
@@ -90,7 +96,8 @@ class ExportBackend:
     stage: str  # pipeline stage (and its folder in a run)
     artifact: str  # the file the step writes, e.g. "model.onnx"
     suffixes: tuple[str, ...]  # file-name endings `compress validate` recognises as this backend's artifacts
-    engine: str  # what runs it through `deploy.load`: "onnxruntime" (OnnxRunner) or "tensorrt" (TensorRTRunner)
+    engine: str  # what runs it through `deploy.load`: "onnxruntime" (OnnxRunner), "openvino" (OpenVinoRunner)
+    #              or "tensorrt" (TensorRTRunner)
     flag: str  # `compress export --<flag>`
     help: str  # that flag's help
     options: type  # the typed options class (a dataclass with validate()); called bare it gives the defaults
@@ -100,3 +107,6 @@ class ExportBackend:
     default: bool = False  # built by `compress export` unless told otherwise
     preflight: Callable[[], object] | None = None  # raises MissingDependency before any work (`compress export`)
     machine: Callable[[], Machine] | None = None  # for artifacts that need more than a CPU (the pipeline skips)
+    # files that travel with the artifact: its name with this suffix instead of the last one (an OpenVINO
+    # model.xml keeps its weights in model.bin); shipped, recorded and hashed together with it
+    companions: tuple[str, ...] = ()

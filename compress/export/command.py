@@ -1,9 +1,10 @@
-"""``compress export``: checkpoint -> model.onnx (+ model.int8.onnx, model.plan, ...), all checked.
+"""``compress export``: checkpoint -> model.onnx (+ model.int8.onnx, model.xml, model.plan, ...), all checked.
 
 Each backend's step (``compress.export.backends``) runs in table order; a backend that others are
 built from is built even when it is not shipped. Everything is written into a hidden staging folder
 inside ``out_dir`` and moved into place only when every step has succeeded, so a failure never leaves
-a half-finished set of artifacts that looks complete.
+a half-finished set of artifacts that looks complete. ``--target`` is the exception that proves it: there a
+candidate that fails is a row of the table ("not built: why"), and only the winners are shipped.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from compress.artifacts import ensure_writable_dir, new_temp_folder, sidecar_path
-from compress.errors import ConfigError
-from compress.export.backends import BACKENDS, with_sources
-from compress.export.base import ExportImages, ExportSource
+from compress.artifacts import atomic_write_text, ensure_writable_dir, new_temp_folder, write_json
+from compress.errors import ConfigError, ExportError
+from compress.export.backends import BACKENDS, artifact_files, with_sources
+from compress.export.base import ExportImages, ExportSource, StepResult
+from compress.export.target import TargetOptions, choose_target, gated_options, target_backends
 
 if TYPE_CHECKING:
     from compress.data import DataBundle, DataConfig
@@ -80,13 +82,48 @@ def _checked_options(build: Sequence[str], options: Mapping[str, Any] | None) ->
 
 
 def _ship(files: list[Path], out_dir: Path) -> dict[str, str]:
-    """Move artifacts into ``out_dir``: artifacts first, then their sidecars, so a sidecar never points at nothing."""
+    """Move artifacts into ``out_dir``, each with the files it needs (an IR's .bin) and last its sidecar, so a
+    sidecar never points at nothing."""
     paths = {}
     for path in files:
-        os.replace(path, out_dir / path.name)
-        os.replace(sidecar_path(path), sidecar_path(out_dir / path.name))
+        for part in artifact_files(path):
+            os.replace(part, out_dir / part.name)
         paths[path.name] = str(out_dir / path.name)
     return paths
+
+
+def _run_steps(order: list[str], source: ExportSource, chosen: Mapping[str, Any], staging: Path,
+               summary: dict[str, Any], tolerate: bool) -> tuple[dict[str, StepResult], dict[str, str]]:
+    """Every step, in table order: (results by backend, backend -> why it was not built). ``tolerate``: a
+    backend whose step fails (an accuracy gate it cannot meet, a graph it cannot convert) is recorded and what
+    is built from it skipped; the first backend, which all others are built from, must still succeed."""
+    results: dict[str, StepResult] = {}
+    failed: dict[str, str] = {}
+    for name in order:
+        backend = BACKENDS[name]
+        lost = [upstream for upstream in backend.built_from if upstream in failed]
+        if lost:
+            failed[name] = f"built from {lost[0]}, which was not built"
+            continue
+        try:
+            result = backend.step(source, chosen[name], staging)
+        except ExportError as exc:
+            if not tolerate or not backend.built_from:
+                raise
+            failed[name] = str(exc)
+            source.log(f"{name}: not built ({exc})")
+            continue
+        source.built[name] = staging / backend.artifact
+        summary.update(result.checks)
+        results[name] = result
+    return results, failed
+
+
+def _write_target(selection: Any, out_dir: Path) -> dict[str, str]:
+    """The target's table beside the models it chose: ``target.md`` to read, ``target.json`` to parse."""
+    atomic_write_text(out_dir / "target.md", selection.to_markdown())
+    write_json(out_dir / "target.json", selection.to_dict())
+    return {name: str(out_dir / name) for name in ("target.md", "target.json")}
 
 
 def export_command(
@@ -95,6 +132,7 @@ def export_command(
     build: Sequence[str] = ("onnx",),
     options: Mapping[str, Any] | None = None,
     *,
+    target: TargetOptions | None = None,
     data_dir: str | None = None,
     trust: bool = False,
     progress: bool = True,
@@ -103,10 +141,20 @@ def export_command(
     ``options`` (defaults where none are given) and ship their artifacts to ``out_dir``. Parity and
     calibration images come from the dataset the checkpoint was trained on (read from ``data_dir`` if given).
 
-    Returns a summary: the checkpoint, the dataset, each step's checks (``parity``, ``int8``) and the files."""
+    With ``target`` (``--target cpu``) ``build`` is not used: every backend that runs on this CPU is built,
+    all are measured side by side, and only the fastest within the accuracy gate at each batch size is
+    shipped, with the whole table in ``target.md`` / ``target.json`` (``compress.export.target``).
+
+    Returns a summary: the checkpoint, the dataset, each step's checks (``parity``, ``int8``, ...), the
+    target's selection when one was asked for, and the files."""
     from compress.data import load_data
     from compress.deployable import load_deployable
 
+    unavailable: dict[str, str] = {}
+    if target is not None:
+        target.validate()
+        build, unavailable = target_backends(target)
+        options = gated_options(options or {}, target)
     order, chosen = _checked_options(build, options)  # every option is checked before minutes of work start
 
     def say(message: str) -> None:
@@ -114,7 +162,7 @@ def export_command(
             print(message, file=sys.stderr, flush=True)
 
     module, pre, record = load_deployable(checkpoint, trust=trust)
-    needed = [chosen[name].images_needed() for name in order]
+    needed = [chosen[name].images_needed() for name in order] + ([target.images_needed()] if target else [])
     val, calibration = max(max(n[0] for n in needed), 1), max(max(n[1] for n in needed), 1)
     cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration)
     images = _LoadedImages(load_data(cfg), val, calibration)
@@ -124,18 +172,21 @@ def export_command(
     out_dir = ensure_writable_dir(out_dir)
     staging = new_temp_folder(out_dir, prefix=".export-")  # the umask's mode, as the files it holds
     try:
-        built: dict[str, Path] = {}
         source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
-                              images=images, built=built, options=chosen, cache_dir=out_dir, log=say)
-        shipped: list[Path] = []
-        for name in order:
-            backend = BACKENDS[name]
-            result = backend.step(source, chosen[name], staging)
-            built[name] = staging / backend.artifact
-            summary.update(result.checks)
-            if name in build:
-                shipped += result.artifacts
-        summary["files"] = _ship(shipped, out_dir)
+                              images=images, built={}, options=chosen, cache_dir=out_dir, log=say)
+        results, failed = _run_steps(order, source, chosen, staging, summary, tolerate=target is not None)
+        ship = [name for name in order if name in build]
+        if target is not None:
+            say(f"measuring {', '.join(results)} side by side ({target.threads} threads, batch "
+                f"{', '.join(map(str, target.batch_sizes))}) ...")
+            eval_images = images(target.eval_images, 0, pre.channels)
+            selection = choose_target(source.built, module, eval_images.val_x, eval_images.val_y, target,
+                                      {**unavailable, **failed})
+            summary["target"] = selection.to_dict()
+            ship = selection.shipped
+        summary["files"] = _ship([path for name in ship for path in results[name].artifacts], out_dir)
+        if target is not None:
+            summary["files"].update(_write_target(selection, out_dir))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary

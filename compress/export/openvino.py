@@ -27,6 +27,7 @@ import numpy as np
 
 from compress.artifacts import sha256_file, write_sidecar
 from compress.errors import ConfigError, ExportError, MissingDependency
+from compress.export.base import ExportSource, StepResult
 from compress.export.onnx import INPUT_NAME, ParityReport, check_parity, load_onnx
 
 WEIGHT_FORMATS = ("fp32", "fp16")
@@ -76,6 +77,41 @@ class OpenVinoOptions:
             raise ConfigError(f"unknown NNCF preset '{self.nncf_preset}': choose {' or '.join(NNCF_PRESETS)}")
         if not self.parity_atol > 0:
             raise ConfigError(f"parity_atol must be positive, got {self.parity_atol}")
+
+
+@dataclass(frozen=True)
+class OpenVinoIrOptions:
+    """The ``openvino`` backend's options: ``export: {openvino: ...}`` in a recipe (``--openvino``)."""
+
+    weights: str = "fp32"  # "fp32" or "fp16" (half the .bin; the CPU still computes in f32)
+    parity_images: int = 256  # validation images compared with PyTorch, as for the ONNX model
+    parity_atol: float = 1e-4
+
+    def validate(self) -> None:
+        OpenVinoOptions(weights=self.weights, parity_atol=self.parity_atol).validate()
+        if self.parity_images < 1:
+            raise ConfigError(f"parity_images must be at least 1, got {self.parity_images}")
+
+    def images_needed(self) -> tuple[int, int]:
+        return self.parity_images, 0
+
+
+def openvino_step(source: ExportSource, options: OpenVinoIrOptions, folder: Path) -> StepResult:
+    """``model.onnx`` -> ``model.xml`` + ``model.bin``, checked against PyTorch in f32 inference."""
+    import torch
+
+    onnx_path = source.upstream("onnx")
+    module, preprocessing = source.student()
+    images = source.images(options.parity_images, 0, preprocessing.channels)
+    source.log(f"converting to OpenVINO IR ({options.weights} weights) ...")
+    result = export_openvino(onnx_path, folder, OpenVinoOptions(weights=options.weights,
+                                                                 parity_atol=options.parity_atol),
+                             module=module, parity_images=torch.from_numpy(images.val_x))
+    assert result.parity is not None  # a module was given, so parity was checked (and passed)
+    source.log(f"openvino parity: {result.parity.summary()}")
+    return StepResult([result.files[options.weights]], {"openvino": result.parity.to_dict()},
+                      f"{FLOAT_FILE} ({options.weights} weights), parity: max |Δlogit| "
+                      f"{result.parity.max_abs_diff:.2g}, agreement {result.parity.top1_agreement:.2%}")
 
 
 @dataclass(frozen=True)
@@ -138,7 +174,7 @@ def _quiet_nncf(nncf: Any) -> Iterator[None]:
         nncf.set_log_level(previous)
 
 
-def _convert(onnx_path: Path) -> Any:
+def convert_onnx(onnx_path: Path) -> Any:
     """ONNX -> ov.Model, with our ``compress.*`` metadata copied into ``rt_info['compress']``."""
     ov = require_openvino()
     metadata = {p.key: p.value for p in load_onnx(onnx_path).metadata_props if p.key.startswith("compress.")}
@@ -152,18 +188,18 @@ def _convert(onnx_path: Path) -> Any:
     return model
 
 
-def _save_ir(model: Any, xml_path: Path, compress_to_fp16: bool) -> Path:
+def save_ir(model: Any, xml_path: Path, compress_to_fp16: bool) -> Path:
     require_openvino().save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return xml_path
 
 
-def _sidecar(xml_path: Path, kind: str, meta: dict[str, Any], inputs: dict[str, str]) -> None:
+def write_ir_sidecar(xml_path: Path, kind: str, meta: dict[str, Any], inputs: dict[str, str]) -> None:
     """The sidecar hashes the .xml; the weights live in the .bin, so it records that hash too."""
     weights = xml_path.with_suffix(".bin")
     write_sidecar(xml_path, kind, {**meta, "weights": {"file": weights.name, "sha256": sha256_file(weights)}}, inputs)
 
 
-def _publish(staged: Path, out_dir: Path) -> Path:
+def publish_ir(staged: Path, out_dir: Path) -> Path:
     """Move a staged IR into ``out_dir``: weights, then graph, then sidecar. A crash in between leaves
     files that disagree with their sidecar, which deploy refuses, never a pair that looks complete."""
     for suffix in (".bin", ".xml", ".xml.json"):
@@ -212,19 +248,19 @@ def _check_inputs(options: OpenVinoOptions, calibration: Any, int8_onnx: Any, mo
         require_nncf()
 
 
-def _build_int8(model: Any, stage: Path, options: OpenVinoOptions, calibration: np.ndarray | None,
+def build_int8_irs(model: Any, stage: Path, options: OpenVinoOptions, calibration: np.ndarray | None,
                 int8_onnx: str | os.PathLike[str] | None, onnx_hash: str) -> dict[str, Path]:
     built = {}
     if "nncf" in options.int8:
         assert calibration is not None
-        built["nncf"] = _save_ir(quantize_nncf(model, calibration, options), stage / INT8_FILES["nncf"], False)
-        _sidecar(built["nncf"], "openvino-int8", {"route": "nncf", "nncf_preset": options.nncf_preset,
+        built["nncf"] = save_ir(quantize_nncf(model, calibration, options), stage / INT8_FILES["nncf"], False)
+        write_ir_sidecar(built["nncf"], "openvino-int8", {"route": "nncf", "nncf_preset": options.nncf_preset,
                                                   "fast_bias_correction": options.fast_bias_correction,
                                                   "calibration_images": len(calibration)}, {"onnx": onnx_hash})
     if "qdq" in options.int8:
         assert int8_onnx is not None
-        built["qdq"] = _save_ir(_convert(Path(int8_onnx)), stage / INT8_FILES["qdq"], False)
-        _sidecar(built["qdq"], "openvino-int8", {"route": "qdq", "source": Path(int8_onnx).name},
+        built["qdq"] = save_ir(convert_onnx(Path(int8_onnx)), stage / INT8_FILES["qdq"], False)
+        write_ir_sidecar(built["qdq"], "openvino-int8", {"route": "qdq", "source": Path(int8_onnx).name},
                  {"onnx-int8": sha256_file(int8_onnx)})
     return built
 
@@ -252,18 +288,18 @@ def export_openvino(
     onnx_hash = sha256_file(onnx_path)
     with tempfile.TemporaryDirectory(prefix=".openvino-", dir=out_dir) as tmp:
         stage = Path(tmp)
-        model = _convert(onnx_path)
-        xml = _save_ir(model, stage / FLOAT_FILE, options.weights == "fp16")
+        model = convert_onnx(onnx_path)
+        xml = save_ir(model, stage / FLOAT_FILE, options.weights == "fp16")
         parity = _check_float_ir(module, xml, parity_images, options) if module is not None else None
-        _sidecar(xml, f"openvino-{options.weights}", {"source": onnx_path.name,
+        write_ir_sidecar(xml, f"openvino-{options.weights}", {"source": onnx_path.name,
                                                       "parity": parity.to_dict() if parity else None},
                  {"onnx": onnx_hash})
-        staged = {options.weights: xml, **_build_int8(model, stage, options, calibration, int8_onnx, onnx_hash)}
+        staged = {options.weights: xml, **build_int8_irs(model, stage, options, calibration, int8_onnx, onnx_hash)}
         agreement = {}
         if module is not None:
             for route in options.int8:
                 report = check_parity(module, staged[route], parity_images, raise_on_failure=False,
                                       session=_IrSession(compile_ir(staged[route], "f32")))
                 agreement[route] = report.top1_agreement
-        files = {name: _publish(path, out_dir) for name, path in staged.items()}
+        files = {name: publish_ir(path, out_dir) for name, path in staged.items()}
     return OpenVinoResult(files, parity, agreement)

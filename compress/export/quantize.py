@@ -18,7 +18,9 @@ Why the defaults are what they are (measured on the 2-core AVX-512 VNNI x86 box,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import os
 import tempfile
 from dataclasses import asdict, dataclass
@@ -29,8 +31,7 @@ import numpy as np
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
 from compress.errors import ConfigError, ExportError, MissingDependency
-from compress.export.base import ExportSource, StepResult
-from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, input_channels, load_onnx, ort_session, set_metadata
+from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session, set_metadata
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -61,40 +62,6 @@ class QuantConfig:
                 raise ConfigError(f"{name} must be int8 or uint8, got '{value}'")
         if self.quant_format not in ("qdq", "qoperator"):
             raise ConfigError(f"quant format must be qdq or qoperator, got '{self.quant_format}'")
-
-
-@dataclass
-class Int8Options:
-    """The INT8 backend's options: ``export: {int8: ...}`` in a recipe, ``--calibration``/``--calib-method``."""
-
-    calibration: int = 512  # training images used to calibrate the activation ranges
-    method: str = "minmax"  # minmax | entropy | percentile
-    eval_images: int = 2000  # validation images for the step's own fp32-vs-int8 check
-
-    def validate(self) -> None:
-        if self.calibration < 1:
-            raise ConfigError(f"calibration must be at least 1 image, got {self.calibration}")
-        if self.eval_images < 1:
-            raise ConfigError(f"eval_images must be at least 1, got {self.eval_images}")
-        QuantConfig(method=self.method).validate()
-
-    def images_needed(self) -> tuple[int, int]:
-        return self.eval_images, self.calibration
-
-
-def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepResult:
-    """``model.onnx`` -> ``model.int8.onnx`` (static INT8, QDQ), with its accuracy against the fp32 model."""
-    onnx_path = source.upstream("onnx")
-    images = source.images(options.eval_images, options.calibration, input_channels(onnx_path))
-    source.log(f"quantizing to INT8 ({options.method}, {len(images.calibration)} calibration images) ...")
-    path = quantize_int8(onnx_path, folder / "model.int8.onnx", images.calibration, QuantConfig(method=options.method))
-    # a quick latency look in the pipeline: its validate stage times every artifact properly, interleaved
-    timing: dict[str, Any] = {} if source.full_checks else {"batch_sizes": (1,), "rounds": 2}
-    report = compare_int8(onnx_path, path, images.val_x, images.val_y, **timing)
-    source.log(f"int8: top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%}, latency ratio "
-               + ", ".join(f"batch {b}: {v['int8_over_fp32']:.2f}x" for b, v in report.latency.items()))
-    return StepResult([path], {"int8": report.to_dict()}, f"model.int8.onnx, top-1 {report.int8_accuracy:.2%} vs "
-                      f"fp32 {report.fp32_accuracy:.2%} on {report.n} images")
 
 
 def _require_quantization() -> Any:
@@ -168,18 +135,20 @@ def quantize_int8(
                 model_in = onnx_path
                 print(f"note: quantization pre-processing skipped ({str(exc).splitlines()[0][:120]})")
         try:
-            q.quantize_static(
-                str(model_in), str(tmp), _ArrayReader(calibration, config.batch_size),
-                quant_format=q.QuantFormat.QDQ if config.quant_format == "qdq" else q.QuantFormat.QOperator,
-                per_channel=config.per_channel, reduce_range=config.reduce_range,
-                activation_type=qtype[config.activation_type], weight_type=qtype[config.weight_type],
-                calibrate_method=method,
-                calibration_providers=["CPUExecutionProvider"],
-                # signed weights default to symmetric already; activations only when asked (TensorRT)
-                extra_options={"ActivationSymmetric": config.symmetric,
-                               **({"WeightSymmetric": True} if config.symmetric else {})},
-                **_optional_arguments(q, nodes_to_exclude, calibration_cache),
-            )
+            # the entropy and percentile calibrators print their progress; an export command needs none of it
+            with contextlib.redirect_stdout(io.StringIO()):
+                q.quantize_static(
+                    str(model_in), str(tmp), _ArrayReader(calibration, config.batch_size),
+                    quant_format=q.QuantFormat.QDQ if config.quant_format == "qdq" else q.QuantFormat.QOperator,
+                    per_channel=config.per_channel, reduce_range=config.reduce_range,
+                    activation_type=qtype[config.activation_type], weight_type=qtype[config.weight_type],
+                    calibrate_method=method,
+                    calibration_providers=["CPUExecutionProvider"],
+                    # signed weights default to symmetric already; activations only when asked (TensorRT)
+                    extra_options={"ActivationSymmetric": config.symmetric,
+                                   **({"WeightSymmetric": True} if config.symmetric else {})},
+                    **_optional_arguments(q, nodes_to_exclude, calibration_cache),
+                )
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"INT8 quantization of '{onnx_path.name}' failed: {first[:200]}") from exc

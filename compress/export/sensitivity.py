@@ -27,6 +27,7 @@ import numpy as np
 
 from compress.artifacts import read_json, sidecar_path, write_json
 from compress.errors import ConfigError
+from compress.export.base import within_gate
 from compress.export.onnx import load_onnx, ort_session
 from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, onnx_predict, quantize_int8
 
@@ -95,7 +96,7 @@ class Int8Fallback:
 
     @property
     def passed(self) -> bool:
-        return self.drop_points <= self.max_drop_points
+        return within_gate(self.drop_points, self.max_drop_points)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "method": self.method, "fp32_accuracy": self.fp32_accuracy,
@@ -208,7 +209,7 @@ def quantize_with_fallback(
         config = replace(config, method=method)
         steps = [FallbackStep((), method_accuracy[method], evaluate.drop(method_accuracy[method]))]
         sensitivity: list[LayerSensitivity] = []
-        if steps[0].drop_points > options.max_drop_points and options.max_float_layers > 0:
+        if not within_gate(steps[0].drop_points, options.max_drop_points) and options.max_float_layers > 0:
             sensitivity = _measure_sensitivity(onnx_path, work, calibration, config, evaluate)
             for layer in sensitivity[:options.max_float_layers]:
                 keep = (*steps[-1].float_layers, layer.node)
@@ -216,9 +217,9 @@ def quantize_with_fallback(
                                           calibration_cache=work / f"{method}.calibration.json")
                 accuracy = evaluate(candidate)[0]
                 steps.append(FallbackStep(keep, accuracy, evaluate.drop(accuracy)))
-                if steps[-1].drop_points <= options.max_drop_points:
+                if within_gate(steps[-1].drop_points, options.max_drop_points):
                     break
-        passing = [i for i, s in enumerate(steps) if s.drop_points <= options.max_drop_points]
+        passing = [i for i, s in enumerate(steps) if within_gate(s.drop_points, options.max_drop_points)]
         chosen = passing[0] if passing else max(range(len(steps)), key=lambda i: steps[i].accuracy)
         quantize_int8(onnx_path, out_path, calibration, config, nodes_to_exclude=steps[chosen].float_layers,
                       calibration_cache=work / f"{method}.calibration.json")
@@ -227,3 +228,32 @@ def quantize_with_fallback(
     record = read_json(sidecar_path(out_path))
     write_json(sidecar_path(out_path), {**record, "accuracy_fallback": result.to_dict()})
     return result
+
+
+def float_layers_latency(onnx_path: str | os.PathLike[str], result: Int8Fallback, calibration: np.ndarray,
+                         images: np.ndarray, config: QuantConfig = QuantConfig(), *, threads: int = 2,
+                         batch_sizes: tuple[int, ...] = (1, 32), rounds: int = 6) -> dict[str, dict[str, float]]:
+    """What keeping ``result.float_layers`` in float costs: the chosen model against the all-INT8 one (same
+    calibration method), timed in interleaved blocks at each batch size. Recorded in the model's sidecar
+    under ``accuracy_fallback.latency_cost``; ``{}`` when no layer stayed in float."""
+    from compress.export.onnx import INPUT_NAME
+    from compress.export.timing import interleaved, ratio
+
+    if not result.float_layers:
+        return {}
+    config = replace(config, method=result.method)
+    cost: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="compress-int8-cost-") as tmp:
+        plain = quantize_int8(onnx_path, Path(tmp) / "all-int8.onnx", calibration, config)
+        sessions = {"all_int8": ort_session(plain, threads), "float_layers": ort_session(result.path, threads)}
+        for batch in batch_sizes:
+            feeds = {INPUT_NAME: np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), np.float32)}
+            stats, rounds_p50 = interleaved({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
+                                            batch, rounds=rounds, block_s=0.2, threads=threads)
+            cost[str(batch)] = {"all_int8_p50_ms": round(stats["all_int8"].p50_ms, 4),
+                                "float_layers_p50_ms": round(stats["float_layers"].p50_ms, 4),
+                                "ratio": round(ratio(rounds_p50, "float_layers", "all_int8"), 4)}
+    record = read_json(sidecar_path(result.path))
+    record["accuracy_fallback"] = {**record.get("accuracy_fallback", {}), "latency_cost": cost}
+    write_json(sidecar_path(result.path), record)
+    return cost

@@ -55,10 +55,13 @@ def interleaved(
     pause_s: float = 0.05,
     warmup: int = 3,
     threads: int | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[dict[str, LatencyStats], dict[str, list[float]]]:
     """Time each zero-argument callable in alternating blocks; returns stats and each variant's
     per-round p50 (seconds), from which ``ratio`` gives drift-robust comparisons. ``threads`` is only
-    recorded in the stats (the callables own their thread pools)."""
+    recorded in the stats (the callables own their thread pools); ``timer`` and ``sleep`` are the clock
+    (a test's fake one makes the timings exact)."""
     names = list(variants)
     for fn in variants.values():
         for _ in range(warmup):
@@ -69,16 +72,16 @@ def interleaved(
         # alternate the order too, so no variant always runs right after the pause
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
-            fn, block, deadline = variants[name], [], time.perf_counter() + block_s
+            fn, block, deadline = variants[name], [], timer() + block_s
             while True:
-                t0 = time.perf_counter()
+                t0 = timer()
                 fn()
-                block.append(time.perf_counter() - t0)
-                if time.perf_counter() >= deadline and len(block) >= 2:
+                block.append(timer() - t0)
+                if timer() >= deadline and len(block) >= 2:
                     break
             samples[name].extend(block)
             round_p50[name].append(float(np.median(block)))
-            time.sleep(pause_s)
+            sleep(pause_s)
     return {name: latency_stats(samples[name], batch, threads) for name in names}, round_p50
 
 

@@ -5,6 +5,7 @@ holding that backend's own typed options; ``validate`` names the artifacts it me
 backends, with "student" (the fp32 PyTorch model) as the reference.
 
     export: {onnx: {exporter: dynamo}, int8: {calibration: 512}}
+    export: {target: cpu}   # every CPU backend installed here, the fastest within the gate chosen
     validate: {val_limit: 2000, gates: {onnx: {min_agreement: 99.9}}}
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, built_from_message
+from compress.export.target import TargetOptions, gated_options, target_backends
 from compress.pipeline.fields import checked, convert, join, mapping, plain, read_fields, unknown_keys
 from compress.validate.gates import Gates, parse_gates
 
@@ -28,6 +30,7 @@ class ExportSpec:
     """What the recipe exports: backend name -> that backend's options, for the backends it builds."""
 
     options: dict[str, Any] = field(default_factory=dict)
+    target: TargetOptions | None = None  # `target: cpu`: every CPU backend built, the fastest chosen (target stage)
 
     def of(self, backend: str) -> Any | None:
         """The options of ``backend``, or None when the recipe does not build it."""
@@ -36,7 +39,10 @@ class ExportSpec:
     @classmethod
     def parse(cls, raw: Any, path: str) -> "ExportSpec":
         data = mapping(raw, path)
-        unknown_keys(data, list(BACKENDS), path)
+        unknown_keys(data, [*BACKENDS, "target"], path)
+        target = _target(data.pop("target", None), join(path, "target"))
+        if target is not None:  # every backend the target can choose from, with defaults where not given
+            data = {**{name: {} for name in target_backends(target)[0]}, **data}
         options: dict[str, Any] = {}
         for name, backend in BACKENDS.items():
             if name not in data or data[name] is False:
@@ -50,10 +56,22 @@ class ExportSpec:
             missing = [source for source in BACKENDS[name].built_from if source not in options]
             if missing:
                 raise ConfigError(f"{path}: {built_from_message(missing[0])}")
-        return cls(options)
+        if target is not None:
+            options = {name: value for name, value in gated_options(options, target).items() if name in options}
+        return cls(options, target)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: plain(self.options.get(name)) for name in BACKENDS}
+        return {**{name: plain(self.options.get(name)) for name in BACKENDS}, "target": plain(self.target)}
+
+
+def _target(raw: Any, path: str) -> TargetOptions | None:
+    """``target: cpu``, or a mapping of ``TargetOptions`` fields (``{device: cpu, batch_sizes: [1, 32]}``)."""
+    if raw is None or raw is False:
+        return None
+    given = {"device": raw} if isinstance(raw, str) else read_fields(TargetOptions, mapping(raw, path), path)
+    target = TargetOptions(**given)
+    checked(path, target.validate)
+    return target
 
 
 @dataclass

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from compress.artifacts import ensure_writable_dir, read_json, sha256_file, sidecar_path, write_json
+from compress.artifacts import atomic_write_text, ensure_writable_dir, read_json, sha256_file, sidecar_path, write_json
 from compress.errors import DeviceError, MissingDependency
-from compress.export.backends import BACKENDS
+from compress.export.backends import BACKENDS, artifact_files, artifact_sha256
 from compress.export.base import ExportBackend, ExportImages, ExportSource
 from compress.pipeline.context import RunContext, SkipStage, StageDone
 from compress.pipeline.distill_table import last_top1, report_rows
@@ -182,11 +182,48 @@ def _export_run(backend: ExportBackend, run: RunContext) -> StageDone:
         if backend.machine is None:
             raise
         raise SkipStage(str(exc)) from None  # e.g. a TensorRT that cannot use this GPU
-    outputs = [path for artifact in result.artifacts for path in (artifact, sidecar_path(artifact))]
+    outputs = [path for artifact in result.artifacts for path in artifact_files(artifact)]
     for name, check in result.checks.items():
         write_json(folder / f"{name}.json", check)
         outputs.append(folder / f"{name}.json")
     return StageDone(outputs, {}, result.summary)
+
+
+# ---------------------------------------------------------------------------------------------- target
+
+def _target_inputs(run: RunContext) -> dict[str, Any]:
+    target = run.spec.export.target
+    if target is None:
+        return {"target": None}
+    return {"target": plain(target), "data": run.spec.data_dict(), "student": sha256_file(_student(run)),
+            "built": {name: run.upstream(BACKENDS[name].stage) for name in run.spec.export.options}}
+
+
+def _target_run(run: RunContext) -> StageDone:
+    """The export stages' CPU artifacts measured side by side; the winner per batch size, and the table."""
+    from compress.export.target import choose_target
+
+    target = run.spec.export.target
+    if target is None:
+        raise SkipStage("not in the recipe")
+    files, not_built = {}, {}
+    for name in run.spec.export.options:
+        backend = BACKENDS[name]
+        if not backend.cpu_threads:
+            continue
+        record = run.records[backend.stage]
+        if record["status"] == "skipped":
+            not_built[name] = record["reason"]
+        else:
+            files[name] = run.output_of(backend.stage, backend.artifact)
+    module, preprocessing = _load_student(run)
+    images = _export_images(run, target.eval_images, 0, preprocessing.channels)
+    selection = choose_target(files, module, images.val_x, images.val_y, target, not_built)
+    folder = ensure_writable_dir(run.stage_dir("target"))
+    atomic_write_text(folder / "target.md", selection.to_markdown())
+    write_json(folder / "target.json", selection.to_dict())
+    picks = ", ".join(f"batch {pick.batch}: {pick.name}" for pick in selection.picks)
+    return StageDone([folder / "target.md", folder / "target.json"], {"shipped": selection.shipped}, picks)
 
 
 # ---------------------------------------------------------------------------------------------- validate
@@ -211,7 +248,7 @@ def _validate_inputs(run: RunContext) -> dict[str, Any]:
     settings = run.spec.validation.to_dict()
     settings.pop("gates")  # judged from the measurements by the report stage: a new threshold re-measures nothing
     return {"validate": settings, "data": run.spec.data_dict(),
-            "artifacts": {name: sha256_file(path) for name, path in paths.items()}, "skipped": skipped}
+            "artifacts": {name: artifact_sha256(path) for name, path in paths.items()}, "skipped": skipped}
 
 
 def _validate_run(run: RunContext) -> StageDone:
@@ -283,6 +320,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("teacher", _teacher_inputs, _teacher_run),
     Stage("distill", _distill_inputs, _distill_run),
     *(_export_stage(backend) for backend in BACKENDS.values()),
+    Stage("target", _target_inputs, _target_run),
     Stage("validate", _validate_inputs, _validate_run),
     Stage("report", _report_inputs, _report_run),
 )

@@ -1,9 +1,9 @@
-"""Backends: one small interface over PyTorch eager, ONNX Runtime and TensorRT.
+"""Backends: one small interface over PyTorch eager, ONNX Runtime, OpenVINO and TensorRT.
 
 Validation only ever calls ``predict_logits`` (preprocessed float32 NCHW batch -> logits as numpy) and
-``set_threads``. ONNX models and TensorRT engines run through ``deploy.load`` (the torch-free runtime
-that ships to the edge box), so what we validate is exactly what is deployed; no second runtime lives
-here. ``open_backend`` picks the backend from the file type.
+``set_threads``. ONNX models, OpenVINO IRs and TensorRT engines run through ``deploy.load`` (the torch-free
+runtime that ships to the edge box), so what we validate is exactly what is deployed; no second runtime
+lives here. ``open_backend`` picks the backend from the file type.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from compress.artifacts import sidecar_path
 from compress.errors import CheckpointError, ConfigError, DeviceError, MissingDependency
-from compress.export.backends import all_suffixes, backend_for_file
+from compress.export.backends import all_suffixes, artifact_files, backend_for_file
 from compress.record import resolve_checkpoint
 
 TORCH_SUFFIXES = (".safetensors",)
@@ -35,7 +35,7 @@ class StageSkipped(Exception):
 @runtime_checkable
 class Backend(Protocol):
     name: str  # the stage name, e.g. "student", "onnx_int8"
-    engine: str  # "pytorch" | "onnxruntime" | "tensorrt"
+    engine: str  # "pytorch", or the export backend's engine: "onnxruntime" | "openvino" | "tensorrt"
     uses_threads: bool  # False for GPU backends: thread counts do not apply
     max_batch: int | None  # largest batch one call takes (TensorRT profiles), None = any
     min_batch: int | None  # smallest batch the backend accepts, None = 1
@@ -91,9 +91,9 @@ def deploy_load(path: str | os.PathLike[str], *, provider: str = "cpu", threads:
 
 
 class RuntimeBackend:
-    """An ONNX model (ONNX Runtime, any provider) or TensorRT engine, through ``deploy.load``.
+    """An ONNX model (ONNX Runtime, any provider), OpenVINO IR or TensorRT engine, through ``deploy.load``.
 
-    ONNX Runtime fixes its intra-op thread count when the session is created, so one runner per thread
+    ONNX Runtime and OpenVINO fix their thread count when the session (compiled model) is created, so one runner per thread
     count is opened lazily and kept.
     """
 
@@ -127,7 +127,7 @@ class ArtifactInfo:
     """What a report says about the file itself."""
 
     path: str
-    kind: str  # "checkpoint", or the engine that runs it ("onnxruntime", "tensorrt"): see artifact_kind
+    kind: str  # "checkpoint", or the engine that runs it ("onnxruntime", "openvino", "tensorrt"): see artifact_kind
     size_bytes: int
     parameters: int | None
     sidecar: dict[str, Any] = field(default_factory=dict)
@@ -179,7 +179,9 @@ def describe_artifact(path: Path, kind: str, module: torch.nn.Module | None = No
     if kind == "onnxruntime":
         size, params = _onnx_size_and_parameters(path)
         return ArtifactInfo(str(path), kind, size, sidecar.get("parameters", params), sidecar)
-    return ArtifactInfo(str(path), kind, path.stat().st_size, sidecar.get("parameters"), sidecar)
+    # an OpenVINO IR's size is its .xml and the weights .bin beside it (the table's companions)
+    size = sum(part.stat().st_size for part in artifact_files(path)[:-1] if part.is_file())
+    return ArtifactInfo(str(path), kind, size, sidecar.get("parameters"), sidecar)
 
 
 def _check_gpu_runtime(what: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,8 @@ from torch import nn
 
 from compress.data import DataConfig, load_data
 from compress.data.preprocessing import Preprocessing
+
+OUTLIER_SCALE = 1000.0
 
 
 class TinyCNN(nn.Module):
@@ -88,3 +92,41 @@ def _calibrate_bn(model: nn.Module, images: torch.Tensor) -> nn.Module:
 @pytest.fixture(scope="session")
 def calibrate_bn() -> Any:
     return _calibrate_bn
+
+
+@pytest.fixture(scope="session")
+def outlier_onnx(tmp_path_factory, trained_tiny, preprocessing) -> Path:
+    """The trained tiny CNN with its first conv's channel 0 scaled up 1000x after the ReLU and the next
+    conv's matching input weights scaled down 1000x: the same function in float (ReLU and max-pool
+    commute with a positive scale), but channel 0 now sets the whole tensor's INT8 range, so every
+    other channel rounds to zero (the outlier-channel failure of per-tensor activation quantization)."""
+    from compress.export.onnx import export_onnx
+
+    model = copy.deepcopy(trained_tiny)
+    bn, conv2 = model.net[1], model.net[4]
+    with torch.no_grad():
+        bn.weight[0] *= OUTLIER_SCALE
+        bn.bias[0] *= OUTLIER_SCALE
+        conv2.weight[:, 0] /= OUTLIER_SCALE
+    return export_onnx(model, preprocessing, tmp_path_factory.mktemp("outlier") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, fmnist, preprocessing) -> Path:
+    """A deployable resnet8 after one pass over 6000 images (~50 % top-1, ~10 s on one core): a model whose
+    predictions mean something, for exports that compare accuracies."""
+    from compress.deployable import save_deployable
+    from compress.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=1, image_size=28)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    model.train()
+    for x, y in fmnist.train:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("trained") / "model.safetensors"
+    save_deployable(path, model.eval(), preprocessing, meta={"data": {"name": "fashion-mnist"}})
+    return path

@@ -10,7 +10,7 @@ from compress.deployable import save_deployable
 from compress.errors import ConfigError, MissingDependency
 from compress.export.command import export_command
 from compress.export.onnx import OnnxOptions
-from compress.export.quantize import Int8Options
+from compress.export.int8 import Int8Options
 from compress.export.tensorrt import TensorRTOptions
 from compress.models import create_model
 
@@ -73,14 +73,32 @@ def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("build, options, message", [
-    ([], {}, "nothing to export: pass --onnx, --int8 and/or --trt"),
+    ([], {}, "nothing to export: pass --onnx, --int8, --openvino, --openvino-int8 and/or --trt"),
     (["tensorrt"], {"tensorrt": TensorRTOptions(batch=(32, 8, 1))}, "min <= opt <= max"),
     (["int8"], {"int8": Int8Options(method="kl")}, "unknown calibration method 'kl'"),
     (["onnx"], {"onnx": OnnxOptions(exporter="jit")}, "unknown exporter 'jit'"),
     (["int8"], {"int8": Int8Options(calibration=0)}, "calibration must be at least 1 image, got 0"),
-    (["openvino"], {}, "unknown export backend 'openvino': choose from onnx, int8, tensorrt"),
+    (["tflite"], {}, "unknown export backend 'tflite': choose from onnx, int8, openvino, openvino_int8, tensorrt"),
 ])
 def test_bad_options_fail_before_any_work(checkpoint, tmp_path, build, options, message):
     with pytest.raises(ConfigError, match=message):
         export_command(checkpoint, tmp_path / "out", build, options, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_openvino_ships_the_ir_with_its_weights(checkpoint, tmp_path, capsys):
+    """`--openvino --no-onnx`: the IR is built from an ONNX model that is checked but not shipped."""
+    pytest.importorskip("openvino")
+    import json
+
+    import deploy
+    from compress.cli import main
+
+    out = tmp_path / "out"
+    main(["export", str(checkpoint), "--no-onnx", "--openvino", "--out", str(out)])
+    assert json.loads(capsys.readouterr().out) == {"model.xml": str(out / "model.xml")}
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml", "model.xml.json"]
+    record = read_sidecar(out / "model.xml")
+    assert record["parity"]["ok"] and record["parity"]["n"] == 256
+    x = torch.zeros(2, 1, 28, 28).numpy()
+    assert deploy.load(out / "model.xml").predict_logits(x).shape == (2, 10)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-import torch
 
 from compress.artifacts import read_sidecar
 from compress.errors import ConfigError
@@ -13,27 +10,10 @@ from compress.export.onnx import export_onnx, ort_session, read_metadata
 from compress.export.quantize import onnx_predict, quantize_int8
 from compress.export.sensitivity import FallbackOptions, quantize_with_fallback, quantized_layers
 
-OUTLIER_SCALE = 1000.0
-
 
 @pytest.fixture(scope="module")
 def held_out(val_images):
     return val_images[0][:500].numpy(), val_images[1][:500].numpy()
-
-
-@pytest.fixture(scope="module")
-def outlier_onnx(tmp_path_factory, trained_tiny, preprocessing):
-    """The trained tiny CNN with its first conv's channel 0 scaled up 1000x after the ReLU and the next
-    conv's matching input weights scaled down 1000x: the same function in float (ReLU and max-pool
-    commute with a positive scale), but channel 0 now sets the whole tensor's INT8 range, so every
-    other channel rounds to zero (the outlier-channel failure of per-tensor activation quantization)."""
-    model = copy.deepcopy(trained_tiny)
-    bn, conv2 = model.net[1], model.net[4]
-    with torch.no_grad():
-        bn.weight[0] *= OUTLIER_SCALE
-        bn.bias[0] *= OUTLIER_SCALE
-        conv2.weight[:, 0] /= OUTLIER_SCALE
-    return export_onnx(model, preprocessing, tmp_path_factory.mktemp("outlier") / "model.onnx")
 
 
 def _top1(path, images, labels):

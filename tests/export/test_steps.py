@@ -10,7 +10,7 @@ from compress.artifacts import read_sidecar
 from compress.errors import ConfigError
 from compress.export.base import ExportImages, ExportSource
 from compress.export.onnx import OnnxOptions, onnx_step
-from compress.export.quantize import Int8Options, int8_step
+from compress.export.int8 import Int8Options, int8_step
 
 
 @pytest.fixture

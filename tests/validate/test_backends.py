@@ -17,6 +17,7 @@ def test_artifact_kinds(tmp_path):
     assert artifact_kind(tmp_path / "a.int8.onnx") == "onnxruntime"
     assert artifact_kind(tmp_path / "a.plan") == "tensorrt"
     assert artifact_kind(tmp_path / "a.trt") == "tensorrt"
+    assert artifact_kind(tmp_path / "model.xml") == artifact_kind(tmp_path / "model.int8.xml") == "openvino"
     with pytest.raises(ConfigError, match=r"cannot validate '.*a\.pt': expected a \.safetensors"):
         artifact_kind(tmp_path / "a.pt")
 
@@ -33,6 +34,30 @@ def test_open_checkpoint_and_onnx(tiny_artifacts):
     onnx_backend.set_threads(1)
     assert onnx_backend.predict_logits(x).shape == (3, 10)
     assert set(onnx_backend._runners) == {None, 1}  # one session per thread count
+
+
+def test_open_openvino_ir_through_deploy(tiny_artifacts, tmp_path):
+    """An IR is validated with the runner that deploys it, on CPU threads, and its size counts its weights."""
+    pytest.importorskip("openvino")
+    from compress.export.openvino import export_openvino
+
+    xml = export_openvino(tiny_artifacts["onnx"], tmp_path).files["fp32"]
+    backend, info, pre = open_backend("openvino", xml)
+    assert isinstance(backend, RuntimeBackend) and backend.engine == "openvino" and backend.uses_threads
+    assert type(backend.runner).__name__ == "OpenVinoRunner" and pre["channels"] == 1
+    assert info.kind == "openvino"
+    assert info.size_bytes == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+    onnx_backend = open_backend("onnx", tiny_artifacts["onnx"])[0]
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(backend.predict_logits(x), onnx_backend.predict_logits(x), atol=1e-4)
+    backend.set_threads(1)
+    assert backend._runners[1].compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    # timed in the same interleaved run as the ONNX model, at each thread count
+    from compress.validate.latency import LatencyConfig, benchmark
+
+    timings = benchmark([onnx_backend, backend], (1, 28, 28), LatencyConfig(batch_sizes=(1,), threads=(1,), runs=6,
+                                                                            blocks=2, warmup=1, pause_s=0))
+    assert [(s.batch_size, s.threads, s.runs) for s in timings["openvino"]] == [(1, 1, 6)]
 
 
 def test_corrupt_onnx_is_a_clear_error(tmp_path):
