@@ -7,7 +7,6 @@ output folder as it was.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,12 +17,15 @@ from compress.data import DataBundle, DataConfig, load_data
 from compress.distill import METHODS, DistillConfig, build_method, deployed_cost, format_cost
 from compress.distill.base import Supervised
 from compress.errors import ConfigError
+from compress.logs import get_logger
 from compress.models import MODELS, ClassifierModel, build_model, make_spec
 from compress.models.weights import load_weights
 from compress.parallel import DistContext
 from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
 from compress.train import FitResult, TrainConfig, evaluate, fit
 from compress.train_config import resolve_device, seed_everything
+
+logger = get_logger(__name__)
 
 
 def check_output_path(out: Path) -> None:
@@ -131,7 +133,7 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
                 log: Callable[[str], None] | None = None) -> FitResult:
     """Distil ``student_name`` from ``teachers`` with ``distill_cfg.method``; writes the deployable student."""
     dist = dist or DistContext.single()
-    log = dist.main_only(log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    log = dist.main_only(log or logger.info)
     MODELS.canonical(student_name)
     needs_teachers = METHODS.get(distill_cfg.method).needs_teachers
     if needs_teachers and not teachers:

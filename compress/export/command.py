@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,9 @@ from compress.artifacts import ensure_writable_dir, sidecar_path
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, with_sources
 from compress.export.base import ExportImages, ExportSource
+from compress.logs import get_logger
+
+logger = get_logger(__name__)
 
 if TYPE_CHECKING:
     from compress.data import DataBundle, DataConfig
@@ -112,7 +114,7 @@ def export_command(
 
     def say(message: str) -> None:
         if progress:
-            print(message, file=sys.stderr, flush=True)
+            logger.info(message)
 
     module, pre, record = load_deployable(checkpoint, trust=trust)
     needed = [chosen[name].images_needed() for name in order]
