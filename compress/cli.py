@@ -56,6 +56,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def common_options(
+    ctx: typer.Context,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False, help="Also debug lines on stderr."),
     quiet: int = typer.Option(0, "--quiet", "-q", count=True, show_default=False,
                               help="Only warnings and errors on stderr, no progress bars; -qq: errors only."),
@@ -69,7 +70,9 @@ def common_options(
         logs.configure(logs.level_for(verbose, quiet), log_file)
     except OSError as exc:
         raise UsageError(f"--log-file: cannot write '{log_file}' ({exc.strerror}): choose a writable path") from None
-    logger.debug("compress %s", " ".join(sys.argv[1:]))
+    from compress import __version__
+
+    logger.debug(f"compress {__version__}, command {ctx.invoked_subcommand}, Python {sys.version.split()[0]}")
 
 
 def _progress(wanted: bool) -> bool:
@@ -85,7 +88,7 @@ SUMMARY_HELP = "Append the gates as a GitHub-flavoured Markdown table to FILE, e
 def _publish(suite: str, gates: list[GateResult], junit: Optional[Path], summary: Optional[Path]) -> None:
     from compress.validate import publish_gates
 
-    publish_gates({suite: gates}, junit, summary)
+    publish_gates({suite: gates}, junit, summary, name=f"{suite} (compress gates)")
     for path in (junit, summary):
         if path is not None:
             logger.info(f"gates: {path}")
@@ -422,7 +425,7 @@ def validate(
                                 providers={n: provider for n in names if n != "pytorch"},
                                 measure_latency=not no_latency, baseline=stored)
     report = write_report(result, out).markdown if out is not None else None
-    _publish("compress validate", result.gates, junit, summary)
+    _publish("validate", result.gates, junit, summary)
     if json_output:
         typer.echo(json.dumps({**result.to_dict(), "report": str(report) if report else None}, indent=2))
     else:
@@ -512,9 +515,11 @@ def main(argv: Optional[list[str]] = None) -> None:
             sys.exit(0)
         command = _command(args)
         where = f"compress {command} --help" if command else "compress --help"
-        logger.error(f"{exc.format_message()} (see `{where}`)")
+        one_line = " ".join(exc.format_message().split())  # click lists choices on lines of their own
+        logger.error(f"{one_line} (see `{where}`)")
         code = exc.exit_code
-    sys.exit(code if isinstance(code, int) else 0)
+    if isinstance(code, int) and code != 0:  # success returns, as a console script's entry point may
+        sys.exit(code)
 
 
 if __name__ == "__main__":

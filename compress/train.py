@@ -125,8 +125,8 @@ def _interrupted(out: Path, epochs: int) -> Interrupted:
     saved = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.exists() else 0
     if not saved or not (out / STATE_FILE).exists():
         return Interrupted(f"training in '{out}' stopped before its first epoch was saved")
-    return Interrupted(f"training in '{out}' stopped in epoch {saved + 1} of {epochs}; epochs 1-{saved} are saved",
-                       resumable=True)
+    kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+    return Interrupted(f"training in '{out}' stopped in epoch {saved + 1} of {epochs}; {kept}", resumable=True)
 
 
 def _check_output(out: Path, data: DataBundle, resume: bool, dist: DistContext) -> None:
