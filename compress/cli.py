@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from compress import logs
 from compress.errors import EXIT_CODES, CompressError, Interrupted, UsageError
@@ -34,7 +35,24 @@ if TYPE_CHECKING:
 logger = logs.get_logger(__name__)
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 
+class _Interrupt(Exception):
+    """Carries Ctrl-C from a command to ``main``; typer would turn a ``KeyboardInterrupt`` into a bare 130."""
+
+    def __init__(self, stop: KeyboardInterrupt) -> None:
+        super().__init__(str(stop))
+        self.stop = stop
+
+
+class _Commands(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            raise _Interrupt(stop) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="compress",
     help="Distil image classifiers (ATSC, SimKD, KD), export them to ONNX / TensorRT, and validate accuracy "
          "and latency at every stage. Start with `compress list models` or `compress train-teacher --help`. "
@@ -479,12 +497,12 @@ def _command(args: list[str]) -> str:
     return ""
 
 
-def _interrupted(command: str, stop: Interrupted | None) -> str:
+def _interrupted(command: str, stop: BaseException | None) -> str:
     """One line: what Ctrl-C stopped, and how to go on from there."""
-    what = str(stop) if stop is not None else f"compress {command} stopped".rstrip()
+    what = str(stop) if isinstance(stop, Interrupted) else f"compress {command} stopped".replace("  ", " ")
     if command == "run":
         how = "run the same command again: finished stages are kept and training continues from its last saved epoch"
-    elif stop is not None and stop.resumable:
+    elif isinstance(stop, Interrupted) and stop.resumable:
         how = "continue from the last saved epoch with the same command and --resume"
     else:
         how = "run the same command again"
@@ -496,17 +514,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     logs.configure()  # the defaults until the common options are read: a usage error is logged like any other
     try:
-        # typer turns Ctrl-C outside our own handling into a returned 130, --help and --version into 0
+        # typer returns 0 after --help and --version, and 130 for a Ctrl-C while it parses the command line
         code = app(args=args, prog_name="compress", standalone_mode=False)
         if code == 130:
             logger.error(_interrupted(_command(args), None))
-    except Interrupted as stop:
-        logger.error(_interrupted(_command(args), stop))
-        code = stop.exit_code
+    except _Interrupt as interrupt:  # Ctrl-C in a command
+        logger.error(_interrupted(_command(args), interrupt.stop))
+        code = 130
     except CompressError as exc:
         logger.error(str(exc))
         code = exc.exit_code
-    except KeyboardInterrupt:  # before typer took over (while importing)
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C before typer took over (while importing), or an aborted prompt
         logger.error(_interrupted(_command(args), None))
         code = 130
     except typer.TyperException as exc:  # typer's usage errors (it vendors click): exit 2 like click

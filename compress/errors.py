@@ -1,5 +1,6 @@
 """Errors a user can act on. The CLI prints ``str(error)`` as one line and exits with the error's
-``exit_code``: 1 the run failed, 2 a usage error, 3 a gate failed, 130 interrupted (see ``EXIT_CODES``).
+``exit_code``: 1 the run failed, 2 a usage error, 3 a gate failed (see ``EXIT_CODES``); 130 after Ctrl-C
+(``Interrupted``).
 
 Every message says what was wrong and how to fix it. Anything that is not a
 ``CompressError`` is a bug and keeps its traceback.
@@ -78,9 +79,10 @@ class GateFailed(CompressError):
     exit_code = 3
 
 
-class Interrupted(CompressError):
+class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped the work; the message says what was kept. ``resumable``: a saved training
-    state lets ``--resume`` continue from the last completed epoch."""
+    state lets ``--resume`` continue from the last completed epoch. Still a ``KeyboardInterrupt`` (not a
+    ``CompressError``), so that code catching ``Exception`` lets it through, as it would Ctrl-C."""
 
     exit_code = 130
 

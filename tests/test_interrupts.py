@@ -124,3 +124,17 @@ def test_ctrl_c_during_export_exits_130_and_leaves_no_model(fmnist_available: Pa
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "error: interrupted: compress export stopped; run the same command again"
     assert not [p.name for p in out.iterdir() if not p.name.startswith(".")]  # nothing half-built in sight
+
+
+def test_ctrl_c_anywhere_in_a_command_is_130_and_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from compress import cli
+
+    def interrupted(what: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_listing", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["-q", "list", "models"])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted: compress list stopped; run the same command again\n"

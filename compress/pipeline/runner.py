@@ -82,9 +82,9 @@ def _run_stage(run: RunContext, index: int, stage: Stage, mode: str) -> StageOut
         status, reason = "done", ""
     except SkipStage as skip:
         done, status, reason = StageDone([]), "skipped", str(skip)
-    except (KeyboardInterrupt, Interrupted) as stop:  # Ctrl-C: say where; finished stages and epochs are kept
+    except KeyboardInterrupt as stop:  # Ctrl-C: say where; finished stages and saved epochs are kept
         detail = f": {stop}" if isinstance(stop, Interrupted) else ""
-        raise Interrupted(f"stage {stage.name} of '{run.run_dir}' was interrupted{detail}") from None
+        raise Interrupted(f"stage {stage.name} of '{run.run_dir}' was interrupted{detail}", resumable=True) from None
     wall = time.perf_counter() - started
     record = {"stage": stage.name, "status": status, "reason": reason, "inputs_sha256": key, "inputs": plain(inputs),
               "outputs": run.hashes(done.outputs), "info": done.info, "summary": done.summary,
