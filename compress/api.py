@@ -130,9 +130,11 @@ def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequenc
 def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist", reference: str | None = None,
              *, batch_sizes: Sequence[int] = (1, 32), threads: Sequence[int] = (2,), duration_s: float = 2.0,
              gates: Any = None, trust: bool = False, providers: Mapping[str, str] | None = None,
-             measure_latency: bool = True, model_factory: Factories = None, **data_settings: Any) -> ValidationResult:
+             measure_latency: bool = True, model_factory: Factories = None, baseline: ValidationResult | None = None,
+             **data_settings: Any) -> ValidationResult:
     """Accuracy, agreement with ``reference`` (default: the first artifact) and latency of ``artifacts``
-    (stage name -> checkpoint / ONNX / engine path), with optional ``gates`` (a ``GateSpec``). Returns the
+    (stage name -> checkpoint / ONNX / engine path), with optional ``gates`` (a ``GateSpec``; the baseline
+    gates compare with ``baseline``, an earlier ``ValidationResult``). Returns the
     ``ValidationResult``; ``compress.validate.check_gates(result.gates)`` raises on a failed gate."""
     from compress.validate import validate_artifacts
 
@@ -142,7 +144,7 @@ def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist
     with allow_factories(_factories(model_factory)):
         return validate_artifacts(names, _data_config(data, data_settings), reference or next(iter(names)),
                                   tuple(batch_sizes), tuple(threads), duration_s, gates, trust,
-                                  providers=providers, measure_latency=measure_latency)
+                                  providers=providers, measure_latency=measure_latency, baseline=baseline)
 
 
 __all__ = ["distill", "export", "model", "validate"]

@@ -1,21 +1,28 @@
 """The command line. The only module that imports typer; each command is one library call.
 
-User mistakes raise ``CompressError``; ``main`` prints them as one line and exits 1. Click's own
-usage errors (missing option, value of the wrong type) are turned into the same one-line form.
+Results go to stdout (``--json`` where a command prints one), diagnostics to stderr through ``logging``
+(``compress.logs``: ``-v``/``-q``, ``--log-file``). User mistakes raise ``CompressError``; ``main`` prints
+them as one line and exits with the error's code (``compress.errors.EXIT_CODES``): 1 the run failed,
+2 a usage error (click's own, such as a missing option or a value of the wrong type, in the same
+one-line form), 3 a gate failed, 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import json
+import logging
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
-from compress.errors import CompressError, ConfigError
+from compress import logs
+from compress.errors import EXIT_CODES, CompressError, Interrupted, UsageError
 from compress.export.backends import BACKENDS
 from compress.validate.gates import GATES
 
@@ -23,15 +30,86 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from compress.distill.config import SettingInfo
+    from compress.validate import GateResult
+
+logger = logs.get_logger(__name__)
+EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+
+class _Interrupt(Exception):
+    """Carries Ctrl-C from a command to ``main``; typer would turn a ``KeyboardInterrupt`` into a bare 130."""
+
+    def __init__(self, stop: KeyboardInterrupt) -> None:
+        super().__init__(str(stop))
+        self.stop = stop
+
+
+class _Commands(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            raise _Interrupt(stop) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="compress",
     help="Distil image classifiers (ATSC, SimKD, KD), export them to ONNX / TensorRT, and validate accuracy "
-         "and latency at every stage. Start with `compress list models` or `compress train-teacher --help`.",
-    add_completion=False,
+         "and latency at every stage. Start with `compress list models` or `compress train-teacher --help`. "
+         "Results go to stdout, diagnostics to stderr.",
+    epilog=EXIT_HELP,
+    add_completion=True,  # --install-completion / --show-completion
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from compress import __version__
+
+        typer.echo(f"compress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def common_options(
+    ctx: typer.Context,
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False, help="Also debug lines on stderr."),
+    quiet: int = typer.Option(0, "--quiet", "-q", count=True, show_default=False,
+                              help="Only warnings and errors on stderr, no progress bars; -qq: errors only."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write every log line, with its time, to this "
+                                                                     "file (appended), whatever -v/-q say."),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Options for every command; they come before the command: `compress -q --log-file run.log run ...`."""
+    try:
+        logs.configure(logs.level_for(verbose, quiet), log_file)
+    except OSError as exc:
+        raise UsageError(f"--log-file: cannot write '{log_file}' ({exc.strerror}): choose a writable path") from None
+    from compress import __version__
+
+    logger.debug(f"compress {__version__}, command {ctx.invoked_subcommand}, Python {sys.version.split()[0]}")
+
+
+def _progress(wanted: bool) -> bool:
+    """Progress bars are diagnostics too: -q hides them."""
+    return wanted and logs.stderr_level() <= logging.INFO
+
+
+JSON_HELP = "Print the result as JSON on stdout (diagnostics stay on stderr)."
+JUNIT_HELP = "Write the gates as JUnit XML to FILE: one test case per gate and stage (CI test reports)."
+SUMMARY_HELP = "Append the gates as a GitHub-flavoured Markdown table to FILE, e.g. \"$GITHUB_STEP_SUMMARY\"."
+
+
+def _publish(suite: str, gates: list[GateResult], junit: Optional[Path], summary: Optional[Path]) -> None:
+    from compress.validate import publish_gates
+
+    publish_gates({suite: gates}, junit, summary, name=f"{suite} (compress gates)")
+    for path in (junit, summary):
+        if path is not None:
+            logger.info(f"gates: {path}")
 
 
 class ListWhat(str, Enum):
@@ -48,7 +126,7 @@ def _ints(text: Optional[str], option: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
-        raise ConfigError(f"{option} takes comma-separated whole numbers, e.g. 150,180,210; got '{text}'") from None
+        raise UsageError(f"{option} takes comma-separated whole numbers, e.g. 150,180,210; got '{text}'") from None
 
 
 def _with_options(extra: list[inspect.Parameter], after: str) -> Callable[[Command], Command]:
@@ -78,51 +156,55 @@ GATE_OPTIONS = [_option(g.name, Optional[float], typer.Option(None, f"--{g.name.
                 for g in GATES.values()]
 
 
-@app.command("list")
-def list_command(what: ListWhat = typer.Argument(..., help="What to list.")) -> None:
-    """List registered models, datasets, distillation methods, projectors or presets."""
+def _listing(what: ListWhat) -> list[tuple[str, str]]:
+    """(name, description) of every registered entry of a kind."""
     if what is ListWhat.models:
         from compress.models.zoo import model_listing
 
-        for name, source, family in model_listing():
-            typer.echo(f"{name:26s} {source:12s} {family}")
-    elif what is ListWhat.datasets:
+        return [(name, f"{source:12s} {family}") for name, source, family in model_listing()]
+    if what is ListWhat.datasets:
         from compress.data import DATASETS
 
-        for name in DATASETS.names():
-            typer.echo(f"{name:15s} {DATASETS.get(name).description}")
-    elif what is ListWhat.methods:
+        return [(name, DATASETS.get(name).description) for name in DATASETS.names()]
+    if what is ListWhat.methods:
         from compress.distill import METHODS
 
-        for name in METHODS.names():
-            typer.echo(f"{name:8s} {METHODS.get(name).summary}")
-    elif what is ListWhat.projectors:
+        return [(name, METHODS.get(name).summary) for name in METHODS.names()]
+    if what is ListWhat.projectors:
         from compress.distill import PROJECTORS
 
-        for name in PROJECTORS.names():
-            typer.echo(name)
-    else:
-        from compress.distill import PRESETS
+        return [(name, "") for name in PROJECTORS.names()]
+    from compress.distill import PRESETS
 
-        for name in PRESETS.names():
-            typer.echo(f"{name:15s} {PRESETS.get(name).get('description', '')}")
+    return [(name, PRESETS.get(name).get("description", "")) for name in PRESETS.names()]
 
 
 @app.command("schema")
 def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the reference of every key with its type, default and meaning (docs/recipes.md) instead.")) -> None:
     """Print the JSON Schema of a pipeline recipe, generated from the config classes (for editors and CI checks)."""
-    import json
-
     from compress.pipeline.schema import recipe_markdown, recipe_schema
 
     typer.echo(recipe_markdown() if markdown else json.dumps(recipe_schema(), indent=2), nl=not markdown)
 
 
+@app.command("list")
+def list_command(what: ListWhat = typer.Argument(..., help="What to list."),
+                 json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List registered models, datasets, distillation methods, projectors or presets."""
+    rows = _listing(what)
+    if json_output:
+        typer.echo(json.dumps([{"name": name, "description": text} for name, text in rows], indent=2))
+        return
+    width = max((len(name) for name, _ in rows), default=0) + 2
+    for name, text in rows:
+        typer.echo(f"{name:{width}s}{text}".rstrip())
+
+
 # Options shared by the training commands (typer wants them spelled out per command).
-COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
-                "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
 MODEL_FACTORY_HELP = ("For a student built from your code (compress.model): its factory as package.module:function. "
                       "compress imports it (and runs it) only when you pass it here, never from a checkpoint.")
+COMPILE_HELP = ("torch.compile the training step: off, default, reduce-overhead (adds CUDA graphs; for small, "
+                "launch-bound models on a GPU) or max-autotune. The first steps pay the compilation.")
 SYNC_BN_HELP = ("Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm) instead of per "
                 "GPU; worth it when each GPU gets fewer than ~32 images. Also COMPRESS_SYNC_BN=1.")
 WORKERS_HELP = ("DataLoader worker processes for imagefolder data (JPEG decoding); give a GPU about one per 500 "
@@ -185,7 +267,7 @@ def train_teacher(
     from compress.parallel import DistContext
 
     train_teacher_run(model, data_cfg, cfg, out, init=init, label_smoothing=label_smoothing, resume=resume,
-                      progress=progress, dist=DistContext.from_env(sync_batchnorm=sync_bn or None))
+                      progress=_progress(progress), dist=DistContext.from_env(sync_batchnorm=sync_bn or None))
 
 
 SETTING_SHORT = {"factor": "-r"}  # one-letter aliases of method-setting options
@@ -272,8 +354,8 @@ def distill(
     from compress.data import DataConfig
     from compress.distill import DistillConfig, resolve_preset, training_defaults
     from compress.parallel import DistContext
-    from compress.train import TrainConfig
     from compress import api
+    from compress.train import TrainConfig
 
     training, method_defaults, preset_name = resolve_preset(preset, data, {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
@@ -289,10 +371,10 @@ def distill(
                           val_limit=val_limit, image_size=image_size, channels=channels, seed=seed, workers=workers,
                           labels_per_class=labels_per_class, label_fraction=label_fraction, unlabeled_dir=unlabeled_dir,
                           labeled_share=labeled_share, label_seed=label_seed)
-    typer.echo(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}", err=True)
+    logger.info(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}")
     api.distill(student, list(teacher), data_cfg, distill_cfg.method, out, teacher_weights=list(teacher_weights),
-                train=cfg, config=distill_cfg, resume=resume, progress=progress,
-                dist=DistContext.from_env(sync_batchnorm=sync_bn or None), log=lambda message: typer.echo(message, err=True))
+                train=cfg, config=distill_cfg, resume=resume, progress=_progress(progress),
+                dist=DistContext.from_env(sync_batchnorm=sync_bn or None), log=logger.info)
 
 
 @app.command("export")
@@ -324,8 +406,6 @@ def export(
 ) -> None:
     """Export a distilled student to ONNX (parity-checked), ONNX INT8, OpenVINO and/or a TensorRT engine, or
     let --target cpu measure them all and ship the fastest."""
-    import json
-
     from compress import api
     from compress.export import Int8Options, OnnxOptions, TensorRTOptions, parse_batch
     from compress.export.target import TargetOptions
@@ -348,7 +428,11 @@ def export(
     typer.echo(json.dumps(summary.get("files", {}), indent=2))
 
 
-@app.command("validate")
+BASELINE_HELP = ("A report.json of an earlier validation (compress validate --out, compress run): fail when a stage's "
+                 "top-1 dropped or its speed-up over the reference shrank by more than the baseline gates allow.")
+
+
+@app.command("validate", epilog=EXIT_HELP)
 @_with_options(GATE_OPTIONS, after="out")
 def validate(
     artifacts: list[Path] = typer.Argument(..., help="Checkpoint(s) (.safetensors), ONNX model(s), TensorRT engine(s)."),
@@ -361,36 +445,45 @@ def validate(
     duration: float = typer.Option(2.0, "--duration", help="Seconds of timed runs per engine, batch size and thread count."),
     provider: str = typer.Option("cpu", "--provider", help="ONNX Runtime execution provider: cpu, cuda or tensorrt."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json/md/png here."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help=BASELINE_HELP),
     no_latency: bool = typer.Option(False, "--no-latency", help="Accuracy and agreement only."),
     trust: bool = typer.Option(False, "--trust", help="Use artifacts whose hash does not match their sidecar."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", help=MODEL_FACTORY_HELP),
+    junit: Optional[Path] = typer.Option(None, "--junit", help=JUNIT_HELP),
+    summary: Optional[Path] = typer.Option(None, "--summary", help=SUMMARY_HELP),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
     **thresholds: Optional[float],
 ) -> None:
-    """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 1 on failure)."""
-    from compress.data import DataConfig
+    """Accuracy, agreement and latency of artifacts against a reference, with optional gates (exit 3 when one fails)."""
     from compress import api
-    from compress.validate import GateSpec, artifact_names, check_gates, gate_table, render_markdown, write_report
+    from compress.data import DataConfig
+    from compress.validate import GateSpec, artifact_names, check_gates, gate_table, read_result, render_markdown, write_report
 
-    names, ref_name = artifact_names(artifacts, reference)
     given = {gate: value for gate, value in thresholds.items() if value is not None}
-    gates = GateSpec(**given) if given else None
+    needs_baseline = [name for name in given if GATES[name].baseline]
+    if needs_baseline and baseline is None:
+        raise UsageError(f"--{needs_baseline[0].replace('_', '-')} compares with a stored report: add --baseline "
+                         "REPORT.json")
+    stored = read_result(baseline, "--baseline") if baseline is not None else None  # before minutes of work
+    names, ref_name = artifact_names(artifacts, reference)
     result = api.validate(names, DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
                           batch_sizes=_ints(batch_sizes, "--batch-sizes") or (1,),
-                          threads=_ints(threads, "--threads") or (2,), duration_s=duration, gates=gates, trust=trust,
+                          threads=_ints(threads, "--threads") or (2,), duration_s=duration,
+                          gates=GateSpec(**given) if given else None, trust=trust,
                           providers={n: provider for n in names if n != "pytorch"}, measure_latency=not no_latency,
-                          model_factory=model_factory)
-    typer.echo(render_markdown(result))
-    if out is not None:
-        paths_written = write_report(result, out)
-        typer.echo(f"report: {paths_written.markdown}")
-    if result.gates:
-        failed = gate_table(result.gates)
-        if failed:
-            typer.echo(failed, err=True)
-        check_gates(result.gates)
+                          model_factory=model_factory, baseline=stored)
+    report = write_report(result, out).markdown if out is not None else None
+    _publish("validate", result.gates, junit, summary)
+    if json_output:
+        typer.echo(json.dumps({**result.to_dict(), "report": str(report) if report else None}, indent=2))
+    else:
+        typer.echo(render_markdown(result) + (f"\nreport: {report}" if report else ""))
+    if result.failures:
+        logger.info("gates that failed:\n" + gate_table(result.gates))
+    check_gates(result.gates)
 
 
-@app.command("run")
+@app.command("run", epilog=EXIT_HELP)
 def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe (YAML), e.g. pipelines/fashion_mnist.yaml."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
@@ -398,40 +491,84 @@ def run(
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
     force: bool = typer.Option(False, "--force", help="Re-run every selected stage even if its inputs are unchanged."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    junit: Optional[Path] = typer.Option(None, "--junit", help=JUNIT_HELP),
+    summary: Optional[Path] = typer.Option(None, "--summary", help=SUMMARY_HELP),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Change a recipe key: --set distill.train.epochs=4 (a YAML value: --set validate.batch_sizes=[1,8]); repeatable. Keys: docs/recipes.md."),
 ) -> None:
     """Run a staged pipeline: teacher(s) -> distill -> export (ONNX, INT8, TensorRT) -> validate -> report.
 
-    Stages whose inputs are unchanged are skipped; a killed run resumes where it stopped. Gates that
-    fail print a table and exit 1 (after the report is written)."""
+    Stages whose inputs are unchanged are skipped; a killed or interrupted run resumes where it stopped.
+    A failed gate of any stage prints a table and exits 3, once every artifact and report is written."""
     from compress.pipeline import load_recipe, run_pipeline
+    from compress.validate import check_gates
 
-    result = run_pipeline(load_recipe(recipe, overrides), out=out, from_stage=from_stage, until_stage=until_stage,
-                          force=force, progress=progress)
-    typer.echo(f"run folder: {result.run_dir}" + (f"\nreport: {result.report}" if result.report else ""))
+    result = run_pipeline(load_recipe(recipe, overrides), out=out, from_stage=from_stage, until_stage=until_stage, force=force,
+                          progress=_progress(progress), raise_on_failed_gates=False)
+    gates = result.validation.gates if result.validation is not None else []
+    _publish(recipe.stem, gates, junit, summary)
+    if json_output:
+        typer.echo(json.dumps({"run_dir": str(result.run_dir), "report": str(result.report) if result.report else None,
+                               "passed": not any(g.status == "fail" for g in gates),
+                               "stages": [vars(stage) for stage in result.stages],
+                               "gates": [g.to_dict() for g in gates]}, indent=2))
+    else:
+        typer.echo(f"run folder: {result.run_dir}" + (f"\nreport: {result.report}" if result.report else ""))
+    check_gates(gates)
+
+
+def _command(args: list[str]) -> str:
+    """The command named in ``args`` (the first word that is neither an option nor a global option's value)."""
+    words = iter(args)
+    for word in words:
+        if word == "--log-file":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
+def _interrupted(command: str, stop: BaseException | None) -> str:
+    """One line: what Ctrl-C stopped, and how to go on from there."""
+    what = str(stop) if isinstance(stop, Interrupted) else f"compress {command} stopped".replace("  ", " ")
+    if command == "run":
+        how = "run the same command again: finished stages are kept and training continues from its last saved epoch"
+    elif isinstance(stop, Interrupted) and stop.resumable:
+        how = "continue from the last saved epoch with the same command and --resume"
+    else:
+        how = "run the same command again"
+    return f"interrupted: {what}; {how}"
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    """The ``compress`` command: run it, and turn what it raised into one line and an exit code (``EXIT_CODES``)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    logs.configure()  # the defaults until the common options are read: a usage error is logged like any other
     try:
-        app(args=argv, standalone_mode=False)
+        # typer returns 0 after --help and --version, and 130 for a Ctrl-C while it parses the command line
+        code = app(args=args, prog_name="compress", standalone_mode=False)
+        if code == 130:
+            logger.error(_interrupted(_command(args), None))
+    except _Interrupt as interrupt:  # Ctrl-C in a command
+        logger.error(_interrupted(_command(args), interrupt.stop))
+        code = 130
     except CompressError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except typer.Abort:
-        typer.echo("error: aborted", err=True)
-        sys.exit(130)
-    except typer.TyperException as exc:  # typer's usage errors (it vendors click)
+        logger.error(str(exc))
+        code = exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C before typer took over (while importing), or an aborted prompt
+        logger.error(_interrupted(_command(args), None))
+        code = 130
+    except typer.TyperException as exc:  # typer's usage errors (it vendors click): exit 2 like click
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `compress`: show the help, not an error
             typer.echo(exc.format_message())
             sys.exit(0)
-        args = sys.argv[1:] if argv is None else argv
-        command = next((a for a in args if not a.startswith("-")), "")
+        command = _command(args)
         where = f"compress {command} --help" if command else "compress --help"
-        typer.echo(f"error: {exc.format_message()} (see `{where}`)", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted; finished epochs are saved, continue with --resume", err=True)
-        sys.exit(130)
+        one_line = " ".join(exc.format_message().split())  # click lists choices on lines of their own
+        logger.error(f"{one_line} (see `{where}`)")
+        code = exc.exit_code
+    if isinstance(code, int) and code != 0:  # success returns, as a console script's entry point may
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Errors a user can act on. The CLI prints ``str(error)`` as one line and exits 1.
+"""Errors a user can act on. The CLI prints ``str(error)`` as one line and exits with the error's
+``exit_code``: 1 the run failed, 2 a usage error, 3 a gate failed (see ``EXIT_CODES``); 130 after Ctrl-C
+(``Interrupted``).
 
 Every message says what was wrong and how to fix it. Anything that is not a
 ``CompressError`` is a bug and keeps its traceback.
@@ -7,12 +9,30 @@ Every message says what was wrong and how to fix it. Anything that is not a
 from __future__ import annotations
 
 
+# The exit statuses of `compress`, documented in `compress --help` and the README.
+EXIT_CODES = {
+    0: "success",
+    1: "the run failed (a bad file, a bad recipe or setting, a runtime error)",
+    2: "usage error: unknown or missing option, a value of the wrong type",
+    3: "a gate failed (every artifact and report is still written)",
+    130: "interrupted (Ctrl-C): finished epochs and stages are kept",
+}
+
+
 class CompressError(Exception):
     """Base class: a user-facing problem with a one-line explanation."""
+
+    exit_code = 1
 
 
 class ConfigError(CompressError):
     """A bad option, number or recipe field."""
+
+
+class UsageError(ConfigError):
+    """The command line itself is wrong (a value the option cannot take); exits 2 like click's usage errors."""
+
+    exit_code = 2
 
 
 class UnknownNameError(ConfigError):
@@ -54,4 +74,18 @@ class TrainingDiverged(CompressError):
 
 
 class GateFailed(CompressError):
-    """One or more validation gates failed."""
+    """One or more validation gates failed; raised after every artifact and report is written."""
+
+    exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the work; the message says what was kept. ``resumable``: a saved training
+    state lets ``--resume`` continue from the last completed epoch. Still a ``KeyboardInterrupt`` (not a
+    ``CompressError``), so that code catching ``Exception`` lets it through, as it would Ctrl-C."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable

@@ -28,7 +28,9 @@ from compress.artifacts import (atomic_write_text, check_folder_free, ensure_wri
 from compress.data import BatchLoader, DataBundle
 from compress.deployable import save_deployable
 from compress.distill.base import Method, StepOutput
-from compress.errors import ConfigError, TrainingDiverged
+from compress.errors import ConfigError, Interrupted, TrainingDiverged
+from compress.interrupts import deferred_interrupt
+from compress.logs import get_logger
 from compress.parallel import DistContext
 from compress.record import (BEST_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, SUMMARY_FILE, RunInfo, RunSummary,
                              Scores, training_fields)
@@ -94,7 +96,7 @@ def fit(
     resume: bool = False,
     info: RunInfo | None = None,
     inputs: dict[str, str] | None = None,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+    log: Callable[[str], None] = get_logger(__name__).info,
     progress: bool = True,
     dist: DistContext | None = None,
 ) -> FitResult:
@@ -108,10 +110,23 @@ def fit(
     dist = dist or DistContext.single()
     out = Path(out_dir)
     _check_output(out, data, resume, dist)
-    with _holding(out, dist):
-        run = _start(method, data, cfg, out, info=info, inputs=inputs or {}, log=dist.main_only(log),
-                     progress=progress, dist=dist)
-        return _train_epochs(run, _resume_or_begin(run, resume))
+    try:
+        with _holding(out, dist):  # released on the way out, Ctrl-C included
+            run = _start(method, data, cfg, out, info=info, inputs=inputs or {}, log=dist.main_only(log),
+                         progress=progress, dist=dist)
+            return _train_epochs(run, _resume_or_begin(run, resume))
+    except KeyboardInterrupt:
+        raise _interrupted(out, cfg.epochs) from None
+
+
+def _interrupted(out: Path, epochs: int) -> Interrupted:
+    """What Ctrl-C left: the saved epochs are those in the metrics file (an epoch's files are saved together)."""
+    metrics = out / METRICS_FILE
+    saved = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.exists() else 0
+    if not saved or not (out / STATE_FILE).exists():
+        return Interrupted(f"training in '{out}' stopped before its first epoch was saved")
+    kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+    return Interrupted(f"training in '{out}' stopped in epoch {saved + 1} of {epochs}; {kept}", resumable=True)
 
 
 def _check_output(out: Path, data: DataBundle, resume: bool, dist: DistContext) -> None:
@@ -180,7 +195,9 @@ def _train_epochs(run: _Run, state: TrainingState) -> FitResult:
         best_top1, best_epoch = (scores["top1"], epoch) if improved else (state.best_top1, state.best_epoch)
         state = TrainingState(epoch, history, best_top1, best_epoch, run.fingerprint, cfg.to_dict())
         if dist.is_main:
-            save_epoch(run, deployed, state, Scores(scores["top1"], scores["top5"], best_top1, best_epoch), improved)
+            with deferred_interrupt():  # Ctrl-C waits for the epoch's files: they must agree to resume from
+                save_epoch(run, deployed, state, Scores(scores["top1"], scores["top5"], best_top1, best_epoch),
+                           improved)
         warnings = method.health(extra)
         run.log(_epoch_line(history[-1], cfg.epochs, extra))
         dist.barrier()  # no rank runs ahead of rank 0's checkpoint

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -20,12 +19,15 @@ from compress.data import DataBundle, DataConfig, load_data
 from compress.distill import METHODS, DistillConfig, build_method, deployed_cost, format_cost
 from compress.distill.base import Supervised
 from compress.errors import ConfigError
+from compress.logs import get_logger
 from compress.models import ClassifierModel, ModelSpec, build_model, canonical_name, make_spec
 from compress.models.weights import load_weights
 from compress.parallel import DistContext
 from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
 from compress.train import FitResult, TrainConfig, evaluate, fit
 from compress.train_config import resolve_device, seed_everything
+
+logger = get_logger(__name__)
 
 
 def check_output_path(out: Path) -> None:
@@ -191,7 +193,7 @@ def _distill_run(student_arg: ModelArg, teachers: list[ModelArg], teacher_weight
                  resume: bool, progress: bool, dist: DistContext | None,
                  log: Callable[[str], None] | None) -> FitResult:
     dist = dist or DistContext.single()
-    log = dist.main_only(log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    log = dist.main_only(log or logger.info)
     if isinstance(student_arg, str):
         canonical_name(student_arg)
     needs_teachers = METHODS.get(distill_cfg.method).needs_teachers

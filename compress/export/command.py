@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -23,6 +22,9 @@ from compress.errors import ConfigError, ExportError
 from compress.export.backends import BACKENDS, artifact_files, with_sources
 from compress.export.base import ExportImages, ExportSource, StepResult
 from compress.export.target import TargetOptions, choose_target, gated_options, target_backends
+from compress.logs import get_logger
+
+logger = get_logger(__name__)
 
 if TYPE_CHECKING:
     from compress.data import DataBundle, DataConfig
@@ -159,7 +161,7 @@ def export_command(
 
     def say(message: str) -> None:
         if progress:
-            print(message, file=sys.stderr, flush=True)
+            logger.info(message)
 
     module, pre, record = load_deployable(checkpoint, trust=trust)
     needed = [chosen[name].images_needed() for name in order] + ([target.images_needed()] if target else [])

@@ -32,6 +32,9 @@ import numpy as np
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
 from compress.errors import ConfigError, ExportError, MissingDependency
 from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session, set_metadata
+from compress.logs import get_logger
+
+logger = get_logger(__name__)
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -133,7 +136,7 @@ def quantize_int8(
                 q.quant_pre_process(str(onnx_path), str(model_in), skip_symbolic_shape=False)
             except Exception as exc:  # symbolic shape inference fails on a few exotic graphs; plain works too
                 model_in = onnx_path
-                print(f"note: quantization pre-processing skipped ({str(exc).splitlines()[0][:120]})")
+                logger.info(f"note: quantization pre-processing skipped ({str(exc).splitlines()[0][:120]})")
         try:
             # the entropy and percentile calibrators print their progress; an export command needs none of it
             with contextlib.redirect_stdout(io.StringIO()):

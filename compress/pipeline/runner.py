@@ -12,25 +12,28 @@ from its ``state.safetensors`` with the same settings instead of starting over.
 
 A stage this machine cannot run (TensorRT without a GPU) is recorded as ``skipped: <reason>``; the later
 stages go on, and its gates are reported as skipped, never as passed. Gates are judged after the report
-is written; a failed gate raises ``GateFailed`` so that ``compress run`` exits 1.
+is written; a failed gate raises ``GateFailed`` (``compress run`` exits 3), unless the caller asks for
+the verdict in the result instead (``raise_on_failed_gates=False``) to publish it first.
 """
 
 from __future__ import annotations
 
 import difflib
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from compress.artifacts import ensure_writable_dir, folder_lock, write_json
-from compress.errors import ConfigError
+from compress.errors import ConfigError, Interrupted
+from compress.logs import get_logger
 from compress.pipeline.context import (RECORD, PipelineResult, RunContext, SkipStage, StageDone, StageOutcome, digest,
                                        read_record)
 from compress.pipeline.fields import plain
 from compress.pipeline.spec import PipelineSpec, load_recipe
 from compress.pipeline.stages import STAGE_TABLE, STAGES, Stage, judged_validation, teacher_checkpoint
 from compress.registry import normalize
+
+logger = get_logger(__name__)
 
 
 def stage_index(name: str, option: str) -> int:
@@ -79,6 +82,9 @@ def _run_stage(run: RunContext, index: int, stage: Stage, mode: str) -> StageOut
         status, reason = "done", ""
     except SkipStage as skip:
         done, status, reason = StageDone([]), "skipped", str(skip)
+    except KeyboardInterrupt as stop:  # Ctrl-C: say where; finished stages and saved epochs are kept
+        detail = f": {stop}" if isinstance(stop, Interrupted) else ""
+        raise Interrupted(f"stage {stage.name} of '{run.run_dir}' was interrupted{detail}", resumable=True) from None
     wall = time.perf_counter() - started
     record = {"stage": stage.name, "status": status, "reason": reason, "inputs_sha256": key, "inputs": plain(inputs),
               "outputs": run.hashes(done.outputs), "info": done.info, "summary": done.summary,
@@ -99,19 +105,24 @@ def _preflight(spec: PipelineSpec) -> None:
         if t.checkpoint and not teacher_checkpoint(t.checkpoint).is_file():
             raise ConfigError(f"teachers[{i}].checkpoint: '{t.checkpoint}' does not exist (relative paths are from "
                               "the current folder): train it first or fix the path")
+    baseline = spec.validation.baseline
+    if baseline and not Path(baseline).is_file():
+        raise ConfigError(f"validate.baseline: '{baseline}' does not exist (relative paths are from the current "
+                          "folder): pass the report.json of an earlier run")
 
 
 def run_pipeline(recipe: str | Path | PipelineSpec, *, out: str | Path | None = None, from_stage: str | None = None,
                  until_stage: str | None = None, force: bool = False, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> PipelineResult:
+                 log: Callable[[str], None] | None = None, raise_on_failed_gates: bool = True) -> PipelineResult:
     """Run a recipe (a YAML path or a parsed spec) in ``out`` (default ``runs/<name>``).
 
     ``from_stage`` re-runs that stage and every later one, using the earlier stages' results as they are;
     ``until_stage`` stops after that stage; ``force`` re-runs every selected stage even when unchanged.
     Raises ``ConfigError`` for a bad recipe (before anything runs) and ``GateFailed`` when a gate failed
-    (after the report is written; the gate table goes to the log first).
+    (after the report is written; the gate table goes to the log first). With ``raise_on_failed_gates``
+    False the judged gates are only returned (``result.validation.gates``), for the caller to act on.
     """
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    log = log or logger.info
     spec = recipe if isinstance(recipe, PipelineSpec) else load_recipe(recipe)
     first = stage_index(from_stage, "--from") if from_stage else 0
     last = stage_index(until_stage, "--until") if until_stage else len(STAGES) - 1
@@ -121,13 +132,17 @@ def run_pipeline(recipe: str | Path | PipelineSpec, *, out: str | Path | None = 
     _preflight(spec)
     run_dir = ensure_writable_dir(Path(out) if out is not None else Path("runs") / spec.name)
     with folder_lock(run_dir):  # two pipelines in one folder would overwrite each other's stages
-        return _run_stages(spec, run_dir, first, last, force, from_stage, progress, log)
+        result = _run_stages(spec, run_dir, first, last, force, from_stage, progress, log)
+    if raise_on_failed_gates and result.validation is not None:
+        from compress.validate import check_gates
+
+        check_gates(result.validation.gates)
+    return result
 
 
 def _run_stages(spec: PipelineSpec, run_dir: Path, first: int, last: int, force: bool, from_stage: str | None,
                 progress: bool, log: Callable[[str], None]) -> PipelineResult:
-    from compress.errors import GateFailed
-    from compress.validate import check_gates, gate_table
+    from compress.validate import gate_table
 
     write_json(run_dir / "recipe.json", {"source": spec.source, **spec.to_dict()})  # what this run was asked to do
     log(f"pipeline {spec.name}: {run_dir}")
@@ -145,11 +160,8 @@ def _run_stages(spec: PipelineSpec, run_dir: Path, first: int, last: int, force:
         gates = result.validation.gates
         if gates:
             log("gates:\n" + gate_table(gates, statuses=("pass", "fail", "skipped")))
-        try:
-            check_gates(gates)
-        except GateFailed:
+        if result.validation.failures:
             log(gate_table(gates))  # what failed, by how much
-            raise
     return result
 
 

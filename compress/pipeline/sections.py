@@ -19,7 +19,7 @@ from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, built_from_message
 from compress.export.target import TargetOptions, gated_options, target_backends
 from compress.pipeline.fields import checked, convert, join, mapping, plain, read_fields, unknown_keys
-from compress.validate.gates import Gates, parse_gates
+from compress.validate.gates import Gates, parse_gates, uses_baseline
 
 REFERENCE = "student"  # the fp32 PyTorch student: what every exported artifact is compared with
 VALIDATED = (REFERENCE, *BACKENDS)  # the names the validate stage gives the artifacts it measures
@@ -84,6 +84,7 @@ class ValidationSpec:
     duration_s: float = 2.0  # timed seconds per backend and (batch, threads) point
     providers: dict[str, str] = field(default_factory=dict)  # ONNX Runtime provider per stage (onnx: cuda)
     gates: dict[str, Any] = field(default_factory=dict)  # as written; parsed into `parsed_gates`
+    baseline: str | None = None  # a stored report.json that the baseline gates compare with
     parsed_gates: Gates | None = None
 
     @classmethod
@@ -104,6 +105,8 @@ class ValidationSpec:
             if stage not in built:
                 raise ConfigError(f"{path}.providers.{stage}: this recipe validates {', '.join(built)}")
         spec.parsed_gates = parse_gates(gates, join(path, "gates"))
+        if uses_baseline(spec.parsed_gates) and not spec.baseline:
+            raise ConfigError(f"{path}.gates: baseline gates need {path}.baseline: the report.json to compare with")
         if isinstance(spec.parsed_gates, Mapping):
             for stage in spec.parsed_gates:
                 if stage not in built:
@@ -115,7 +118,8 @@ class ValidationSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"val_limit": self.val_limit, "batch_sizes": list(self.batch_sizes), "threads": list(self.threads),
-                "duration_s": self.duration_s, "providers": dict(self.providers), "gates": plain(self.gates)}
+                "duration_s": self.duration_s, "providers": dict(self.providers), "gates": plain(self.gates),
+                "baseline": self.baseline}
 
 
 @dataclass

@@ -246,7 +246,8 @@ def _artifacts(run: RunContext) -> tuple[dict[str, Path], dict[str, str]]:
 def _validate_inputs(run: RunContext) -> dict[str, Any]:
     paths, skipped = _artifacts(run)
     settings = run.spec.validation.to_dict()
-    settings.pop("gates")  # judged from the measurements by the report stage: a new threshold re-measures nothing
+    for judged in ("gates", "baseline"):  # judged from the measurements by the report stage: nothing re-measured
+        settings.pop(judged)
     return {"validate": settings, "data": run.spec.data_dict(),
             "artifacts": {name: artifact_sha256(path) for name, path in paths.items()}, "skipped": skipped}
 
@@ -275,18 +276,22 @@ def _validate_run(run: RunContext) -> StageDone:
 # ---------------------------------------------------------------------------------------------- report
 
 def _report_inputs(run: RunContext) -> dict[str, Any]:
+    baseline = run.spec.validation.baseline  # its content is an input: a new baseline re-judges the gates
     return {"report": plain(run.spec.report), "gates": plain(run.spec.validation.gates),
+            **({"baseline": sha256_file(baseline)} if baseline else {}),
             "validation": run.upstream("validate"), "teacher": run.upstream("teacher"),
             "distill": run.upstream("distill"),
             "data": run.spec.data_dict()}  # the regime sentence describes it
 
 
 def judged_validation(run: RunContext) -> Any:
-    """The measurements of the validate stage with the recipe's gates judged on them."""
-    from compress.validate import ValidationResult, evaluate_gates
+    """The measurements of the validate stage with the recipe's gates judged on them (and on its baseline)."""
+    from compress.validate import ValidationResult, evaluate_gates, read_result
 
     result = ValidationResult.from_dict(read_json(run.output_of("validate", "validation.json")))
-    result.gates = evaluate_gates(result, run.spec.validation.parsed_gates)
+    path = run.spec.validation.baseline
+    baseline = read_result(path, "validate.baseline") if path else None
+    result.gates = evaluate_gates(result, run.spec.validation.parsed_gates, baseline)
     return result
 
 

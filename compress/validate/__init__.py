@@ -17,20 +17,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from compress.validate.accuracy import AccuracyResult, agreement, evaluate_backends, max_abs_diff, topk_accuracy
     from compress.validate.backends import Backend, RuntimeBackend, StageSkipped, TorchBackend, open_backend
+    from compress.validate.ci_report import publish_gates
     from compress.validate.gates import GATES, GateSpec, check_gates, evaluate_gates, gate_table, parse_gates
     from compress.validate.latency import LatencyConfig, LatencyStats, benchmark, environment_record, latency_stats
     from compress.validate.measure import artifact_names, validate_artifacts
     from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
-    from compress.validate.results import GateResult, StageResult, ValidationResult
+    from compress.validate.results import GateResult, StageResult, ValidationResult, read_result
 
 _MODULES = {
     "accuracy": ("AccuracyResult", "agreement", "evaluate_backends", "max_abs_diff", "topk_accuracy"),
+    "ci_report": ("publish_gates",),
     "backends": ("Backend", "RuntimeBackend", "StageSkipped", "TorchBackend", "open_backend"),
     "gates": ("GATES", "GateSpec", "check_gates", "evaluate_gates", "gate_table", "parse_gates"),
     "latency": ("LatencyConfig", "LatencyStats", "benchmark", "environment_record", "latency_stats"),
     "measure": ("artifact_names", "validate_artifacts"),
     "report": ("ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"),
-    "results": ("GateResult", "StageResult", "ValidationResult"),
+    "results": ("GateResult", "StageResult", "ValidationResult", "read_result"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_HOME)

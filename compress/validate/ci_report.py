@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from typing import Mapping, Sequence
 
 from compress.artifacts import atomic_write_text
+from compress.errors import ConfigError
 from compress.validate.gates import describe
 from compress.validate.results import GateResult
 
@@ -92,3 +93,16 @@ def append_summary(path: str | os.PathLike[str], suites: Suites, title: str = "c
     """Append the summary to ``path`` (GitHub gives each step's summary file in ``$GITHUB_STEP_SUMMARY``)."""
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(markdown_summary(suites, title))
+
+
+def publish_gates(suites: Suites, junit: str | os.PathLike[str] | None = None,
+                  summary: str | os.PathLike[str] | None = None, name: str = "compress gates") -> None:
+    """Write what ``compress validate/run --junit FILE --summary FILE`` asked for: the JUnit file (replaced)
+    and the Markdown summary (appended, as ``$GITHUB_STEP_SUMMARY`` expects)."""
+    try:
+        if junit is not None:
+            write_junit(junit, suites, name)
+        if summary is not None:
+            append_summary(summary, suites, name)
+    except OSError as exc:
+        raise ConfigError(f"cannot write '{exc.filename}' ({exc.strerror}): choose a writable path") from None

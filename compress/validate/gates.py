@@ -4,6 +4,9 @@ A gate on a stage that could not run here (TensorRT without a GPU) is ``skipped`
 never ``pass``: a CI that wants every gate to have run uses ``check_gates(strict=True)``.
 Relative gates compare with the reference stage (the fp32 PyTorch student): top-1 drop in absolute
 points, agreement in percent, speed-up as a ratio of p50 latencies measured in the same run.
+Baseline gates compare a stage with the stage of the same name in a stored report (``--baseline``):
+top-1 drop in points, and the share of its speed-up over the reference that was lost, in percent;
+a speed-up is a ratio within one run, so a baseline from another machine still compares.
 
 ``GATES`` is the table of gate kinds; recipe keys, ``GateSpec`` keywords and the ``compress validate``
 options come from it, so a new gate is one entry there (its unit, direction and how it reads a result).
@@ -35,31 +38,62 @@ class LatencyPoint:
 Reading = tuple[float | None, str]  # the value a gate looks at, or (None, why it cannot be judged)
 
 
-def _top1(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
-    return (stage.accuracy.top1, "") if stage.accuracy is not None else (None, "accuracy was not measured")
+@dataclass(frozen=True)
+class GateInputs:
+    """What a gate can read: the stage judged, the run's reference, the latency point, and the stage of the
+    same name in a stored baseline report (None: no baseline given, or it has no such stage)."""
+
+    stage: StageResult
+    reference: StageResult
+    point: LatencyPoint
+    baseline: StageResult | None = None
+    baseline_missing: str = ""  # why ``baseline`` is None
 
 
-def _top1_drop(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
-    if stage.accuracy is None or reference.accuracy is None:
+def _top1(x: GateInputs) -> Reading:
+    return (x.stage.accuracy.top1, "") if x.stage.accuracy is not None else (None, "accuracy was not measured")
+
+
+def _top1_drop(x: GateInputs) -> Reading:
+    if x.stage.accuracy is None or x.reference.accuracy is None:
         return None, "accuracy was not measured"
-    return reference.accuracy.top1 - stage.accuracy.top1, ""
+    return x.reference.accuracy.top1 - x.stage.accuracy.top1, ""
 
 
-def _agreement(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
-    if stage.accuracy is None:
+def _agreement(x: GateInputs) -> Reading:
+    if x.stage.accuracy is None:
         return None, "accuracy was not measured"
-    agreement = stage.accuracy.agreement
+    agreement = x.stage.accuracy.agreement
     return (agreement, "") if agreement is not None else (None, "agreement was not measured")
 
 
-def _p90_ms(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
-    stats = stage.latency_at(point.batch_size, point.threads)
-    return (stats.p90_ms, "") if stats else (None, f"no latency measured at {point}")
+def _p90_ms(x: GateInputs) -> Reading:
+    stats = x.stage.latency_at(x.point.batch_size, x.point.threads)
+    return (stats.p90_ms, "") if stats else (None, f"no latency measured at {x.point}")
 
 
-def _speedup(stage: StageResult, reference: StageResult, point: LatencyPoint) -> Reading:
-    speedup = stage.speedup_at(point.batch_size, point.threads)
-    return (speedup, "") if speedup is not None else (None, f"no speed-up measured at {point}")
+def _speedup(x: GateInputs) -> Reading:
+    speedup = x.stage.speedup_at(x.point.batch_size, x.point.threads)
+    return (speedup, "") if speedup is not None else (None, f"no speed-up measured at {x.point}")
+
+
+def _top1_drop_vs_baseline(x: GateInputs) -> Reading:
+    if x.baseline is None:
+        return None, x.baseline_missing
+    if x.stage.accuracy is None or x.baseline.accuracy is None:
+        return None, "accuracy was not measured" + (" in the baseline" if x.stage.accuracy is not None else "")
+    return x.baseline.accuracy.top1 - x.stage.accuracy.top1, ""
+
+
+def _speedup_loss_vs_baseline(x: GateInputs) -> Reading:
+    """How much of the baseline's speed-up over eager PyTorch is lost, in percent of it. Both speed-ups are
+    ratios measured within their own run, so the comparison holds across machines."""
+    if x.baseline is None:
+        return None, x.baseline_missing
+    now, before = _speedup(x)[0], x.baseline.speedup_at(x.point.batch_size, x.point.threads)
+    if now is None or before is None:
+        return None, f"no speed-up measured at {x.point}" + (" in the baseline" if now is not None else "")
+    return 100.0 * (1.0 - now / before), ""
 
 
 @dataclass(frozen=True)
@@ -70,9 +104,10 @@ class Gate:
     unit: str  # "%", "pt" (percent points), "ms" or "x"
     at_least: bool  # passes when the value is >= the threshold; False: when it is <= the threshold
     percent: bool  # the threshold is in percent points (0..100); otherwise it must be positive
-    read: Callable[[StageResult, StageResult, LatencyPoint], Reading]  # (stage, reference, point) -> value
+    read: Callable[[GateInputs], Reading]  # the value judged, or why there is none
     help: str  # the command-line option's help
     relative: bool = False  # compares with the reference stage: not judged on the reference itself
+    baseline: bool = False  # compares with a stored report (``--baseline``)
 
 
 GATES: dict[str, Gate] = {gate.name: gate for gate in (
@@ -84,7 +119,15 @@ GATES: dict[str, Gate] = {gate.name: gate for gate in (
     Gate("max_p90_ms", "ms", at_least=False, percent=False, read=_p90_ms, help="p90 latency at batch 1, ms."),
     Gate("min_speedup", "x", at_least=True, percent=False, read=_speedup, relative=True,
          help="speed-up vs the reference at batch 1, measured in the same run."),
+    Gate("max_top1_drop_vs_baseline", "pt", at_least=False, percent=True, read=_top1_drop_vs_baseline,
+         baseline=True, help="top-1 drop vs the same stage in the --baseline report, points (default 1.0 "
+                             "with --baseline)."),
+    Gate("max_speedup_loss_vs_baseline", "%", at_least=False, percent=True, read=_speedup_loss_vs_baseline,
+         relative=True, baseline=True, help="share of the --baseline report's speed-up over the reference that "
+                                            "may be lost, percent (default 10 with --baseline)."),
 )}
+# The baseline gates judged when a baseline is given and no baseline gate is set.
+BASELINE_DEFAULTS = {"max_top1_drop_vs_baseline": 1.0, "max_speedup_loss_vs_baseline": 10.0}
 _POINT_KEYS = ("batch_size", "threads")  # GateSpec keys that choose the latency point, not a threshold
 
 
@@ -165,15 +208,64 @@ def gates_by_stage(gates: Gates | None, stages: list[str], reference: str) -> di
     return dict(gates)
 
 
-def evaluate_gates(result: ValidationResult, gates: Gates | None) -> list[GateResult]:
-    """Judge every configured gate of every stage."""
+NO_BASELINE = "no baseline report given (--baseline, or validate.baseline in a recipe)"
+
+
+def _baseline_stage(baseline: ValidationResult | None, name: str) -> tuple[StageResult | None, str]:
+    """The stage ``name`` of the baseline report, or None and why not."""
+    if baseline is None:
+        return None, NO_BASELINE
+    stage = baseline.stages.get(name)
+    if stage is None:
+        return None, f"the baseline report has no stage '{name}'"
+    if stage.skipped:
+        return None, f"skipped in the baseline: {stage.reason}"
+    return stage, ""
+
+
+def uses_baseline(gates: Gates | None) -> bool:
+    """Whether any spec sets a baseline gate."""
+    specs = [] if gates is None else [gates] if isinstance(gates, GateSpec) else list(gates.values())
+    return any(GATES[name].baseline for spec in specs for name in spec.thresholds)
+
+
+def with_baseline_defaults(specs: dict[str, GateSpec], stages: list[str], reference: str) -> dict[str, GateSpec]:
+    """``BASELINE_DEFAULTS`` added to every stage but the reference, when no spec sets a baseline gate."""
+    if uses_baseline(specs):
+        return specs
+    out = dict(specs)
+    for name in stages:
+        if name != reference:
+            old = specs.get(name) or GateSpec()
+            out[name] = GateSpec(old.batch_size, old.threads, **{**BASELINE_DEFAULTS, **old.thresholds})
+    return out
+
+
+def check_baseline_data(result: ValidationResult, baseline: ValidationResult) -> None:
+    """Accuracy compares only on the same images: refuse a baseline measured on other data."""
+    keys = ("name", "samples")
+    now, before = ({k: r.data.get(k) for k in keys} for r in (result, baseline))
+    if all(before.values()) and now != before:
+        raise ConfigError(f"the baseline report was measured on {before['samples']} {before['name']} images, this "
+                          f"run on {now['samples']} {now['name']}: validate on the same data (--data, --val-limit)")
+
+
+def evaluate_gates(result: ValidationResult, gates: Gates | None,
+                   baseline: ValidationResult | None = None) -> list[GateResult]:
+    """Judge every configured gate of every stage; baseline gates read the same stage of ``baseline``.
+
+    A baseline given without any baseline gate judges ``BASELINE_DEFAULTS`` on every stage but the reference."""
     reference = result.stages[result.reference]
     measured_threads = sorted({s.threads for st in result.stages.values() for s in st.latency if s.threads is not None})
+    specs = gates_by_stage(gates, list(result.stages), result.reference)
+    if baseline is not None:
+        check_baseline_data(result, baseline)
+        specs = with_baseline_defaults(specs, list(result.stages), result.reference)
     out: list[GateResult] = []
-    for name, spec in gates_by_stage(gates, list(result.stages), result.reference).items():
+    for name, spec in specs.items():
         stage = result.stages[name]
         threads = spec.threads if spec.threads is not None else (measured_threads[-1] if measured_threads else None)
-        point = LatencyPoint(spec.batch_size, threads)
+        inputs = GateInputs(stage, reference, LatencyPoint(spec.batch_size, threads), *_baseline_stage(baseline, name))
         for gate_name, threshold in spec.values:
             gate = GATES[gate_name]
             if stage.skipped:
@@ -181,7 +273,7 @@ def evaluate_gates(result: ValidationResult, gates: Gates | None) -> list[GateRe
             elif gate.relative and stage.name == reference.name:
                 value, why = None, "the stage is the reference"
             else:
-                value, why = gate.read(stage, reference, point)
+                value, why = gate.read(inputs)
             if value is None:
                 out.append(GateResult(name, gate_name, threshold, None, "skipped", reason=why, unit=gate.unit))
                 continue

@@ -131,11 +131,13 @@ def validate_artifacts(
     latency: LatencyConfig | None = None,
     measure_latency: bool = True,
     load: RunnerFactory = deploy_load,
+    baseline: ValidationResult | None = None,
 ) -> ValidationResult:
     """Validate ``artifacts`` (stage name -> path) against the stage named ``reference``.
 
     ``providers`` picks the ONNX Runtime execution provider per ONNX stage ("cpu" by default).
     ``latency`` overrides the timing settings (``batch_sizes``/``threads``/``duration_s`` fill it otherwise).
+    ``baseline``: a stored result that the baseline gates compare with (``gates.evaluate_gates``).
     """
     providers = dict(providers or {})
     _check_names(artifacts, reference, providers, gates)
@@ -168,5 +170,5 @@ def validate_artifacts(
         latency_config={k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
         if measure_latency else {},
     )
-    result.gates = evaluate_gates(result, gates)
+    result.gates = evaluate_gates(result, gates, baseline)
     return result

@@ -117,8 +117,8 @@ def test_a_new_gate_is_one_table_entry(fixed_result, monkeypatch):
     from compress.validate.gates import GATES, Gate, describe, parse_gates
     from compress.validate.report import render_markdown
 
-    def size_mb(stage, reference, point):
-        return (stage.size_bytes / 1e6, "") if stage.size_bytes is not None else (None, "size was not recorded")
+    def size_mb(x):  # x: GateInputs (the stage, the reference, the latency point, the baseline stage)
+        return (x.stage.size_bytes / 1e6, "") if x.stage.size_bytes is not None else (None, "size was not recorded")
 
     monkeypatch.setitem(GATES, "max_size_mb", Gate("max_size_mb", "MB", at_least=False, percent=False, read=size_mb,
                                                    help="file size, MB."))
@@ -142,4 +142,5 @@ def test_the_command_line_has_one_option_per_gate():
 
     assert [option.name for option in GATE_OPTIONS] == list(GATES)
     assert [option.default.param_decls[0] for option in GATE_OPTIONS] == [
-        "--min-top1", "--max-top1-drop", "--min-agreement", "--max-p90-ms", "--min-speedup"]
+        "--min-top1", "--max-top1-drop", "--min-agreement", "--max-p90-ms", "--min-speedup",
+        "--max-top1-drop-vs-baseline", "--max-speedup-loss-vs-baseline"]
