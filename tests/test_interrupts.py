@@ -128,13 +128,13 @@ def test_ctrl_c_during_export_exits_130_and_leaves_no_model(fmnist_available: Pa
 
 def test_ctrl_c_anywhere_in_a_command_is_130_and_one_line(monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from compress import cli
+    from compress.cli import listing, main
 
     def interrupted(what: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_listing", interrupted)
+    monkeypatch.setattr(listing, "_listing", interrupted)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["-q", "list", "models"])
+        main(["-q", "list", "models"])
     assert exit_info.value.code == 130
     assert capsys.readouterr().err == "error: interrupted: compress list stopped; run the same command again\n"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compress import cli, logs
+from compress import logs
+from compress.cli import options as cli
 from compress.cli import main
 
 TRAIN = ["train-teacher", "--model", "resnet8", "--epochs", "1", "--train-limit", "128", "--val-limit", "64",

@@ -53,12 +53,19 @@ def scaled() -> Iterator[None]:
     """``Scaled`` registered as 'scaled' for one test; the registry and the CLI are restored afterwards."""
     entries, canonical = dict(METHODS._entries), dict(METHODS._canonical)
     METHODS.register("scaled")(Scaled)
-    importlib.reload(compress.cli)  # the distill command's options are derived when the CLI is built
+    _rebuild_cli()  # the distill command's options are derived when the CLI is built
     try:
         yield
     finally:
         METHODS._entries, METHODS._canonical = entries, canonical
-        importlib.reload(compress.cli)
+        _rebuild_cli()
+
+
+def _rebuild_cli() -> None:
+    """A fresh typer app with every command module re-imported (each registers its commands on the app)."""
+    for name in ("app", "options", "listing", "training", "deployment", "run"):
+        importlib.reload(importlib.import_module(f"compress.cli.{name}"))
+    importlib.reload(compress.cli)
 
 
 def test_factory_and_settings_come_from_the_registration(scaled: None) -> None:

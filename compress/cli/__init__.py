@@ -1,0 +1,82 @@
+"""The command line (the only package that imports typer); each command is one library call.
+
+Results go to stdout (``--json`` where a command prints one), diagnostics to stderr through ``logging``
+(``compress.logs``: ``-v``/``-q``, ``--log-file``). User mistakes raise ``CompressError``; ``main`` prints
+them as one line and exits with the error's code (``compress.errors.EXIT_CODES``): 1 the run failed,
+2 a usage error (click's own, such as a missing option or a value of the wrong type, in the same
+one-line form), 3 a gate failed, 130 interrupted by Ctrl-C.
+
+Modules: ``app`` (the typer app and its global options), ``options`` (option tables and help shared by
+commands), ``listing`` (list, schema), ``training`` (train-teacher, distill), ``deployment`` (export,
+validate), ``run`` (run). Importing them registers their commands on ``app``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from compress import logs
+from compress.cli import deployment, listing, run, training  # noqa: F401  (importing registers the commands)
+from compress.cli.app import _Interrupt, app, logger
+from compress.errors import CompressError, Interrupted
+
+
+def _command(args: list[str]) -> str:
+    """The command named in ``args`` (the first word that is neither an option nor a global option's value)."""
+    words = iter(args)
+    for word in words:
+        if word == "--log-file":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
+def _interrupted(command: str, stop: BaseException | None) -> str:
+    """One line: what Ctrl-C stopped, and how to go on from there."""
+    what = str(stop) if isinstance(stop, Interrupted) else f"compress {command} stopped".replace("  ", " ")
+    if command == "run":
+        how = "run the same command again: finished stages are kept and training continues from its last saved epoch"
+    elif isinstance(stop, Interrupted) and stop.resumable:
+        how = "continue from the last saved epoch with the same command and --resume"
+    else:
+        how = "run the same command again"
+    return f"interrupted: {what}; {how}"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The ``compress`` command: run it, and turn what it raised into one line and an exit code (``EXIT_CODES``)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    logs.configure()  # the defaults until the common options are read: a usage error is logged like any other
+    try:
+        # typer returns 0 after --help and --version, and 130 for a Ctrl-C while it parses the command line
+        code = app(args=args, prog_name="compress", standalone_mode=False)
+        if code == 130:
+            logger.error(_interrupted(_command(args), None))
+    except _Interrupt as interrupt:  # Ctrl-C in a command
+        logger.error(_interrupted(_command(args), interrupt.stop))
+        code = 130
+    except CompressError as exc:
+        logger.error(str(exc))
+        code = exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C before typer took over (while importing), or an aborted prompt
+        logger.error(_interrupted(_command(args), None))
+        code = 130
+    except typer.TyperException as exc:  # typer's usage errors (it vendors click): exit 2 like click
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `compress`: show the help, not an error
+            typer.echo(exc.format_message())
+            sys.exit(0)
+        command = _command(args)
+        where = f"compress {command} --help" if command else "compress --help"
+        one_line = " ".join(exc.format_message().split())  # click lists choices on lines of their own
+        logger.error(f"{one_line} (see `{where}`)")
+        code = exc.exit_code
+    if isinstance(code, int) and code != 0:  # success returns, as a console script's entry point may
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
