@@ -85,6 +85,12 @@ class DataConfig:
             return replace(self, channels=int(record["channels"]))
         return self
 
+    def own_bundle(self, device: torch.device | str, channels_last: bool, rank: int,
+                   world_size: int) -> "DataBundle | None":
+        """The batches of data that is not a named dataset (``compress.data.user.UserData`` loads the user's
+        Datasets/DataLoaders); None here: ``load_data`` reads the named dataset."""
+        return None
+
     def validate(self) -> None:
         for field_name in ("batch_size", "eval_batch_size"):
             if getattr(self, field_name) < 1:
@@ -150,10 +156,9 @@ def augment_for(image_size: int) -> Augment:
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last: bool = False,
               rank: int = 0, world_size: int = 1) -> DataBundle:
-    from compress.data.user import UserData  # it builds on this module
-
-    if isinstance(cfg, UserData):  # Datasets/DataLoaders given from Python
-        return cfg.load(device, channels_last, rank, world_size)
+    own = cfg.own_bundle(device, channels_last, rank, world_size)
+    if own is not None:  # Datasets/DataLoaders given from Python
+        return own
     cfg.validate()
     info = DATASETS.get(cfg.name)
     if info.name == "imagefolder":

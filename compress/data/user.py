@@ -69,8 +69,8 @@ class UserData(DataConfig):
         return replace(self, channels=self.channels or record.get("channels"), preprocessing=dict(record),
                        class_names=self.class_names or tuple(record.get("class_names", ())))
 
-    def load(self, device: torch.device | str = "cpu", channels_last: bool = False, rank: int = 0,
-             world_size: int = 1) -> DataBundle:
+    def own_bundle(self, device: torch.device | str = "cpu", channels_last: bool = False, rank: int = 0,
+                   world_size: int = 1) -> DataBundle:
         self.validate()
         train_given = self.train if self.train is not None else self.val
         val_given = self.val if self.val is not None else self.train
