@@ -93,3 +93,67 @@ def test_cli_export_imports_the_factory_only_when_given(tmp_path: Path) -> None:
 def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match="no_such_setting"):
         compress.distill("resnet8", [], "fashion-mnist", method="none", out="unused", no_such_setting=1)
+
+
+class Halves(torch.utils.data.Dataset):
+    """A user's own tiny dataset: 16x16 grey uint8 images, bright on the left (class 0) or the right (1)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.labels = rng.integers(0, 2, n)
+        self.images = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
+        for image, label in zip(self.images, self.labels):
+            image[:, 8:] += 150 if label else 0
+            image[:, :8] += 0 if label else 150
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self.labels[i])
+
+
+def test_own_datasets_through_distill_export_and_validate(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    train, val = Halves(128, 0), Halves(48, 1)
+    result = compress.distill(compress.model(make_net), [], (train, val), method="none", out=tmp_path / "s",
+                              epochs=1, batch_size=32, num_classes=10, device="cpu")
+    from compress.record import CheckpointRecord
+
+    record = CheckpointRecord.read(result.out_dir / "model.safetensors")
+    pixels = train.images / 255
+    assert record.preprocessing.mean == pytest.approx((pixels.mean(),), abs=1e-4)  # measured on the training set
+    assert record.preprocessing.std == pytest.approx((pixels.std(),), abs=1e-4)
+    assert (record.preprocessing.image_size, record.run.data["name"]) == (16, "custom")
+
+    with pytest.raises(ConfigError, match=r"trained on data given from Python \('custom'\).*pass calibration="):
+        compress.export(result.out_dir, tmp_path / "nope", model_factory=make_net)
+    summary = compress.export(result.out_dir, tmp_path / "export", ("onnx", "int8"), model_factory=make_net,
+                              calibration=val)  # one dataset: parity and calibration images
+    assert summary["dataset"] == "custom" and summary["parity"]["ok"] and summary["parity"]["n"] == 48
+    assert summary["int8"]["n"] == 48 and summary["int8"]["agreement"] >= 0.9
+
+    loader = torch.utils.data.DataLoader(val, batch_size=16)  # a DataLoader; normalised as the checkpoint records
+    report = compress.validate({"student": result.out_dir, "onnx": summary["files"]["model.onnx"]}, loader,
+                               measure_latency=False, model_factory=make_net)
+    assert report.data["samples"] == 48 and report.data["preprocessing"]["mean"] == list(record.preprocessing.mean)
+    assert report.stages["onnx"].accuracy.agreement == 100.0
+    assert report.stages["student"].accuracy.top1 == pytest.approx(result.last_top1)
+
+
+def test_normalised_float_data_records_the_given_preprocessing(tmp_path: Path) -> None:
+    class Normalised(Halves):
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:  # a transform that already normalised
+            return (torch.from_numpy(self.images[i]).float() / 255 - 0.4) / 0.3, int(self.labels[i])
+
+    data = (Normalised(64, 0), Normalised(32, 1))
+    with pytest.raises(ConfigError, match="float images are used as given"):
+        compress.distill(compress.model(make_net), [], data, method="none", out=tmp_path / "a", epochs=1,
+                         num_classes=10, device="cpu")
+    result = compress.distill(compress.model(make_net), [], data, method="none", out=tmp_path / "b", epochs=1,
+                              batch_size=32, num_classes=10, device="cpu",
+                              preprocessing={"mean": [0.4], "std": [0.3]})
+    from compress.record import CheckpointRecord
+
+    pre = CheckpointRecord.read(result.out_dir / "model.safetensors").preprocessing
+    assert (pre.mean, pre.std, pre.image_size, pre.channels) == ((0.4,), (0.3,), 16, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -78,6 +79,18 @@ class DataConfig:
         subset may not even be possible)."""
         return replace(self, labels_per_class=None, label_fraction=None, unlabeled_dir=None)
 
+    def for_model(self, record: Mapping[str, Any]) -> "DataConfig":
+        """The data as a model with this preprocessing ``record`` needs it: its channel count, unless given."""
+        if self.channels is None and record.get("channels"):
+            return replace(self, channels=int(record["channels"]))
+        return self
+
+    def own_bundle(self, device: torch.device | str, channels_last: bool, rank: int,
+                   world_size: int) -> "DataBundle | None":
+        """The batches of data that is not a named dataset (``compress.data.user.UserData`` loads the user's
+        Datasets/DataLoaders); None here: ``load_data`` reads the named dataset."""
+        return None
+
     def validate(self) -> None:
         for field_name in ("batch_size", "eval_batch_size"):
             if getattr(self, field_name) < 1:
@@ -143,6 +156,9 @@ def augment_for(image_size: int) -> Augment:
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last: bool = False,
               rank: int = 0, world_size: int = 1) -> DataBundle:
+    own = cfg.own_bundle(device, channels_last, rank, world_size)
+    if own is not None:  # Datasets/DataLoaders given from Python
+        return own
     cfg.validate()
     info = DATASETS.get(cfg.name)
     if info.name == "imagefolder":

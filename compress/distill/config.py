@@ -180,12 +180,12 @@ def scaled_lr(preset: dict[str, Any], batch_size: int) -> float:
 DATASET_PRESETS = {"fashion-mnist": "fashion-mnist", "cifar100": "cifar100", "imagefolder": "imagenet"}
 
 
-def resolve_preset(name: str | None, dataset: str,
+def resolve_preset(name: str | None, dataset: str | None,
                    explicit: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
     """A run's training keys (``TrainConfig`` fields + batch_size) and method settings: ``explicit``
     training values (None: not given) > the preset (``name``, else the dataset's) > built-in defaults.
     Returns (training, the preset's method settings, the preset's name or 'none')."""
-    name = name or DATASET_PRESETS.get(DATASETS.canonical(dataset), "")
+    name = name or (DATASET_PRESETS.get(DATASETS.canonical(dataset), "") if dataset else "")  # None: data from Python
     preset = PRESETS.get(name) if name else {"training": {}, "distill": {}}
     training = {k: v for k, v in preset["training"].items() if k != "lr_batch"}
     given = {k: v for k, v in explicit.items() if v is not None}

@@ -138,10 +138,12 @@ def export_command(
     data_dir: str | None = None,
     trust: bool = False,
     progress: bool = True,
+    data: DataConfig | None = None,
 ) -> dict[str, Any]:
     """Export a deployable checkpoint: build the backends named in ``build`` (see ``BACKENDS``) with their
     ``options`` (defaults where none are given) and ship their artifacts to ``out_dir``. Parity and
-    calibration images come from the dataset the checkpoint was trained on (read from ``data_dir`` if given).
+    calibration images come from the dataset the checkpoint was trained on (read from ``data_dir`` if given),
+    or from ``data`` (e.g. the user's own images, ``compress.data.user.UserData``).
 
     With ``target`` (``--target cpu``) ``build`` is not used: every backend that runs on this CPU is built,
     all are measured side by side, and only the fastest within the accuracy gate at each batch size is
@@ -166,7 +168,10 @@ def export_command(
     module, pre, record = load_deployable(checkpoint, trust=trust)
     needed = [chosen[name].images_needed() for name in order] + ([target.images_needed()] if target else [])
     val, calibration = max(max(n[0] for n in needed), 1), max(max(n[1] for n in needed), 1)
-    cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration)
+    if data is None:
+        cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration)
+    else:
+        cfg = replace(data.for_model(pre.to_dict()), val_limit=val, train_limit=calibration, augment=False)
     images = _LoadedImages(load_data(cfg), val, calibration)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 

@@ -3,7 +3,8 @@
 Every mistake names its dotted path in the recipe: an unknown key gets the closest valid key
 ("did you mean"), a value of the wrong type says what was expected. The YAML is read with
 ``yaml.safe_load`` only, and no value is ever turned into Python code or an import: model, dataset
-and method names go through the project's registries.
+and method names go through the project's registries (``timm:NAME`` through timm's; a ``python:`` model
+from user code is refused: build it from Python with ``compress.model``).
 
     name: fashion_mnist_ci
     data: {name: fashion-mnist, train_limit: 10000}
@@ -76,7 +77,7 @@ class TrainSpec:
 class TeacherSpec:
     """One teacher: a zoo model trained here (``train``), or given weights, or an existing checkpoint."""
 
-    model: str | None = None  # zoo name
+    model: str | None = None  # zoo name, timm:NAME or torchvision:NAME
     checkpoint: str | None = None  # a model.safetensors (or a run folder holding one)
     weights: str | None = None  # a weights file or 'imagenet'; with `train`, the initialisation
     train: TrainSpec | None = None  # train it here: its keys > the preset's > the defaults below
@@ -95,7 +96,7 @@ class TeacherSpec:
 
     @classmethod
     def parse(cls, raw: Any, path: str) -> "TeacherSpec":
-        from compress.models import MODELS
+        from compress.models import canonical_name
 
         if isinstance(raw, str):  # "- resnet20" is not enough: a teacher needs weights or training
             raise ConfigError(f"{path}: expected a mapping such as {{model: {raw}, train: {{epochs: 5}}}} "
@@ -106,7 +107,7 @@ class TeacherSpec:
         if (spec.model is None) == (spec.checkpoint is None):
             raise ConfigError(f"{path}: give either 'model' (a zoo name) or 'checkpoint' (a trained model file)")
         if spec.model is not None:
-            spec.model = checked(join(path, "model"), lambda: MODELS.canonical(spec.model))  # type: ignore[arg-type]
+            spec.model = checked(join(path, "model"), lambda: canonical_name(spec.model))  # type: ignore[arg-type]
             if spec.train is None and spec.weights is None:
                 raise ConfigError(f"{path}: teacher '{spec.model}' has neither 'train' nor 'weights': add "
                                   "train: {epochs: N} to train it here, or weights: FILE|imagenet")
@@ -144,7 +145,7 @@ class DistillSpec:
     settings (and its preset's) go to the runs whose method takes them; a variant's must all be its
     method's."""
 
-    student: str  # the student model, a zoo name
+    student: str  # the student model, a zoo name, timm:NAME or torchvision:NAME
     methods: tuple[str, ...]  # the run names, in order
     deploy: str  # the run whose student is exported and validated (default: the first of methods)
     train: TrainSpec  # the students' training: its keys > the preset's > the defaults below
@@ -183,13 +184,13 @@ class DistillSpec:
     @classmethod
     def parse(cls, raw: Any, path: str) -> "DistillSpec":
         from compress.distill import METHODS
-        from compress.models import MODELS
+        from compress.models import canonical_name
 
         data = mapping(raw, path)
         settings = _read_settings(data, path, extra=_DISTILL_OWN)
         if "student" not in data:
             raise ConfigError(f"{path}.student: missing: name the student model, e.g. student: resnet8")
-        student = checked(join(path, "student"), lambda: MODELS.canonical(convert(data["student"], str, path)))
+        student = checked(join(path, "student"), lambda: canonical_name(convert(data["student"], str, path)))
         methods_raw = data.get("methods", list(DEFAULT_METHODS))
         if isinstance(methods_raw, str):
             methods_raw = [methods_raw]

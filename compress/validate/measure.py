@@ -151,8 +151,8 @@ def validate_artifacts(
     except StageSkipped as exc:
         raise DeviceError(f"reference stage '{reference}' cannot run here: {exc}") from None
     ref_pre = opened[2]
-    if data.channels is None and ref_pre and ref_pre.get("channels"):
-        data = dataclasses.replace(data, channels=int(ref_pre["channels"]))
+    if ref_pre:
+        data = data.for_model(ref_pre)
     bundle = load_data(data)
     expected = bundle.preprocessing.to_dict()
     backends, stages = _open_stages(artifacts, {reference: opened}, expected, providers, trust, load)
