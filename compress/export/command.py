@@ -3,7 +3,8 @@
 Each backend's step (``compress.export.backends``) runs in table order; a backend that others are
 built from is built even when it is not shipped. Everything is written into a hidden staging folder
 inside ``out_dir`` and moved into place only when every step has succeeded, so a failure never leaves
-a half-finished set of artifacts that looks complete.
+a half-finished set of artifacts that looks complete. A staging folder left by a killed export is
+removed by the next export into the same folder; a failed export removes the folder it created.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from compress.artifacts import ensure_writable_dir, sidecar_path
+from compress.artifacts import disk_full_error, output_folder, owner_tag, sidecar_path, sweep_litter
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, with_sources
 from compress.export.base import ExportImages, ExportSource
@@ -122,21 +123,27 @@ def export_command(
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 
     # the output folder is created only once every input has been read successfully
-    out_dir = ensure_writable_dir(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
-    try:
-        built: dict[str, Path] = {}
-        source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
-                              images=images, built=built, options=chosen, cache_dir=out_dir, log=say)
-        shipped: list[Path] = []
-        for name in order:
-            backend = BACKENDS[name]
-            result = backend.step(source, chosen[name], staging)
-            built[name] = staging / backend.artifact
-            summary.update(result.checks)
-            if name in build:
-                shipped += result.artifacts
-        summary["files"] = _ship(shipped, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with output_folder(out_dir) as out_dir:
+        sweep_litter(out_dir)  # what killed exports left (their staging folders)
+        staging = Path(tempfile.mkdtemp(prefix=f".export-{owner_tag()}.", suffix=".tmp", dir=out_dir))
+        try:
+            built: dict[str, Path] = {}
+            source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
+                                  images=images, built=built, options=chosen, cache_dir=out_dir, log=say)
+            shipped: list[Path] = []
+            for name in order:
+                backend = BACKENDS[name]
+                result = backend.step(source, chosen[name], staging)
+                built[name] = staging / backend.artifact
+                summary.update(result.checks)
+                if name in build:
+                    shipped += result.artifacts
+            summary["files"] = _ship(shipped, out_dir)
+        except Exception as exc:  # a full disk inside a step would read as that step's own failure
+            full = disk_full_error(exc, staging)
+            if full is None:
+                raise
+            raise full from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return summary
