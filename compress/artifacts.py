@@ -276,14 +276,21 @@ def atomic_path(path: str | os.PathLike[str], needed_bytes: int | None = None) -
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except Exception as exc:
-        written = tmp_path.stat().st_size if tmp_path is not None and tmp_path.exists() else 0
-        full = disk_full_error(exc, path, needed=needed_bytes, written=written)
+        full = disk_full_error(exc, path, needed=needed_bytes, written=_discard(tmp_path))  # free space after it
         if full is None:
             raise
         raise full from None
     finally:
-        if tmp_path is not None and tmp_path.exists():
-            tmp_path.unlink()
+        _discard(tmp_path)
+
+
+def _discard(tmp: Path | None) -> int:
+    """Remove a temporary file; the bytes it had (0 if there is none)."""
+    if tmp is None or not tmp.exists():
+        return 0
+    size = tmp.stat().st_size
+    tmp.unlink()
+    return size
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
