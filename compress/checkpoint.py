@@ -73,7 +73,8 @@ def save_tensors(
     # lands between the sidecar's rename and its own (two files cannot be renamed atomically together).
     header = {"format": "compress/1", "kind": kind, "record": json.dumps({**(meta or {}), "inputs": inputs or {}},
                                                                           default=str)}
-    needed = sum(t.numel() * t.element_size() for t in clean.values()) + len(json.dumps(header))
+    # data + header (the record, and per tensor its name, dtype, shape and offsets)
+    needed = sum(t.numel() * t.element_size() + len(k) + 64 for k, t in clean.items()) + len(json.dumps(header))
     with atomic_path(path, needed_bytes=needed) as tmp:
         save_file(clean, str(tmp), metadata=header)
         # The sidecar is written while the tensors still have their temporary name: a full disk then
