@@ -139,7 +139,7 @@ def owner_tag() -> str:
 
 
 # hidden names ending in ".<host>-<pid>.<random>.tmp" (atomic writes) or "-<host>-<pid>.<random>.tmp" (staging)
-_LITTER = re.compile(r"^\..*[.-](?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
+_LITTER = re.compile(r"^\..*[.-](?P<host>[0-9a-f]{8})-(?P<pid>\d{1,9})\.[a-z0-9_]+\.tmp$")
 
 
 def sweep_litter(folder: str | os.PathLike[str], levels: int = 0) -> list[Path]:

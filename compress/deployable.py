@@ -36,17 +36,17 @@ def save_deployable(path: str | os.PathLike[str], module: nn.Module, preprocessi
 MAX_IMAGE_SIZE = 2048  # px: a recorded input size beyond it is damage, and export would trace at that size
 
 
-def _check_preprocessing(pre: Preprocessing, path: os.PathLike[str]) -> None:
+def _check_recorded_input(pre: Preprocessing, path: os.PathLike[str]) -> None:
     """The recorded input is one a model can have: export and validation build tensors of this size."""
     sizes = [pre.image_size] + ([pre.resize_size] if pre.resize_size is not None else [])
     if not all(1 <= size <= MAX_IMAGE_SIZE for size in sizes):
-        raise CheckpointError(f"'{path}' records an input size of {sizes} px, outside 1..{MAX_IMAGE_SIZE}: the record "
-                              "is damaged or crafted; re-create the checkpoint")
+        raise CheckpointError(f"'{path}' records an input size of {sizes} px, outside 1..{MAX_IMAGE_SIZE}: the "
+                              "record is damaged or crafted; re-create the checkpoint")
     stats = pre.mean + pre.std
     if pre.channels not in (1, 3) or len(pre.mean) != pre.channels or len(pre.std) != pre.channels \
             or not all(math.isfinite(v) for v in stats) or min(pre.std) <= 0:
-        raise CheckpointError(f"'{path}' records unusable preprocessing ({pre.channels} channels, mean {list(pre.mean)}, "
-                              f"std {list(pre.std)}); re-create the checkpoint")
+        raise CheckpointError(f"'{path}' records unusable preprocessing ({pre.channels} channels, mean "
+                              f"{list(pre.mean)}, std {list(pre.std)}); re-create the checkpoint")
 
 
 def _check_fits(skeleton: nn.Module, shapes: dict[str, tuple[int, ...]], path: os.PathLike[str]) -> None:
@@ -61,7 +61,8 @@ def _check_fits(skeleton: nn.Module, shapes: dict[str, tuple[int, ...]], path: o
     for key, shape in declared.items():
         if shapes[key] != shape:
             raise CheckpointError(f"'{path}' weights do not fit its recorded architecture ('{key}' is "
-                                  f"{list(shapes[key])} in the file, {list(shape)} in the record); re-create the checkpoint")
+                                  f"{list(shapes[key])} in the file, {list(shape)} in the record); "
+                                  "re-create the checkpoint")
 
 
 def load_deployable(path: str | os.PathLike[str], trust: bool = False) -> tuple[nn.Module, Preprocessing, CheckpointRecord]:
@@ -74,10 +75,11 @@ def load_deployable(path: str | os.PathLike[str], trust: bool = False) -> tuple[
     """
     path = resolve_checkpoint(path)
     record = CheckpointRecord.from_dict(read_sidecar(path, verify=not trust), str(path))
-    _check_preprocessing(record.preprocessing, path)
-    _check_fits(build_architecture(record.architecture, meta=True, source=f"'{path}'"), tensor_shapes(path), path)
+    _check_recorded_input(record.preprocessing, path)
+    source = f"'{path}'"
+    _check_fits(build_architecture(record.architecture, meta=True, source=source), tensor_shapes(path), path)
     tensors = read_weights(path)
-    module = build_architecture(record.architecture, source=f"'{path}'")
+    module = build_architecture(record.architecture, source=source)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

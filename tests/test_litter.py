@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import compress
-from compress.artifacts import atomic_path, folder_lock, sweep_litter
+from compress.artifacts import folder_lock, sweep_litter
 from compress.cli import main
 from compress.data import DataConfig, load_data
 from compress.deployable import save_deployable
