@@ -3,27 +3,33 @@
 Every artifact ``X`` gets a sidecar ``X.json`` that records what produced it, from which inputs
 (hashes) and with which library versions, plus the artifact's own SHA-256. Files are written to a
 temporary name in the same folder and renamed, so a killed process never leaves a half-written
-file under the real name. Checkpoints are safetensors (tensors only) + JSON: nothing on load can
-execute code.
+file under the real name; a full disk raises ``DiskFull`` (one line: the path and the space it needs)
+instead, and the previous file stays. Temporary names carry the writer's host and pid, so what a killed
+process left behind is recognised and swept (``sweep_litter``). Checkpoints are safetensors (tensors
+only) + JSON: nothing on load can execute code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
+import re
 import secrets
+import shutil
 import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compress.errors import CheckpointError, ConfigError, IntegrityError
+from compress.errors import CheckpointError, ConfigError, DiskFull, IntegrityError
 
 FORMAT = "compress/1"
+MAX_SIDECAR_BYTES = 16 << 20  # real sidecars are a few KB: a larger one is not ours and is not read into memory
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -51,6 +57,115 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"output folder '{path}' is not writable: choose another path or fix its permissions")
     return path
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``ensure_writable_dir(path)`` for a command's output. If the command fails, the folders created here
+    are removed again while they are empty, so a failed command leaves the file system as it was."""
+    path = Path(path)
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    folder = ensure_writable_dir(path)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:
+            try:
+                made.rmdir()  # refuses a folder that is not empty: what was written stays
+            except OSError:
+                break
+        raise
+
+
+# ---------------------------------------------------------------- full disks
+
+_FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# libraries that turn an OSError into their own exception keep only its text (safetensors does)
+_FULL_DISK_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, is a full disk or an exhausted quota."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _FULL_DISK_ERRNOS:
+            return True
+        if any(text in str(cause) for text in _FULL_DISK_TEXTS):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def _free_space(path: Path) -> str:
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    try:
+        return f"{human_bytes(shutil.disk_usage(existing).free)} free"
+    except OSError:
+        return "free space unknown"
+
+
+def disk_full_error(exc: BaseException, path: str | os.PathLike[str], *, needed: int | None = None,
+                    written: int = 0) -> DiskFull | None:
+    """The one-line ``DiskFull`` for ``exc`` when a full disk caused it (else None): it names ``path``, the
+    space it needs (``needed`` when known, else more than the ``written`` bytes) and the space left."""
+    if isinstance(exc, DiskFull) or not is_disk_full(exc):
+        return None
+    path = Path(path)
+    need = (f"about {human_bytes(needed)}" if needed else
+            f"more than the {human_bytes(written)} written when the disk filled" if written else "more space")
+    return DiskFull(f"disk full: writing '{path}' needs {need} ({_free_space(path)} there); free up space or "
+                    "choose another output folder (files already there are unchanged)")
+
+
+# ---------------------------------------------------------------- litter of killed processes
+
+def _host_tag() -> str:
+    return hashlib.sha1(platform.node().encode()).hexdigest()[:8]
+
+
+def owner_tag() -> str:
+    """``<host>-<pid>``: put in temporary names so ``sweep_litter`` knows whether their writer still lives."""
+    return f"{_host_tag()}-{os.getpid()}"
+
+
+# hidden names ending in ".<host>-<pid>.<random>.tmp" (atomic writes) or "-<host>-<pid>.<random>.tmp" (staging)
+_LITTER = re.compile(r"^\..*[.-](?P<host>[0-9a-f]{8})-(?P<pid>\d{1,9})\.[a-z0-9_]+\.tmp$")
+
+
+def sweep_litter(folder: str | os.PathLike[str], levels: int = 0) -> list[Path]:
+    """Remove what killed compress processes on this machine left in ``folder`` (and ``levels`` of its
+    subfolders): temporary files of atomic writes and export staging folders whose process is gone. A live
+    process's are kept. Returns what was removed."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _LITTER.match(entry.name)
+        if match is None:
+            if levels > 0 and entry.is_dir() and not entry.is_symlink():
+                removed += sweep_litter(entry, levels - 1)
+            continue
+        if match["host"] != _host_tag() or _process_alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 LOCK_FILE = ".compress.lock"
@@ -124,11 +239,16 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
         except FileExistsError:
             check_folder_free(folder)  # raises for a live holder, clears a stale lock
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+        except OSError as exc:
+            lock.unlink(missing_ok=True)  # an empty lock would hold the folder for 30 s
+            raise disk_full_error(exc, lock) or ConfigError(f"cannot write '{lock}': {exc.strerror}") from None
         break
     else:
         raise ConfigError(f"could not lock '{folder}': other processes keep taking '{lock}'; retry")
+    sweep_litter(folder, levels=1)  # what a killed run left here (a pipeline's: in its stage folders)
     try:
         yield
     finally:
@@ -160,27 +280,46 @@ def new_temp_file(folder: Path, prefix: str, suffix: str = ".tmp") -> Path:
         os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)))
 
 
-def new_temp_folder(folder: Path, prefix: str) -> Path:
+def new_temp_folder(folder: Path, prefix: str, suffix: str = "") -> Path:
     """Create an empty folder under a fresh name in ``folder``, with the umask's mode."""
-    return _fresh_name(folder, prefix, "", lambda path: os.mkdir(path, 0o777))
+    return _fresh_name(folder, prefix, suffix, lambda path: os.mkdir(path, 0o777))
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike[str], needed_bytes: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds.
+
+    A full disk raises ``DiskFull`` naming ``path`` and the space it needs (``needed_bytes``, when the
+    caller knows it). The temporary name carries ``owner_tag()``, so ``sweep_litter`` can tell a killed
+    writer's leftover from a live one's.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = new_temp_file(path.parent, prefix=f".{path.name}.")
-    mode = stat.S_IMODE(tmp_path.stat().st_mode)  # what the umask allows
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = new_temp_file(path.parent, prefix=f".{path.name}.{owner_tag()}.")
+        mode = stat.S_IMODE(tmp_path.stat().st_mode)  # what the umask allows
         yield tmp_path
         with open(tmp_path, "rb") as f:  # make the bytes durable before they get the real name
             os.fsync(f.fileno())
         os.chmod(tmp_path, mode)  # a writer may have replaced the file with a private one (safetensors does)
         os.replace(tmp_path, path)
+    except Exception as exc:
+        full = disk_full_error(exc, path, needed=needed_bytes, written=_discard(tmp_path))  # free space after it
+        if full is None:
+            raise
+        raise full from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _discard(tmp_path)
+
+
+def _discard(tmp: Path | None) -> int:
+    """Remove a temporary file; the bytes it had (0 if there is none)."""
+    if tmp is None or not tmp.exists():
+        return 0
+    size = tmp.stat().st_size
+    tmp.unlink()
+    return size
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -188,8 +327,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
+def json_text(data: Any) -> str:
+    """How every JSON artifact is written: indented, keys in the given order, one trailing newline."""
+    return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, json_text(data))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -200,6 +344,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"'{path}' does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"'{path}' is not valid JSON ({exc}); delete it and re-create the artifact") from None
+    except RecursionError:  # nesting deeper than Python's parser goes: nothing we write
+        raise CheckpointError(f"'{path}' nests too deeply to be one of our JSON files; delete it and re-create "
+                              "the artifact") from None
 
 
 def environment() -> dict[str, str]:
@@ -215,6 +362,26 @@ def environment() -> dict[str, str]:
     return env
 
 
+def sidecar_record(
+    artifact: str | os.PathLike[str],
+    kind: str,
+    meta: dict[str, Any] | None = None,
+    inputs: dict[str, str] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The sidecar of ``artifact``: its hash, its inputs' hashes and the environment. ``name`` is the
+    artifact's file name when its bytes are still at a temporary path."""
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "file": name or Path(artifact).name,
+        "sha256": sha256_file(artifact),
+        "inputs": inputs or {},
+        "environment": environment(),
+        **(meta or {}),
+    }
+
+
 def write_sidecar(
     artifact: str | os.PathLike[str],
     kind: str,
@@ -222,15 +389,7 @@ def write_sidecar(
     inputs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``artifact.json`` with the artifact's hash, its inputs' hashes and the environment."""
-    record = {
-        "format": FORMAT,
-        "kind": kind,
-        "file": Path(artifact).name,
-        "sha256": sha256_file(artifact),
-        "inputs": inputs or {},
-        "environment": environment(),
-        **(meta or {}),
-    }
+    record = sidecar_record(artifact, kind, meta, inputs)
     write_json(sidecar_path(artifact), record)
     return record
 
@@ -246,7 +405,12 @@ def read_sidecar(artifact: str | os.PathLike[str], verify: bool = True) -> dict[
             f"'{artifact}' has no sidecar '{side.name}' (incomplete write or foreign file); "
             "re-create it, or pass --trust to use it anyway"
         )
+    if side.stat().st_size > MAX_SIDECAR_BYTES:
+        raise IntegrityError(f"'{side}' is {human_bytes(side.stat().st_size)}, not a sidecar of ours (a few KB); "
+                             "re-create the artifact")
     record = read_json(side)
+    if not isinstance(record, dict):
+        raise IntegrityError(f"'{side}' does not hold a sidecar record (a JSON object); re-create the artifact")
     if verify and record.get("sha256") != sha256_file(artifact):
         raise IntegrityError(
             f"'{artifact}' does not match the hash in '{side.name}' (modified or partly written); "

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from compress.artifacts import atomic_path, read_sidecar, write_sidecar
+from compress.artifacts import atomic_path, read_sidecar, sidecar_path, sidecar_record, write_json
 from compress.errors import CheckpointError
 
 _TENSOR = "__tensor__"
@@ -70,26 +70,59 @@ def save_tensors(
         clean[key] = value.clone() if ptr in seen and ptr != -1 else value
         seen[ptr] = key
     # The record also goes into the safetensors header: the file stays self-describing if a crash
-    # lands between its rename and the sidecar's (two files cannot be renamed atomically together).
+    # lands between the sidecar's rename and its own (two files cannot be renamed atomically together).
     header = {"format": "compress/1", "kind": kind, "record": json.dumps({**(meta or {}), "inputs": inputs or {}},
                                                                           default=str)}
-    with atomic_path(path) as tmp:
+    # data + header (the record, and per tensor its name, dtype, shape and offsets)
+    needed = sum(t.numel() * t.element_size() + len(k) + 64 for k, t in clean.items()) + len(json.dumps(header))
+    with atomic_path(path, needed_bytes=needed) as tmp:
         save_file(clean, str(tmp), metadata=header)
-    return write_sidecar(path, kind, meta, inputs)
+        # The sidecar is written while the tensors still have their temporary name: a full disk then
+        # leaves the previous pair as it was, never new tensors beside an old sidecar.
+        record = sidecar_record(tmp, kind, meta, inputs, name=path.name)
+        write_json(sidecar_path(path), record)
+    return record
 
 
-def load_tensors(path: str | os.PathLike[str], verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a safetensors checkpoint and its verified sidecar."""
+def tensor_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from the safetensors header alone: nothing is loaded (the header is capped at
+    100 MB by safetensors, and its offsets are checked against the file's size)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint ({exc}); re-create it") from None
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str | os.PathLike[str]) -> None:
+    """Refuse weights holding NaN or Inf: a model computed from them is meaningless, whatever it scores."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"'{source}' holds non-finite weights ({bad} NaN/Inf values in '{key}'): "
+                                  "the run that wrote it diverged or the file was altered; use an earlier checkpoint")
+
+
+def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, all finite (see ``check_finite``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(path)
-    record = read_sidecar(path, verify=verify)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint ({exc}); re-create it") from None
-    return tensors, record
+    check_finite(tensors, path)
+    return tensors
+
+
+def load_tensors(path: str | os.PathLike[str], verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a safetensors checkpoint (finite weights only) and its verified sidecar."""
+    path = Path(path)
+    record = read_sidecar(path, verify=verify)
+    return read_weights(path), record
 
 
 def load_self_described(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -109,8 +142,12 @@ def load_self_described(path: str | os.PathLike[str]) -> tuple[dict[str, torch.T
             header = f.metadata() or {}
         tensors = load_file(str(path))
         record = json.loads(header["record"])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"'{path}' is not a readable compress checkpoint ({exc}); delete it to start over") from None
+    except (SafetensorError, OSError, ValueError, KeyError, RecursionError) as exc:
+        raise CheckpointError(f"'{path}' is not a readable compress checkpoint ({type(exc).__name__}: {exc}); "
+                              "delete it to start over") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"'{path}' is not a compress checkpoint (its record is not a JSON object); "
+                              "delete it to start over")
     return tensors, record
 
 
@@ -175,9 +212,11 @@ def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc})") from None
+        check_finite(state, path)
+        return state
     try:
         state = _torch_load(path)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
@@ -188,4 +227,6 @@ def load_external_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
                 "save a plain state_dict (or safetensors) instead"
             ) from None
         raise CheckpointError(f"'{path}' is not a readable PyTorch weights file ({first[:160]})") from None
-    return find_state_dict(state, str(path))
+    state = find_state_dict(state, str(path))
+    check_finite(state, path)
+    return state

@@ -51,6 +51,10 @@ class IntegrityError(CheckpointError):
     """An artifact's hash does not match its sidecar."""
 
 
+class DiskFull(CompressError):
+    """A write failed for lack of space (disk or quota); the message names the path and the space needed."""
+
+
 class MissingDependency(CompressError):
     """An optional library is not installed; the message names the extra to install."""
 

@@ -37,9 +37,24 @@ class TrainingState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingState:
-        best = data.get("best", [-1.0, 0])
-        return cls(int(data["epoch"]), list(data["history"]), float(best[0]), int(best[1]),
-                   dict(data.get("fingerprint") or {}), dict(data.get("train_config") or {}))
+        """The state of a file's record, checked (a damaged or crafted one raises KeyError or ValueError):
+        training restarts at ``epoch + 1``, so it must count the rows of ``history``."""
+        epoch, history, best = data["epoch"], data["history"], data.get("best", [-1.0, 0])
+        if not _whole(epoch) or epoch < 0:
+            raise ValueError(f"epoch {epoch!r} is not a number of completed epochs")
+        if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+            raise ValueError(f"history does not hold one metrics row for each of the {epoch} completed epochs")
+        if not (isinstance(best, list) and len(best) == 2 and isinstance(best[0], (int, float))
+                and -1 <= best[0] <= 100 and _whole(best[1]) and 0 <= best[1] <= epoch):
+            raise ValueError(f"best {best!r} is not a top-1 (%) and an epoch of this run")
+        fingerprint, train_config = data.get("fingerprint") or {}, data.get("train_config") or {}
+        if not isinstance(fingerprint, dict) or not isinstance(train_config, dict):
+            raise ValueError("fingerprint and train_config are not JSON objects")
+        return cls(epoch, history, float(best[0]), best[1], fingerprint, train_config)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -81,17 +96,30 @@ def load_training_state(out_dir: Path, method: Method, optimizer: torch.optim.Op
     try:
         state = TrainingState.from_dict(record)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise CheckpointError(f"'{out_dir / STATE_FILE}' is not a compress training state (bad or missing {exc}); "
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointError(f"'{out_dir / STATE_FILE}' is not a usable compress training state ({what[:160]}); "
                               "delete it to start over") from None
     _check_same_run(out_dir, state.fingerprint, fingerprint)
-    own = {k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")}
     try:
-        method.load_state_dict(own, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"cannot resume '{out_dir}': saved state does not fit ({str(exc).splitlines()[0][:120]})") from None
+        _restore(record, tensors, method, optimizer)
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:120]
+        raise CheckpointError(f"cannot resume '{out_dir}': saved state does not fit ({type(exc).__name__}: {first}); "
+                              "use the original settings, or delete it to start over") from None
+    return state
+
+
+def _restore(record: dict[str, Any], tensors: dict[str, torch.Tensor], method: Method,
+             optimizer: torch.optim.Optimizer) -> None:
+    """Load the method's, the optimizer's and the RNG's state; whatever does not fit raises."""
+    own = {k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")}
+    method.load_state_dict(own, strict=True)
     chosen = [(g.get("fused"), g.get("foreach")) for g in optimizer.param_groups]
     optimizer.load_state_dict(unflatten_state(record["skeleton"]["optimizer"], tensors))
     for group, (fused, foreach) in zip(optimizer.param_groups, chosen):  # this machine's kernels, not the saver's
         group["fused"], group["foreach"] = fused, foreach
+    for param, slots in optimizer.state.items():  # load_state_dict takes any shape; the first step would fail
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                raise ValueError(f"optimizer '{name}' is {list(value.shape)} for a parameter of {list(param.shape)}")
     _set_rng_state(unflatten_state(record["skeleton"]["rng"], tensors))
-    return state

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compress.artifacts import (atomic_write_text, check_folder_free, ensure_writable_dir, folder_lock, sha256_file,
+from compress.artifacts import (atomic_write_text, check_folder_free, folder_lock, output_folder, sha256_file,
                                 write_json)
 from compress.data import BatchLoader, DataBundle
 from compress.deployable import save_deployable
@@ -148,8 +148,7 @@ def _holding(out: Path, dist: DistContext) -> Iterator[None]:
     if not dist.is_main:  # only rank 0 writes files
         yield
         return
-    ensure_writable_dir(out)
-    with folder_lock(out):
+    with output_folder(out), folder_lock(out):  # a run that fails before writing anything leaves no folder
         yield
 
 

@@ -136,7 +136,7 @@ def test_resume_uses_this_machines_optimizer_kernels(tmp_path: Path) -> None:
     saved.step()
     for group in saved.param_groups:  # as a CUDA run writes them
         group["fused"], group["foreach"] = True, None
-    save_training_state(tmp_path, method, saved, TrainingState(1, [], -1.0, 0, {}, {}))
+    save_training_state(tmp_path, method, saved, TrainingState(1, [{"epoch": 1}], -1.0, 0, {}, {}))
     fresh = make_optimizer(method, **settings)
     assert all(g["foreach"] is True and not g["fused"] for g in fresh.param_groups)
     assert load_training_state(tmp_path, method, fresh, {}).epoch == 1

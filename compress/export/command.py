@@ -4,7 +4,9 @@ Each backend's step (``compress.export.backends``) runs in table order; a backen
 built from is built even when it is not shipped. Everything is written into a hidden staging folder
 inside ``out_dir`` and moved into place only when every step has succeeded, so a failure never leaves
 a half-finished set of artifacts that looks complete. ``--target`` is the exception that proves it: there a
-candidate that fails is a row of the table ("not built: why"), and only the winners are shipped.
+candidate that fails is a row of the table ("not built: why"), and only the winners are shipped. A staging
+folder left by a killed export is removed by the next export into the same folder; a failed export removes
+the folder it created.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from compress.artifacts import atomic_write_text, ensure_writable_dir, new_temp_folder, write_json
+from compress.artifacts import (atomic_write_text, disk_full_error, new_temp_folder, output_folder, owner_tag,
+                                sweep_litter, write_json)
 from compress.errors import ConfigError, ExportError
 from compress.export.backends import BACKENDS, artifact_files, with_sources
 from compress.export.base import ExportImages, ExportSource, StepResult
@@ -176,24 +179,31 @@ def export_command(
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 
     # the output folder is created only once every input has been read successfully
-    out_dir = ensure_writable_dir(out_dir)
-    staging = new_temp_folder(out_dir, prefix=".export-")  # the umask's mode, as the files it holds
-    try:
-        source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
-                              images=images, built={}, options=chosen, cache_dir=out_dir, log=say)
-        results, failed = _run_steps(order, source, chosen, staging, summary, tolerate=target is not None)
-        ship = [name for name in order if name in build]
-        if target is not None:
-            say(f"measuring {', '.join(results)} side by side ({target.threads} threads, batch "
-                f"{', '.join(map(str, target.batch_sizes))}) ...")
-            eval_images = images(target.eval_images, 0, pre.channels)
-            selection = choose_target(source.built, module, eval_images.val_x, eval_images.val_y, target,
-                                      {**unavailable, **failed})
-            summary["target"] = selection.to_dict()
-            ship = selection.shipped
-        summary["files"] = _ship([path for name in ship for path in results[name].artifacts], out_dir)
-        if target is not None:
-            summary["files"].update(_write_target(selection, out_dir))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with output_folder(out_dir) as out_dir:
+        sweep_litter(out_dir)  # what killed exports left (their staging folders)
+        # the umask's mode, as the files it holds; the owner tag lets a later sweep tell a dead export's folder
+        staging = new_temp_folder(out_dir, prefix=f".export-{owner_tag()}.", suffix=".tmp")
+        try:
+            source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
+                                  images=images, built={}, options=chosen, cache_dir=out_dir, log=say)
+            results, failed = _run_steps(order, source, chosen, staging, summary, tolerate=target is not None)
+            ship = [name for name in order if name in build]
+            if target is not None:
+                say(f"measuring {', '.join(results)} side by side ({target.threads} threads, batch "
+                    f"{', '.join(map(str, target.batch_sizes))}) ...")
+                eval_images = images(target.eval_images, 0, pre.channels)
+                selection = choose_target(source.built, module, eval_images.val_x, eval_images.val_y, target,
+                                          {**unavailable, **failed})
+                summary["target"] = selection.to_dict()
+                ship = selection.shipped
+            summary["files"] = _ship([path for name in ship for path in results[name].artifacts], out_dir)
+            if target is not None:
+                summary["files"].update(_write_target(selection, out_dir))
+        except Exception as exc:  # a full disk inside a step would read as that step's own failure
+            full = disk_full_error(exc, staging)
+            if full is None:
+                raise
+            raise full from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return summary

@@ -95,11 +95,12 @@ def _materialise(spec: ModelSpec) -> ClassifierModel:
 @ARCHITECTURES.register("shared_head")
 def build_shared_head(arch: dict[str, Any]) -> SharedHeadStudent:
     """The student of ``SharedHeadStudent.architecture()``, without the teachers' backbones."""
+    device = "meta" if torch.get_default_device().type == "meta" else "cpu"  # meta: shapes only (a check)
     student_spec = ModelSpec.from_dict(arch["student"])
-    backbone = _reset(_materialise(student_spec).body.to_empty(device="cpu"))
+    backbone = _reset(_materialise(student_spec).body.to_empty(device=device))
     branches = []
     for b in arch["branches"]:
-        head = _reset(_materialise(ModelSpec.from_dict(b["teacher"])).head_module.to_empty(device="cpu"))
+        head = _reset(_materialise(ModelSpec.from_dict(b["teacher"])).head_module.to_empty(device=device))
         align = None if b["align"] is None else (int(b["align"][0]), int(b["align"][1]))
         branches.append(Branch(build_projector(**b["projector"]), head, ModelSpec.from_dict(b["teacher"]),
                                align, resolved=True))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
+from compress.errors import CheckpointError
+
 if TYPE_CHECKING:
     from compress.validate.backends import Backend
 
@@ -88,6 +90,15 @@ def predict_in_chunks(backend: Backend, images: np.ndarray) -> np.ndarray:
     return np.concatenate([backend.predict_logits(images[i:i + limit]) for i in range(0, len(images), limit)])
 
 
+def check_finite_logits(stage: str, logits: np.ndarray) -> None:
+    """Refuse NaN/Inf logits: argmax over them still "predicts" a class, so the stage would get a score."""
+    finite = np.isfinite(logits)
+    if not finite.all():
+        rows = int((~finite).any(axis=1).sum()) if logits.ndim == 2 else int((~finite).sum())
+        raise CheckpointError(f"stage '{stage}' gives non-finite logits (NaN/Inf) for {rows} of {len(logits)} images: "
+                              "its weights are broken or overflow at this precision; re-create or re-export it")
+
+
 def _as_numpy(values: Any) -> np.ndarray:
     """A batch of a PyTorch loader (tensors, maybe on a GPU) or of numpy arrays, as numpy."""
     return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
@@ -108,6 +119,7 @@ def evaluate_backends(backends: Sequence[Backend], batches: Iterable[tuple[Any, 
         ref_logits = None
         for backend in ordered:
             logits = predict_in_chunks(backend, x)
+            check_finite_logits(backend.name, logits)
             if backend.name == reference:
                 ref_logits = logits
                 accumulators[backend.name].update(logits, y, logits)

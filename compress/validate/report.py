@@ -9,6 +9,7 @@ optional and is imported only here, with the Agg backend (no display on a server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from compress.artifacts import atomic_path, atomic_write_text, ensure_writable_dir, write_json
+from compress.artifacts import atomic_path, json_text, output_folder, sweep_litter
 from compress.errors import CheckpointError, MissingDependency
 from compress.validate.gates import describe, format_value
 from compress.validate.latency import LatencyStats
@@ -342,14 +343,19 @@ def report_figure(result: ValidationResult, curves: Curves | None = None,
 def render_png(result: ValidationResult, path: str | os.PathLike[str], curves: Curves | None = None,
                batch_size: int | None = None, distillation: Sequence[Mapping[str, Any]] | None = None) -> Path:
     """Write ``report_figure`` to ``path`` (PNG); returns the path."""
-    fig = report_figure(result, curves, distillation, batch_size)
     path = Path(path)
+    with atomic_path(path) as tmp:
+        _save_png(result, tmp, curves, distillation, batch_size)
+    return path
+
+
+def _save_png(result: ValidationResult, path: Path, curves: Curves | None = None,
+              distillation: Sequence[Mapping[str, Any]] | None = None, batch_size: int | None = None) -> None:
+    fig = report_figure(result, curves, distillation, batch_size)
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(path, dpi=120, format="png")
     finally:
         _pyplot().close(fig)
-    return path
 
 
 def write_report(result: ValidationResult, out_dir: str | os.PathLike[str], *,
@@ -361,8 +367,10 @@ def write_report(result: ValidationResult, out_dir: str | os.PathLike[str], *,
     table when given; rows with a ``role`` of "teacher"/"student ..." and a ``top-1 (%)`` are also
     plotted. ``curves``: run name -> per-epoch metric dicts (see ``read_metrics_jsonl``). ``regime``: a
     sentence on the training data (``describe_regime``).
+
+    The three files are all written under temporary names before any replaces an earlier report, so a
+    failure (a full disk, say) leaves the previous report whole, and a folder created here is removed.
     """
-    out = ensure_writable_dir(out_dir)
     data = result.to_dict()
     if regime:
         data["regime"] = regime
@@ -370,10 +378,17 @@ def write_report(result: ValidationResult, out_dir: str | os.PathLike[str], *,
         data["distillation"] = [dict(row) for row in distillation]
     if curves:
         data["training_curves"] = {name: [dict(r) for r in rows] for name, rows in curves.items()}
-    write_json(out / "report.json", data)
-    atomic_write_text(out / "report.md", render_markdown(result, distillation, title, regime))
-    picture = render_png(result, out / "report.png", curves, distillation=distillation) if png else None
-    return ReportPaths(out / "report.json", out / "report.md", picture)
+    if png:
+        _pyplot()  # a missing matplotlib is reported before anything is written
+    with output_folder(out_dir) as out, contextlib.ExitStack() as files:
+        sweep_litter(out)  # temporary files of a killed report writer
+        paths = ReportPaths(out / "report.json", out / "report.md", out / "report.png" if png else None)
+        files.enter_context(atomic_path(paths.json)).write_text(json_text(data))
+        files.enter_context(atomic_path(paths.markdown)).write_text(render_markdown(result, distillation, title,
+                                                                                    regime))
+        if paths.png is not None:
+            _save_png(result, files.enter_context(atomic_path(paths.png)), curves, distillation)
+    return paths
 
 
 __all__ = ["DELTA_ALONE", "LabelCounts", "ROLE", "RUN", "ReportPaths", "TEACHER_AFTER", "TEACHER_ROLE", "TOP1",
