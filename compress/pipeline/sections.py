@@ -18,6 +18,7 @@ from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, built_from_message
 from compress.pipeline.fields import checked, convert, join, mapping, plain, read_fields, unknown_keys
 from compress.validate.gates import Gates, parse_gates
+from compress.validate.latency import LatencyConfig
 
 REFERENCE = "student"  # the fp32 PyTorch student: what every exported artifact is compared with
 VALIDATED = (REFERENCE, *BACKENDS)  # the names the validate stage gives the artifacts it measures
@@ -78,10 +79,7 @@ class ValidationSpec:
                    gates=gates)
         if spec.val_limit is not None and spec.val_limit < 1:
             raise ConfigError(f"{path}.val_limit: must be at least 1, got {spec.val_limit}")
-        if not spec.batch_sizes or min(spec.batch_sizes) < 1 or not spec.threads or min(spec.threads) < 1:
-            raise ConfigError(f"{path}: batch_sizes and threads must be non-empty lists of numbers >= 1")
-        if spec.duration_s <= 0:
-            raise ConfigError(f"{path}.duration_s: must be positive, got {spec.duration_s}")
+        checked(path, LatencyConfig(spec.batch_sizes, spec.threads, spec.duration_s).validate)  # the same bounds
         for stage in providers:
             if stage not in built:
                 raise ConfigError(f"{path}.providers.{stage}: this recipe validates {', '.join(built)}")
