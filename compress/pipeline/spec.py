@@ -1,9 +1,9 @@
 """A pipeline recipe (YAML) as typed dataclasses, validated whole before anything runs.
 
 Every mistake names its dotted path in the recipe: an unknown key gets the closest valid key
-("did you mean"), a value of the wrong type says what was expected. The YAML is read with
-``yaml.safe_load`` only, and no value is ever turned into Python code or an import: model, dataset
-and method names go through the project's registries.
+("did you mean"), a value of the wrong type says what was expected. The YAML is read with a
+``yaml.SafeLoader`` only (strictly: see ``yaml_io``), and no value is ever turned into Python code or
+an import: model, dataset and method names go through the project's registries.
 
     name: fashion_mnist_ci
     data: {name: fashion-mnist, train_limit: 10000}
@@ -27,6 +27,7 @@ from compress.errors import ConfigError
 from compress.export.backends import BACKENDS
 from compress.pipeline.fields import NAME, checked, convert, join, kind_of, mapping, plain, read_fields, unknown_keys
 from compress.pipeline.sections import REFERENCE, ExportSpec, ReportSpec, ValidationSpec
+from compress.pipeline.yaml_io import read_recipe_yaml, shorten
 from compress.record import MODEL_FILE
 from compress.train import TrainConfig
 
@@ -299,27 +300,13 @@ def parse_recipe(raw: Any, default_name: str = "pipeline", source: str | None = 
 
 
 def load_recipe(path: str | Path) -> PipelineSpec:
-    """Read and validate a recipe file (``yaml.safe_load``: plain data, never Python objects)."""
-    import yaml
-
+    """Read and validate a recipe file (plain data, never Python objects; limits in ``yaml_io``)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"recipe '{path}' does not exist: see pipelines/ for examples") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe '{path}': {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
+    raw = read_recipe_yaml(path)
     try:
         return parse_recipe(raw, default_name=path.stem, source=str(path))
     except ConfigError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        raise type(exc)(shorten(f"{path}: {exc}")) from None
 
 
 __all__ = ["PipelineSpec", "TeacherSpec", "DistillSpec", "ExportSpec", "ValidationSpec", "ReportSpec", "TrainSpec",
