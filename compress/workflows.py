@@ -6,10 +6,9 @@ output folder as it was.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -20,18 +19,11 @@ from compress.distill.base import Supervised
 from compress.errors import ConfigError
 from compress.models import MODELS, ClassifierModel, build_model, make_spec
 from compress.models.weights import load_weights
+from compress.output_folder import check_output_path
 from compress.parallel import DistContext
 from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
 from compress.train import FitResult, TrainConfig, evaluate, fit
 from compress.train_config import resolve_device, seed_everything
-
-
-def check_output_path(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path '{out}' is a file, not a folder: pass a folder path to --out")
-    parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    if parent is not None and not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write to '{out}' ('{parent}' is not writable): choose another --out")
 
 
 def data_record(cfg: DataConfig) -> dict[str, Any]:
@@ -44,11 +36,13 @@ def data_record(cfg: DataConfig) -> dict[str, Any]:
     return record
 
 
-def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path,
-            dist: DistContext | None = None) -> tuple[torch.device, DataBundle]:
+def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, dist: DistContext | None = None,
+            inputs: Sequence[str | Path | None] = ()) -> tuple[torch.device, DataBundle]:
+    """Check the settings and the output folder (which must hold none of ``inputs``, nor the data), seed,
+    and load the data."""
+    data_cfg.validate()  # first: a batch size out of range is named as such, not as the lr it scales
     train_cfg.validate()
-    data_cfg.validate()
-    check_output_path(out)
+    check_output_path(out, [*inputs, data_cfg.data_dir, data_cfg.unlabeled_dir])
     dist = dist or DistContext.single()
     # seed before any model is built, so --seed fixes the initial weights too (same on every rank)
     seed_everything(train_cfg.seed, train_cfg.deterministic)
@@ -65,7 +59,7 @@ def train_teacher_run(model_name: str, data_cfg: DataConfig, train_cfg: TrainCon
     MODELS.canonical(model_name)  # unknown names fail before any data is read
     if not 0 <= label_smoothing < 1:
         raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
-    device, data = prepare(data_cfg, train_cfg, out, dist)
+    device, data = prepare(data_cfg, train_cfg, out, dist, inputs=[init])
     spec = make_spec(model_name, data.num_classes, data.preprocessing.channels, data.image_size)
     model = build_model(spec)
     inputs: dict[str, str] = {}
@@ -143,7 +137,8 @@ def distill_run(student_name: str, teachers: list[str], teacher_weights: list[st
         first = _teacher_checkpoint(teachers[0])
         if first is not None and first.exists():
             data_cfg.channels = CheckpointRecord.read(first, verify=False).preprocessing.channels
-    device, data = prepare(data_cfg, train_cfg, out, dist)
+    device, data = prepare(data_cfg, train_cfg, out, dist,
+                           inputs=[*(_teacher_checkpoint(t) for t in teachers), *teacher_weights])
     teacher_models, inputs = [], {}
     if needs_teachers:
         for i, name in enumerate(teachers):

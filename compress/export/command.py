@@ -22,6 +22,7 @@ from compress.artifacts import ensure_writable_dir, sidecar_path
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, with_sources
 from compress.export.base import ExportImages, ExportSource
+from compress.output_folder import check_output_path
 
 if TYPE_CHECKING:
     from compress.data import DataBundle, DataConfig
@@ -109,6 +110,7 @@ def export_command(
     from compress.deployable import load_deployable
 
     order, chosen = _checked_options(build, options)  # every option is checked before minutes of work start
+    check_output_path(out_dir, [checkpoint, data_dir])  # exporting into the checkpoint's own folder is refused
 
     def say(message: str) -> None:
         if progress:
