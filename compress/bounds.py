@@ -49,7 +49,9 @@ def span(low: float, high: float, *, above: bool = False, below: bool = False) -
 def shown(value: object, limit: int = 60) -> str:
     """``value`` as an error message quotes it: a huge number by its size, long text cut short."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"a {int(value.bit_length() * math.log10(2)) + 1}-digit number"
+        # str() refuses more than 4300 digits; beyond that the count comes from the bit length
+        digits = len(str(abs(value))) if value.bit_length() < 14_000 else int(value.bit_length() * math.log10(2)) + 1
+        return f"a {digits}-digit number"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 

@@ -54,6 +54,8 @@ def kind_of(value: Any) -> str:
         return "a list"
     if isinstance(value, Mapping):
         return "a mapping"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return shown(value)  # "a 25-digit number"
     names = {int: "a whole number", float: "a number", str: "text"}
     return f"{names.get(type(value), type(value).__name__)} {shown(value)}"
 

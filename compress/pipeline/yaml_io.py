@@ -161,15 +161,15 @@ def read_recipe_yaml(path: str | Path) -> Any:
         finally:
             loader.dispose()
     except RecipeRefused as exc:
-        raise ConfigError(shorten(f"{path}:{_line(exc)}: {exc.problem}")) from None
+        raise ConfigError(shorten(f"{path}{_line(exc)}: {exc.problem}")) from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(shorten(f"{path}:{_line(exc)}: not valid YAML ({problem})")) from None
+        raise ConfigError(shorten(f"{path}{_line(exc)}: not valid YAML ({problem})")) from None
 
 
 def _line(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
-    return f" line {mark.line + 1}" if mark is not None else ""
+    return f": line {mark.line + 1}" if mark is not None else ""
 
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_DIGITS", "MAX_VALUES", "RecipeLoader", "read_recipe_yaml", "shorten"]
