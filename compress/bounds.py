@@ -29,7 +29,9 @@ def within(value: object, low: float, high: float, *, above: bool = False, below
     """``low <= value <= high`` (``low < value`` with ``above``, ``value < high`` with ``below``).
 
     False for NaN, for booleans and for anything that is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and math.isnan(value):  # NaN compares False both ways: it would pass "not < low"
         return False
     over_low = value > low if above else value >= low
     under_high = value < high if below else value <= high

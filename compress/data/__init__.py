@@ -100,7 +100,8 @@ class DataConfig:
         if self.labels_per_class is not None and self.label_fraction is not None:
             raise ConfigError("give --labels-per-class or --label-fraction, not both")
         if self.label_fraction is not None and not within(self.label_fraction, 0, 1, above=True):
-            raise ConfigError(f"--label-fraction must be in (0, 1], e.g. 0.02 for 2 %, got {shown(self.label_fraction)}")
+            raise ConfigError(f"--label-fraction must be in (0, 1], e.g. 0.02 for 2 %, "
+                              f"got {shown(self.label_fraction)}")
         check_range("--labeled-share (labelled images per batch)", self.labeled_share, 0, 1, above=True, below=True)
         if self.unlabeled_dir is not None and self.name not in ("imagefolder", "imagenet"):
             raise ConfigError("--unlabeled-dir is for imagefolder data; for built-in datasets use --labels-per-class N "

@@ -47,9 +47,11 @@ class LatencyConfig:
 
     def validate(self) -> None:
         if not self.batch_sizes or not all(within(b, 1, MAX_BATCH) for b in self.batch_sizes):
-            raise ConfigError(f"batch sizes must be at least 1 and at most {MAX_BATCH}, got {shown(list(self.batch_sizes))}")
+            raise ConfigError(f"batch sizes must be at least 1 and at most {MAX_BATCH}, "
+                              f"got {shown(list(self.batch_sizes))}")
         if not self.threads or not all(within(t, 1, MAX_THREADS) for t in self.threads):
-            raise ConfigError(f"thread counts must be at least 1 and at most {MAX_THREADS}, got {shown(list(self.threads))}")
+            raise ConfigError(f"thread counts must be at least 1 and at most {MAX_THREADS}, "
+                              f"got {shown(list(self.threads))}")
         if self.runs is None:
             check_range("duration", self.duration_s, 0, MAX_DURATION_S, above=True, hint=" s")
         else:

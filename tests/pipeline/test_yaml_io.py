@@ -1,4 +1,5 @@
-"""Recipe files read strictly: hostile encodings, nesting, aliases, numbers and sizes give one line (issue 17, item 10)."""
+"""Recipe files read strictly: hostile encodings, nesting, aliases, numbers and sizes give one line each
+(issue 17, item 10)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_a_recipe_with_a_byte_order_mark_reads_as_its_utf8_twin(tmp_path: Path, 
     (b"name: t\xff\xfe\n", r"recipe\.yaml: not UTF-8 text \(byte 7: b'\\xff'\): save the recipe as UTF-8$"),
     ("name: t\n".encode("utf-16-le"), r"recipe\.yaml: holds NUL bytes: it is UTF-16/32 without a byte-order mark"),
     (codecs.BOM_UTF16_LE + b"\x00\xd8", r"recipe\.yaml: not UTF-16 text"),  # a lone surrogate
-    (b"name: t\x07\n", r"recipe\.yaml: not valid YAML \(unacceptable character #x0007: special characters are not allowed\)$"),
+    (b"name: t\x07\n",
+     r"recipe\.yaml: not valid YAML \(unacceptable character #x0007: special characters are not allowed\)$"),
 ])
 def test_text_that_is_not_utf8_or_marked_is_refused(tmp_path: Path, content: bytes, pattern: str) -> None:
     refused(write(tmp_path, content), pattern)
