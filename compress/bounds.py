@@ -23,6 +23,7 @@ MAX_IMAGE_SIZE = 2048  # pixels per side
 MAX_WORKERS = 256  # DataLoader processes
 MAX_THREADS = 1024
 MAX_DURATION_S = 3600.0  # timed seconds per latency point
+MAX_IMAGES = 100_000  # images an export step reads into memory (parity, calibration, evaluation)
 
 
 def within(value: object, low: float, high: float, *, above: bool = False, below: bool = False) -> bool:
@@ -65,5 +66,5 @@ def check_range(label: str, value: object, low: float, high: float, *, above: bo
         raise ConfigError(f"{label} must be {span(low, high, above=above, below=below)}{hint}, got {shown(value)}")
 
 
-__all__ = ["MAX_BATCH", "MAX_COUNT", "MAX_DURATION_S", "MAX_EPOCHS", "MAX_IMAGE_SIZE", "MAX_LR", "MAX_SEED",
+__all__ = ["MAX_BATCH", "MAX_COUNT", "MAX_DURATION_S", "MAX_EPOCHS", "MAX_IMAGES", "MAX_IMAGE_SIZE", "MAX_LR", "MAX_SEED",
            "MAX_THREADS", "MAX_WORKERS", "check_range", "shown", "span", "within"]

@@ -11,6 +11,7 @@ import pytest
 from compress.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SEED, check_range, shown, span, within
 from compress.data import DataConfig
 from compress.errors import ConfigError
+from compress.export import Int8Options, OnnxOptions, TensorRTOptions
 from compress.output_folder import check_output_path
 from compress.train_config import TrainConfig, seed_everything
 from compress.validate.gates import GateSpec
@@ -100,6 +101,19 @@ def test_a_batch_that_does_not_fit_is_refused_before_it_is_allocated() -> None:
     with pytest.raises(ConfigError, match=r"^batch size 65536 of 3x224x224 inputs needs 36\.8 GiB per batch: "
                                           r"choose batch sizes up to 3566$"):
         benchmark([], (3, 224, 224), cfg)
+
+
+@pytest.mark.parametrize("options, message", [
+    (Int8Options(calibration=2**70), r"^calibration images must be at least 1 and at most 100000, got a 22-digit"),
+    (Int8Options(eval_images=10**6), r"^eval_images must be at least 1 and at most 100000, got 1000000$"),
+    (OnnxOptions(parity_images=0), r"^parity_images must be at least 1 and at most 100000, got 0$"),
+    (TensorRTOptions(batch=(1, 8, 200_000)), r"^--batch max must be at least 1 and at most 65536, got 200000$"),
+    (TensorRTOptions(workspace_mb=2**40), r"^workspace_mb must be at least 16 and at most 1048576"),
+    (TensorRTOptions(precision="int8", calibration=10**9), r"^calibration images must be at least 1 and at most"),
+], ids=["calibration", "eval images", "parity images", "tensorrt batch", "workspace", "tensorrt calibration"])
+def test_export_options_are_bounded(options: Int8Options | OnnxOptions | TensorRTOptions, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        options.validate()
 
 
 @pytest.mark.parametrize("gate", ["max_p90_ms", "min_speedup"])

@@ -202,6 +202,8 @@ CASES: list[tuple[str, list[str], str]] = [
      r"batch sizes must be at least 1 and at most 65536, got \[1, 200000\]"),
     ("validate threads", ["validate", "{ckpt}", "--threads", "0"],
      r"thread counts must be at least 1 and at most 1024"),
+    ("calibration images 2**70", ["export", "{ckpt}", "--int8", "--calibration", str(2**70), "--out", OUT],
+     r"calibration images must be at least 1 and at most 100000, got a 22-digit number"),
     ("gate threshold nan", ["validate", "{ckpt}", "--no-latency", "--max-p90-ms", "nan"],
      r"gate max_p90_ms must be positive, got nan"),
     # issue 17: an output folder that holds an input would be overwritten

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
+from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import ConfigError, ExportError, MissingDependency
 from compress.export.base import ExportSource, StepResult
 from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, input_channels, load_onnx, ort_session, set_metadata
@@ -74,8 +75,8 @@ class Int8Options:
     def validate(self) -> None:
         if self.calibration < 1:
             raise ConfigError(f"calibration must be at least 1 image, got {self.calibration}")
-        if self.eval_images < 1:
-            raise ConfigError(f"eval_images must be at least 1, got {self.eval_images}")
+        check_range("calibration images", self.calibration, 1, MAX_IMAGES)
+        check_range("eval_images", self.eval_images, 1, MAX_IMAGES)
         QuantConfig(method=self.method).validate()
 
     def images_needed(self) -> tuple[int, int]:
