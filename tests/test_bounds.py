@@ -152,3 +152,33 @@ def test_an_output_folder_beside_or_below_the_inputs_is_fine(tmp_path: Path) -> 
     check_output_path(tmp_path / "student", [weights, "resnet8", "imagenet", None])
     check_output_path(tmp_path / "teacher" / "export", [weights])  # export's default: CHECKPOINT_DIR/export
     check_output_path(tmp_path / "teacher-2", [tmp_path / "teacher"])  # a shared name prefix is not inside
+
+
+# ------------------------------------------------------------------------------------------- recipes
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("distill.train", "batch_size", 200_000, r"^distill\.train\.batch_size: must be at least 1 and at most 65536, "
+                                             r"got 200000$"),
+    ("distill.train", "lr", 1e308, r"^distill\.train: learning rate must be a positive number up to 10"),
+    ("distill.train", "epochs", 10**9, r"^distill\.train: epochs must be at least 1 and at most 100000"),
+    ("distill.train", "seed", 2**40, r"^distill\.train: seed must be at least 0 and at most 4294967295"),
+    ("data", "val_limit", 2**40, r"^data: --val-limit must be at least 1 and at most 2147483647"),
+    ("validate", "val_limit", 2**40, r"^validate\.val_limit: must be at least 1 and at most 2147483647"),
+    ("validate", "duration_s", 1e9, r"^validate: duration must be above 0 and at most 3600 s, got 1000000000\.0$"),
+    ("validate", "batch_sizes", [1, 200_000], r"^validate: batch sizes must be at least 1 and at most 65536"),
+    ("export.int8", "calibration", 10**6, r"^export\.int8: calibration images must be at least 1 and at most 100000"),
+])
+def test_recipe_numbers_are_bounded_when_the_recipe_is_read(section: str, key: str, value: object,
+                                                            message: str) -> None:
+    """The same bounds as on the command line, before anything runs (not hours later, at that stage)."""
+    import yaml
+
+    from compress.pipeline.spec import parse_recipe
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "pipelines" / "fashion_mnist_ci.yaml").read_text())
+    node = raw
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_recipe(raw)

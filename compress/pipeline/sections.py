@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from compress.bounds import MAX_COUNT, span, within
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, built_from_message
 from compress.pipeline.fields import checked, convert, join, mapping, plain, read_fields, unknown_keys
@@ -77,8 +78,8 @@ class ValidationSpec:
         providers = mapping(given.pop("providers", None), join(path, "providers"))
         spec = cls(**given, providers={k: convert(v, str, f"{path}.providers.{k}") for k, v in providers.items()},
                    gates=gates)
-        if spec.val_limit is not None and spec.val_limit < 1:
-            raise ConfigError(f"{path}.val_limit: must be at least 1, got {spec.val_limit}")
+        if spec.val_limit is not None and not within(spec.val_limit, 1, MAX_COUNT):
+            raise ConfigError(f"{path}.val_limit: must be {span(1, MAX_COUNT)}, got {spec.val_limit}")
         checked(path, LatencyConfig(spec.batch_sizes, spec.threads, spec.duration_s).validate)  # the same bounds
         for stage in providers:
             if stage not in built:

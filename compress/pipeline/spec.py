@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from compress.bounds import MAX_BATCH, span, within
 from compress.data import DATASETS, DataConfig
 from compress.distill.config import PRESETS, DistillConfig, refuse_foreign, scaled_lr, settings_table, training_defaults
 from compress.errors import ConfigError
@@ -51,8 +52,8 @@ class TrainSpec:
         batch = given.pop("batch_size", None)
         if batch is not None:
             batch = convert(batch, int, join(path, "batch_size"))
-            if batch < 1:
-                raise ConfigError(f"{path}.batch_size: must be at least 1, got {batch}")
+            if not within(batch, 1, MAX_BATCH):  # before the preset's lr is scaled by it
+                raise ConfigError(f"{path}.batch_size: must be {span(1, MAX_BATCH)}, got {batch}")
         training: dict[str, Any] = {}
         if preset_name is not None:
             preset_name = checked(join(path, "preset"), lambda: PRESETS.canonical(convert(preset_name, str, path)))
