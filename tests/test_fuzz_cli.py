@@ -108,14 +108,16 @@ def problem(code: int | str, output: str, out: Path) -> str | None:
 def run_cases(make_case: Callable[[random.Random, Path], tuple[list[str], str]], tmp_path: Path,
               capsys: pytest.CaptureFixture[str], seed_base: int) -> dict[int, int]:
     """Run CASES cases; fail with every broken invariant (seed, description, output). Returns code -> count."""
-    failures, codes = [], {}
+    failures: list[str] = []
+    codes: dict[int, int] = {}
     for seed in range(seed_base, seed_base + CASES):
         folder = tmp_path / f"case{seed}"
         folder.mkdir()
         args, description = make_case(random.Random(seed), folder)
         code, output = invoke(args, capsys)
         wrong = problem(code, output, folder / "out")
-        codes[code if isinstance(code, int) else -1] = codes.get(code if isinstance(code, int) else -1, 0) + 1
+        outcome = code if isinstance(code, int) else -1  # -1: raised past main
+        codes[outcome] = codes.get(outcome, 0) + 1
         if wrong:
             failures.append(f"seed {seed}: {description}\n  {wrong}\n  output: {output[-600:]}")
     assert not failures, f"{len(failures)} of {CASES} cases broke the invariant:\n" + "\n".join(failures[:10])
