@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from compress.bounds import MAX_EPOCHS, MAX_LR, MAX_SEED, check_range, shown, within
 from compress.errors import ConfigError, DeviceError
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+MAX_LOG_EVERY = 1_000_000  # steps between log lines
 
 
 @dataclass
@@ -37,28 +39,27 @@ class TrainConfig:
     strict: bool = False  # stop when the method reports a health warning (e.g. teacher collapse)
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight decay must be >= 0, got {self.weight_decay}")
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS)
+        if not within(self.lr, 0, MAX_LR, above=True):
+            raise ConfigError(f"learning rate must be a positive number up to {MAX_LR:g}, got {shown(self.lr)}")
+        check_range("momentum", self.momentum, 0, 1, below=True)
+        check_range("weight decay", self.weight_decay, 0, 1)
+        check_range("gamma (the multistep lr factor)", self.gamma, 0, 1, above=True)
         if self.schedule not in ("cosine", "multistep", "constant"):
             raise ConfigError(f"schedule must be cosine, multistep or constant, got '{self.schedule}'")
         if self.schedule == "multistep" and not self.milestones:
             raise ConfigError("schedule multistep needs milestones (epochs), e.g. --milestones 150,180,210")
-        if any(m < 1 for m in self.milestones):
-            raise ConfigError(f"milestones must be positive epochs, got {list(self.milestones)}")
-        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
-            raise ConfigError(f"warm-up must be >= 0 and shorter than training ({self.epochs} epochs), got {self.warmup_epochs}")
+        if not all(within(m, 1, MAX_EPOCHS) for m in self.milestones):
+            raise ConfigError(f"milestones must be epochs from 1 to {MAX_EPOCHS}, got {shown(list(self.milestones))}")
+        if not within(self.warmup_epochs, 0, self.epochs, below=True):
+            raise ConfigError(f"warm-up must be >= 0 and shorter than training ({self.epochs} epochs), "
+                              f"got {shown(self.warmup_epochs)}")
+        check_range("seed", self.seed, 0, MAX_SEED)
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"amp must be auto, bf16 or off, got '{self.amp}'")
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{self.compile}'")
-        if self.log_every < 1:
-            raise ConfigError(f"log-every must be at least 1, got {self.log_every}")
+        check_range("log-every", self.log_every, 1, MAX_LOG_EVERY)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

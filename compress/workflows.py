@@ -7,9 +7,8 @@ output folder as it was.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 from torch import nn
@@ -22,20 +21,13 @@ from compress.errors import ConfigError
 from compress.logs import get_logger
 from compress.models import ClassifierModel, ModelSpec, build_model, canonical_name, make_spec
 from compress.models.weights import load_weights
+from compress.output_folder import check_output_path
 from compress.parallel import DistContext
 from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
 from compress.train import FitResult, TrainConfig, evaluate, fit
 from compress.train_config import resolve_device, seed_everything
 
 logger = get_logger(__name__)
-
-
-def check_output_path(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path '{out}' is a file, not a folder: pass a folder path to --out")
-    parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    if parent is not None and not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write to '{out}' ('{parent}' is not writable): choose another --out")
 
 
 def data_record(cfg: DataConfig) -> dict[str, Any]:
@@ -48,11 +40,13 @@ def data_record(cfg: DataConfig) -> dict[str, Any]:
     return record
 
 
-def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path,
-            dist: DistContext | None = None) -> tuple[torch.device, DataBundle]:
+def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, dist: DistContext | None = None,
+            inputs: Sequence[str | Path | None] = ()) -> tuple[torch.device, DataBundle]:
+    """Check the settings and the output folder (which must hold none of ``inputs``, nor the data), seed,
+    and load the data."""
+    data_cfg.validate()  # first: a batch size out of range is named as such, not as the lr it scales
     train_cfg.validate()
-    data_cfg.validate()
-    check_output_path(out)
+    check_output_path(out, [*inputs, data_cfg.data_dir, data_cfg.unlabeled_dir])
     dist = dist or DistContext.single()
     # seed before any model is built, so --seed fixes the initial weights too (same on every rank)
     seed_everything(train_cfg.seed, train_cfg.deterministic)
@@ -69,7 +63,7 @@ def train_teacher_run(model_name: str, data_cfg: DataConfig, train_cfg: TrainCon
     canonical_name(model_name)  # unknown names fail before any data is read
     if not 0 <= label_smoothing < 1:
         raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
-    device, data = prepare(data_cfg, train_cfg, out, dist)
+    device, data = prepare(data_cfg, train_cfg, out, dist, inputs=[init])
     spec = make_spec(model_name, data.num_classes, data.preprocessing.channels, data.image_size)
     model = build_model(spec)
     inputs: dict[str, str] = {}
@@ -206,7 +200,8 @@ def _distill_run(student_arg: ModelArg, teachers: list[ModelArg], teacher_weight
         first = _teacher_checkpoint(teachers[0])
         if first is not None and first.exists():
             data_cfg.channels = CheckpointRecord.read(first, verify=False).preprocessing.channels
-    device, data = prepare(data_cfg, train_cfg, out, dist)
+    device, data = prepare(data_cfg, train_cfg, out, dist,
+                           inputs=[*(_teacher_checkpoint(t) for t in teachers), *teacher_weights])
     teacher_models, inputs = [], {}
     if needs_teachers:
         for i, given in enumerate(teachers):

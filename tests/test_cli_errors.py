@@ -84,6 +84,18 @@ def assets(tmp_path_factory: pytest.TempPathFactory, fmnist_available: Path) -> 
     a["recipe_typo"].write_text("name: t\ndata:\n  nmae: fashion-mnist\n")
     a["recipe_type"] = root / "type.yaml"
     a["recipe_type"].write_text("name: t\ndata:\n  name: fashion-mnist\n  batch_size: lots\n")
+    hostile = {  # issue 17: recipes that gave tracebacks, or were accepted although they hid a mistake
+        "recipe_latin1": "name: caf\xe9\n".encode("latin-1"),
+        "recipe_deep": ("name: t\ndata: " + "[" * 3000 + "]" * 3000 + "\n").encode(),
+        "recipe_duplicate": b"name: t\ndata:\n  name: fashion-mnist\n  train_limit: 100\n  train_limit: 1000\n",
+        "recipe_digits": ("name: t\ndata:\n  train_limit: " + "9" * 5001 + "\n").encode(),
+        "recipe_inf": b"name: t\ndata: {name: fashion-mnist}\ndistill: {student: resnet8, methods: [none], "
+                      b"train: {epochs: .inf}}\n",
+        "recipe_50mb": b"name: t\ndata:\n  name: " + b"x" * (50 * 2**20) + b"\n",
+    }
+    for key, content in hostile.items():
+        a[key] = root / f"{key}.yaml"
+        a[key].write_bytes(content)
     return a
 
 
@@ -163,6 +175,58 @@ CASES: list[tuple[str, list[str], str]] = [
      r"unknown calibration method 'kl'"),
     ("recipe typo", ["run", "{recipe_typo}"], r"data\.nmae.*did you mean 'name'"),
     ("recipe wrong type", ["run", "{recipe_type}"], r"data\.batch_size"),
+    # issue 17: numbers bounded by what is meaningful, NaN and infinities refused
+    ("learning rate 1e308", ["train-teacher", "--model", "resnet8", "--lr", "1e308", "--out", OUT],
+     r"learning rate must be a positive number up to 10, got 1e\+308"),
+    ("learning rate nan", ["distill", "--student", "resnet8", "--method", "none", "--lr", "nan", "--out", OUT],
+     r"learning rate must be a positive number up to 10, got nan"),
+    ("seed 2**70", ["train-teacher", "--model", "resnet8", "--seed", str(2**70), "--out", OUT],
+     r"seed must be at least 0 and at most 4294967295, got a 22-digit number"),
+    ("negative seed", ["distill", "--student", "resnet8", "--method", "none", "--seed", "-1", "--out", OUT],
+     r"seed must be at least 0 and at most 4294967295, got -1"),
+    ("a billion epochs", ["distill", "--student", "resnet8", "--method", "none", "--epochs", "1000000000",
+                          "--out", OUT],
+     r"epochs must be at least 1 and at most 100000, got 1000000000"),
+    ("warm-up nan", ["train-teacher", "--model", "resnet8", "--warmup", "nan", "--out", OUT],
+     r"warm-up must be >= 0 and shorter than training \(10 epochs\), got nan"),
+    ("weight decay inf", ["train-teacher", "--model", "resnet8", "--wd", "inf", "--out", OUT],
+     r"weight decay must be at least 0 and at most 1, got inf"),
+    ("batch size 200000", ["distill", "--student", "resnet8", "--method", "none", "--batch-size", "200000", "--out",
+                           OUT], r"batch-size must be at least 1 and at most 65536, got 200000"),
+    ("labelled share nan", ["train-teacher", "--model", "resnet8", "--labeled-share", "nan", "--out", OUT],
+     r"--labeled-share .* must be above 0 and below 1, got nan"),
+    ("validate duration nan", ["validate", "{ckpt}", "--duration", "nan"],
+     r"duration must be above 0 and at most 3600 s, got nan"),
+    ("validate duration of days", ["validate", "{ckpt}", "--duration", "1e6"],
+     r"duration must be above 0 and at most 3600 s, got 1000000\.0"),
+    ("validate batch size 200000", ["validate", "{ckpt}", "--batch-sizes", "1,200000"],
+     r"batch sizes must be at least 1 and at most 65536, got \[1, 200000\]"),
+    ("validate threads", ["validate", "{ckpt}", "--threads", "0"],
+     r"thread counts must be at least 1 and at most 1024"),
+    ("calibration images 2**70", ["export", "{ckpt}", "--int8", "--calibration", str(2**70), "--out", OUT],
+     r"calibration images must be at least 1 and at most 100000, got a 22-digit number"),
+    ("gate threshold nan", ["validate", "{ckpt}", "--no-latency", "--max-p90-ms", "nan"],
+     r"gate max_p90_ms must be positive, got nan"),
+    # issue 17: an output folder that holds an input would be overwritten
+    ("distill into the teacher's folder", ["distill", "--student", "resnet8", "--teacher", "{ckpt}", "--out", "{run}"],
+     r"output folder '.*run' holds the input '.*run/model\.safetensors': writing there could replace it"),
+    ("distill into the teacher run folder", ["distill", "--student", "resnet8", "--teacher", "{run}", "--out", "{run}"],
+     r"output folder '.*run' holds the input"),
+    ("distill above the teacher weights", ["distill", "--student", "resnet8", "--teacher", "resnet8",
+                                           "--teacher-weights", "{ckpt}", "--out", "{run}/.."], r"holds the input"),
+    ("train from the run's own weights", ["train-teacher", "--model", "resnet8", "--init", "{ckpt}", "--out", "{run}"],
+     r"output folder '.*run' holds the input '.*model\.safetensors'"),
+    ("export into the checkpoint's folder", ["export", "{ckpt}", "--out", "{run}"],
+     r"output folder '.*run' holds the input '.*run/model\.safetensors'"),
+    # issue 17: hostile recipes
+    ("recipe not UTF-8", ["run", "{recipe_latin1}"], r"recipe_latin1\.yaml: not UTF-8 text \(byte 9: b'\\xe9'\)"),
+    ("recipe nested 3000 deep", ["run", "{recipe_deep}"], r"line 2: values nested deeper than 32 levels"),
+    ("recipe duplicate key", ["run", "{recipe_duplicate}"],
+     r"line 5: key 'train_limit' appears twice in one mapping \(first on line 4\)"),
+    ("recipe 5001-digit number", ["run", "{recipe_digits}"], r"line 3: a whole number of 5001 digits"),
+    ("recipe inf for an integer", ["run", "{recipe_inf}"],
+     r"distill\.train\.epochs: expected whole number, got a number inf"),
+    ("recipe 50 MB value", ["run", "{recipe_50mb}"], r"recipe '.*recipe_50mb\.yaml' is larger than 1 MiB"),
 ]
 
 
@@ -187,6 +251,7 @@ def test_user_mistake_gives_one_clear_line(name: str, argv: list[str], pattern: 
     assert len(errors) == 1, captured.err
     assert captured.err.rstrip().splitlines()[-1] == errors[0], "the error is the last thing printed"
     assert "Traceback" not in captured.err + captured.out
+    assert len(errors[0]) <= 600, "a value is quoted whole"
     import re
 
     assert re.search(pattern, errors[0]), errors[0]

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from compress.bounds import MAX_BATCH, MAX_COUNT, MAX_IMAGE_SIZE, MAX_SEED, MAX_WORKERS, check_range, shown, within
 from compress.data.labels import UNLABELED, hide_labels, labeled_subset
 from compress.data.loaders import Augment, BatchLoader, DataLoaderAdapter, TensorLoader
 from compress.data.preprocessing import Preprocessing
@@ -40,6 +41,8 @@ for _info in (
 ):
     DATASETS.add(_info.name, _info, *(("fmnist",) if _info.name == "fashion-mnist" else
                                      ("imagenet",) if _info.name == "imagefolder" else ()))
+
+MAX_SYNTHETIC_BYTES = 8 * 2**30  # synthetic images are generated in memory at once
 
 
 @dataclass
@@ -93,29 +96,44 @@ class DataConfig:
 
     def validate(self) -> None:
         for field_name in ("batch_size", "eval_batch_size"):
-            if getattr(self, field_name) < 1:
-                raise ConfigError(f"{field_name.replace('_', '-')} must be at least 1, got {getattr(self, field_name)}")
-        for field_name in ("train_limit", "val_limit"):
+            check_range(field_name.replace("_", "-"), getattr(self, field_name), 1, MAX_BATCH)
+        for field_name in ("train_limit", "val_limit", "labels_per_class"):
             value = getattr(self, field_name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{field_name.replace('_', '-')} must be at least 1, got {value}")
-        if self.workers < 0:
-            raise ConfigError(f"--workers must be 0 or more (0 decodes in the main process), got {self.workers}")
+            if value is not None:
+                check_range(f"--{field_name.replace('_', '-')}", value, 1, MAX_COUNT)
+        if not within(self.workers, 0, MAX_WORKERS):
+            raise ConfigError(f"--workers must be 0 or more (0 decodes in the main process) and at most {MAX_WORKERS}, "
+                              f"got {shown(self.workers)}")
         if self.channels not in (None, 1, 3):
-            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"image size must be at least 8 px, got {self.image_size}")
+            raise ConfigError(f"channels must be 1 or 3, got {shown(self.channels)}")
+        if self.image_size is not None:
+            check_range("image size", self.image_size, 8, MAX_IMAGE_SIZE, hint=" px")
+        for field_name in ("seed", "label_seed"):
+            check_range(f"--{field_name.replace('_', '-')}", getattr(self, field_name), 0, MAX_SEED)
         if self.labels_per_class is not None and self.label_fraction is not None:
             raise ConfigError("give --labels-per-class or --label-fraction, not both")
-        if self.labels_per_class is not None and self.labels_per_class < 1:
-            raise ConfigError(f"--labels-per-class must be at least 1, got {self.labels_per_class}")
-        if self.label_fraction is not None and not 0 < self.label_fraction <= 1:
-            raise ConfigError(f"--label-fraction must be in (0, 1], e.g. 0.02 for 2 %, got {self.label_fraction}")
-        if not 0 < self.labeled_share < 1:
-            raise ConfigError(f"--labeled-share (labelled images per batch) must be in (0, 1), got {self.labeled_share}")
+        if self.label_fraction is not None and not within(self.label_fraction, 0, 1, above=True):
+            raise ConfigError(f"--label-fraction must be in (0, 1], e.g. 0.02 for 2 %, "
+                              f"got {shown(self.label_fraction)}")
+        check_range("--labeled-share (labelled images per batch)", self.labeled_share, 0, 1, above=True, below=True)
         if self.unlabeled_dir is not None and self.name not in ("imagefolder", "imagenet"):
             raise ConfigError("--unlabeled-dir is for imagefolder data; for built-in datasets use --labels-per-class N "
                               "(the other training images become unlabelled)")
+        if self.name == "synthetic":
+            self._validate_synthetic()
+
+    def _validate_synthetic(self) -> None:
+        """Synthetic images are made in memory at once: bound what they take."""
+        if not all(within(n, 1, MAX_COUNT) for n in self.synthetic_size):
+            raise ConfigError(f"synthetic-size must be two image counts (train, val) of at least 1, "
+                              f"got {shown(self.synthetic_size)}")
+        info = DATASETS.get(self.name)
+        side = self.image_size or info.image_size
+        needed = sum(self.synthetic_size) * info.channels * side * side
+        if needed > MAX_SYNTHETIC_BYTES:
+            raise ConfigError(f"synthetic data of {sum(self.synthetic_size)} images of {side} px needs "
+                              f"{needed / 2**30:.1f} GiB (at most {MAX_SYNTHETIC_BYTES / 2**30:.0f}): use fewer or "
+                              "smaller images")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from compress.export.backends import BACKENDS, artifact_files, with_sources
 from compress.export.base import ExportImages, ExportSource, StepResult
 from compress.export.target import TargetOptions, choose_target, gated_options, target_backends
 from compress.logs import get_logger
+from compress.output_folder import check_output_path
 
 logger = get_logger(__name__)
 
@@ -163,6 +164,7 @@ def export_command(
         build, unavailable = target_backends(target)
         options = gated_options(options or {}, target)
     order, chosen = _checked_options(build, options)  # every option is checked before minutes of work start
+    check_output_path(out_dir, [checkpoint, data_dir])  # exporting into the checkpoint's own folder is refused
 
     def say(message: str) -> None:
         if progress:

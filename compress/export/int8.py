@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import ConfigError, ExportError
 from compress.export.base import ExportImages, ExportSource, StepResult
 from compress.export.onnx import input_channels
@@ -35,6 +36,8 @@ class Int8Options:
     def validate(self) -> None:
         if self.calibration < 1:
             raise ConfigError(f"calibration must be at least 1 image, got {self.calibration}")
+        check_range("calibration images", self.calibration, 1, MAX_IMAGES)
+        check_range("eval_images", self.eval_images, 1, MAX_IMAGES)
         if self.eval_images < 1:
             raise ConfigError(f"eval_images must be at least 1, got {self.eval_images}")
         QuantConfig(method=self.method).validate()

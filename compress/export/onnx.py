@@ -22,6 +22,7 @@ import numpy as np
 
 from compress import __version__
 from compress.artifacts import atomic_path, write_sidecar
+from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import CheckpointError, ConfigError, ExportError, MissingDependency
 from compress.export.base import ExportSource, StepResult
 
@@ -52,8 +53,7 @@ class OnnxOptions:
             raise ConfigError(f"unknown exporter '{self.exporter}': choose one of {', '.join(EXPORTERS)}")
         if self.opset < 18:
             raise ConfigError(f"opset must be at least 18, got {self.opset}")
-        if self.parity_images < 1:
-            raise ConfigError(f"parity_images must be at least 1, got {self.parity_images}")
+        check_range("parity_images", self.parity_images, 1, MAX_IMAGES)
 
     def images_needed(self) -> tuple[int, int]:
         return self.parity_images, 0

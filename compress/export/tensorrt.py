@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
+from compress.bounds import MAX_BATCH, MAX_IMAGES, check_range
 from compress.errors import ConfigError, DeviceError, ExportError, MissingDependency
 from compress.export.base import ExportSource, Machine, StepResult
 from compress.export.onnx import INPUT_NAME, input_channels, load_onnx, read_metadata, require_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
+MAX_WORKSPACE_MB = 2**20  # 1 TiB: more than any GPU has
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Profile:
             raise ConfigError(f"--batch min must be at least 1, got {self.min}")
         if not self.min <= self.opt <= self.max:
             raise ConfigError(f"--batch must satisfy min <= opt <= max, got {self.min},{self.opt},{self.max}")
+        check_range("--batch max", self.max, 1, MAX_BATCH)
         return self
 
 
@@ -75,10 +78,10 @@ class TensorRTOptions:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}")
         parse_batch(self.batch)
-        if self.workspace_mb < 16:
-            raise ConfigError(f"workspace_mb must be at least 16, got {self.workspace_mb}")
+        check_range("workspace_mb", self.workspace_mb, 16, MAX_WORKSPACE_MB)
         if self.calibration < 1:
             raise ConfigError(f"calibration must be at least 1 image, got {self.calibration}")
+        check_range("calibration images", self.calibration, 1, MAX_IMAGES)
 
     def images_needed(self) -> tuple[int, int]:
         return 0, self.calibration if self.precision == "int8" else 0

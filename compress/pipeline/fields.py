@@ -15,10 +15,12 @@ import typing
 from dataclasses import fields
 from typing import Any, Callable, Mapping, TypeVar
 
+from compress.bounds import shown
 from compress.errors import ConfigError
 
 T = TypeVar("T")
 
+MAX_INT = 2**63 - 1  # the largest whole number a recipe may hold
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # what may become a folder name
 
 
@@ -52,8 +54,10 @@ def kind_of(value: Any) -> str:
         return "a list"
     if isinstance(value, Mapping):
         return "a mapping"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return shown(value)  # "a 25-digit number"
     names = {int: "a whole number", float: "a number", str: "text"}
-    return f"{names.get(type(value), type(value).__name__)} {value!r}"
+    return f"{names.get(type(value), type(value).__name__)} {shown(value)}"
 
 
 def describe_type(hint: Any) -> str:
@@ -108,6 +112,8 @@ def convert(value: Any, hint: Any, path: str) -> Any:
         ok = isinstance(value, str)
     if not ok:
         raise ConfigError(f"{path}: expected {describe_type(hint)}, got {kind_of(value)}")
+    if hint is int and not -MAX_INT <= value <= MAX_INT:  # no setting means more; numpy and torch overflow beyond
+        raise ConfigError(f"{path}: {shown(value)} is far too large for any setting")
     return value
 
 

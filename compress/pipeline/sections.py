@@ -15,11 +15,13 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from compress.bounds import MAX_COUNT, span, within
 from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, built_from_message
 from compress.export.target import TargetOptions, gated_options, target_backends
 from compress.pipeline.fields import checked, convert, join, mapping, plain, read_fields, unknown_keys
 from compress.validate.gates import Gates, parse_gates, uses_baseline
+from compress.validate.latency import LatencyConfig
 
 REFERENCE = "student"  # the fp32 PyTorch student: what every exported artifact is compared with
 VALIDATED = (REFERENCE, *BACKENDS)  # the names the validate stage gives the artifacts it measures
@@ -95,12 +97,9 @@ class ValidationSpec:
         providers = mapping(given.pop("providers", None), join(path, "providers"))
         spec = cls(**given, providers={k: convert(v, str, f"{path}.providers.{k}") for k, v in providers.items()},
                    gates=gates)
-        if spec.val_limit is not None and spec.val_limit < 1:
-            raise ConfigError(f"{path}.val_limit: must be at least 1, got {spec.val_limit}")
-        if not spec.batch_sizes or min(spec.batch_sizes) < 1 or not spec.threads or min(spec.threads) < 1:
-            raise ConfigError(f"{path}: batch_sizes and threads must be non-empty lists of numbers >= 1")
-        if spec.duration_s <= 0:
-            raise ConfigError(f"{path}.duration_s: must be positive, got {spec.duration_s}")
+        if spec.val_limit is not None and not within(spec.val_limit, 1, MAX_COUNT):
+            raise ConfigError(f"{path}.val_limit: must be {span(1, MAX_COUNT)}, got {spec.val_limit}")
+        checked(path, LatencyConfig(spec.batch_sizes, spec.threads, spec.duration_s).validate)  # the same bounds
         for stage in providers:
             if stage not in built:
                 raise ConfigError(f"{path}.providers.{stage}: this recipe validates {', '.join(built)}")

@@ -1,10 +1,10 @@
 """A pipeline recipe (YAML) as typed dataclasses, validated whole before anything runs.
 
 Every mistake names its dotted path in the recipe: an unknown key gets the closest valid key
-("did you mean"), a value of the wrong type says what was expected. The YAML is read with
-``yaml.safe_load`` only, and no value is ever turned into Python code or an import: model, dataset
-and method names go through the project's registries (``timm:NAME`` through timm's; a ``python:`` model
-from user code is refused: build it from Python with ``compress.model``).
+("did you mean"), a value of the wrong type says what was expected. The YAML is read with a
+``yaml.SafeLoader`` only (strictly: see ``yaml_io``), and no value is ever turned into Python code or an
+import: model, dataset and method names go through the project's registries (``timm:NAME`` through timm's;
+a ``python:`` model from user code is refused: build it from Python with ``compress.model``).
 
     name: fashion_mnist_ci
     data: {name: fashion-mnist, train_limit: 10000}
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from compress.bounds import MAX_BATCH, span, within
 from compress.data import DATASETS, DataConfig
 from compress.distill.config import PRESETS, DistillConfig, refuse_foreign, scaled_lr, settings_table, training_defaults
 from compress.errors import ConfigError
@@ -29,6 +30,7 @@ from compress.export.backends import BACKENDS
 from compress.pipeline.fields import NAME, checked, convert, join, kind_of, mapping, plain, read_fields, unknown_keys
 from compress.pipeline.overrides import apply_overrides, parse_overrides
 from compress.pipeline.sections import REFERENCE, ExportSpec, ReportSpec, ValidationSpec
+from compress.pipeline.yaml_io import read_recipe_yaml, shorten
 from compress.record import MODEL_FILE
 from compress.train import TrainConfig
 
@@ -52,8 +54,8 @@ class TrainSpec:
         batch = given.pop("batch_size", None)
         if batch is not None:
             batch = convert(batch, int, join(path, "batch_size"))
-            if batch < 1:
-                raise ConfigError(f"{path}.batch_size: must be at least 1, got {batch}")
+            if not within(batch, 1, MAX_BATCH):  # before the preset's lr is scaled by it
+                raise ConfigError(f"{path}.batch_size: must be {span(1, MAX_BATCH)}, got {batch}")
         training: dict[str, Any] = {}
         if preset_name is not None:
             preset_name = checked(join(path, "preset"), lambda: PRESETS.canonical(convert(preset_name, str, path)))
@@ -303,34 +305,20 @@ def parse_recipe(raw: Any, default_name: str = "pipeline", source: str | None = 
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSpec:
-    """Read and validate a recipe file (``yaml.safe_load``: plain data, never Python objects).
+    """Read and validate a recipe file (plain data, never Python objects; limits in ``yaml_io``).
 
     ``overrides`` are ``KEY=VALUE`` texts (``compress run --set``) applied to the file's mapping before it
     is validated: a mistake in one is reported as that ``--set``'s, with the key path as for the file."""
-    import yaml
-
     path = Path(path)
     changes = parse_overrides(overrides)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"recipe '{path}' does not exist: see pipelines/ for examples") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe '{path}': {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
+    raw = read_recipe_yaml(path)
     try:
         spec = parse_recipe(apply_overrides(raw, changes), default_name=path.stem, source=str(path))
     except ConfigError as exc:
         at = str(exc).partition(": ")[0]  # the key path every recipe error starts with
         culprit = next((change for change in reversed(changes) if change.covers(at)), None)
         where = f"--set {culprit.text}" if culprit else str(path)
-        raise type(exc)(f"{where}: {exc}") from None
+        raise type(exc)(shorten(f"{where}: {exc}")) from None
     spec.overrides = tuple(overrides)
     return spec
 

@@ -15,6 +15,7 @@ options come from it, so a new gate is one entry there (its unit, direction and 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -153,7 +154,7 @@ class GateSpec:
         for name, value in self.values:
             if GATES[name].percent and not 0 <= value <= 100:
                 raise ConfigError(f"gate {name} is in percent points (0..100), got {value}")
-            if not GATES[name].percent and value <= 0:
+            if not GATES[name].percent and not 0 < value < math.inf:  # a finite threshold: NaN or inf gates nothing
                 raise ConfigError(f"gate {name} must be positive, got {value}")
         if self.batch_size < 1:
             raise ConfigError(f"gate batch_size must be at least 1, got {self.batch_size}")

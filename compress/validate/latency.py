@@ -9,6 +9,7 @@ keep their own pool, and on 2 cores they fight). Each block starts with a few wa
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from compress.bounds import MAX_BATCH, MAX_DURATION_S, MAX_SEED, MAX_THREADS, check_range, shown, within
 from compress.errors import ConfigError
 from compress.export.timing import LatencyStats, latency_stats
 
@@ -24,6 +26,11 @@ if TYPE_CHECKING:
     from compress.validate.backends import Backend
 
 Timer = Callable[[], float]
+
+MAX_RUNS = 10_000_000  # timed or warm-up runs per block
+MAX_BLOCKS = 1000
+MAX_PAUSE_S = 60.0
+MAX_INPUT_BYTES = 2 * 2**30  # the random input batch each point is timed on
 
 
 @dataclass
@@ -39,18 +46,30 @@ class LatencyConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"batch sizes must be at least 1, got {list(self.batch_sizes)}")
-        if not self.threads or any(t < 1 for t in self.threads):
-            raise ConfigError(f"thread counts must be at least 1, got {list(self.threads)}")
-        if self.runs is None and self.duration_s <= 0:
-            raise ConfigError(f"duration must be positive, got {self.duration_s} s")
-        if self.runs is not None and self.runs < 1:
-            raise ConfigError(f"runs must be at least 1, got {self.runs}")
-        for name in ("warmup", "blocks", "min_runs"):
-            if getattr(self, name) < (0 if name == "warmup" else 1):
-                raise ConfigError(f"latency {name} must be at least {0 if name == 'warmup' else 1}, "
-                                  f"got {getattr(self, name)}")
+        if not self.batch_sizes or not all(within(b, 1, MAX_BATCH) for b in self.batch_sizes):
+            raise ConfigError(f"batch sizes must be at least 1 and at most {MAX_BATCH}, "
+                              f"got {shown(list(self.batch_sizes))}")
+        if not self.threads or not all(within(t, 1, MAX_THREADS) for t in self.threads):
+            raise ConfigError(f"thread counts must be at least 1 and at most {MAX_THREADS}, "
+                              f"got {shown(list(self.threads))}")
+        if self.runs is None:
+            check_range("duration", self.duration_s, 0, MAX_DURATION_S, above=True, hint=" s")
+        else:
+            check_range("runs", self.runs, 1, MAX_RUNS)
+        check_range("latency warmup", self.warmup, 0, MAX_RUNS)
+        check_range("latency blocks", self.blocks, 1, MAX_BLOCKS)
+        check_range("latency min_runs", self.min_runs, 1, MAX_RUNS)
+        check_range("latency pause_s", self.pause_s, 0, MAX_PAUSE_S, hint=" s")
+        check_range("latency seed", self.seed, 0, MAX_SEED)
+
+    def check_input(self, input_shape: tuple[int, ...]) -> None:
+        """The largest batch's random input must fit in memory: refuse it before allocating."""
+        per_image = 4 * math.prod(input_shape)  # float32
+        largest = max(self.batch_sizes)
+        if largest * per_image > MAX_INPUT_BYTES:
+            fits = max(MAX_INPUT_BYTES // per_image, 1)
+            raise ConfigError(f"batch size {largest} of {'x'.join(map(str, input_shape))} inputs needs "
+                              f"{largest * per_image / 2**30:.1f} GiB per batch: choose batch sizes up to {fits}")
 
 
 def time_runs(fn: Callable[[], object], *, warmup: int, runs: int | None, duration_s: float, min_runs: int = 1,
@@ -86,6 +105,7 @@ def benchmark(backends: Sequence[Backend], input_shape: tuple[int, ...], cfg: La
     Backends that do not use CPU threads (GPU) are timed once per batch size, with ``threads=None``.
     """
     cfg.validate()
+    cfg.check_input(input_shape)
     rng = np.random.default_rng(cfg.seed)
     results: dict[str, list[LatencyStats]] = {b.name: [] for b in backends}
     for batch in cfg.batch_sizes:

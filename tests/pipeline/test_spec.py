@@ -125,7 +125,7 @@ def test_wrong_types_name_their_path_and_what_is_expected(changes: dict[str, Any
     ({"distill.student": "resnt8"}, r"^distill\.student: unknown model 'resnt8': did you mean 'resnet8'\?"),
     ({"distill.methods": ["kd", "atcs"]}, r"^distill\.methods\[1\]: unknown method 'atcs': did you mean 'atsc'\?"),
     ({"distill.deploy": "simkd"}, r"^distill\.deploy: 'simkd' is not among the methods run"),
-    ({"teachers.0.train.epochs": 0}, r"^teachers\[0\]\.train: epochs must be at least 1, got 0"),
+    ({"teachers.0.train.epochs": 0}, r"^teachers\[0\]\.train: epochs must be at least 1 and at most 100000, got 0"),
     ({"distill.w": -1}, r"^distill: distill setting 'w' must be a number >= 0"),
     ({"teachers.0": {"model": "resnet8"}}, r"^teachers\[0\]: teacher 'resnet8' has neither 'train' nor 'weights'"),
     ({"teachers": []}, r"^teachers: method\(s\) kd, atsc need at least one teacher"),
