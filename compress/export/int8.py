@@ -30,7 +30,7 @@ class Int8Options:
     # set (points of top-1 against fp32 on the eval images): every calibration method is tried (``method``
     # preferred on ties) and the most sensitive layers are kept in float until the drop is within it
     # (``compress.export.sensitivity``); an export that cannot get there fails
-    max_top1_drop: float | None = None
+    max_top1_drop: float | None = None  # top-1 points INT8 may lose; set: search methods and float layers
     max_float_layers: int = 8  # the most layers that may stay in float before the search gives up
 
     def validate(self) -> None:

@@ -63,7 +63,7 @@ class OpenVinoOptions:
     int8: tuple[str, ...] = ()  # INT8 routes to build: "nncf" and/or "qdq"
     nncf_preset: str = "mixed"  # "mixed": asymmetric activations (ReLU nets); "performance": symmetric
     fast_bias_correction: bool = True  # NNCF's cheap bias correction; False runs the slower full one
-    parity_atol: float = 1e-4
+    parity_atol: float = 1e-4  # largest logit difference from PyTorch (fp32 weights)
 
     def validate(self) -> None:
         if self.weights not in WEIGHT_FORMATS:

@@ -250,7 +250,7 @@ def validate_schema() -> Schema:
     providers = {"type": "object", "propertyNames": {"enum": list(BACKENDS)}, "additionalProperties": {"type": "string"}}
     props = properties(ValidationSpec, exclude=("parsed_gates",), shapes={"gates": gates_schema(),
                                                                            "providers": providers})
-    props["gates"]["description"] = ("what the report judges (a failed gate makes `compress run` exit 1): thresholds "
+    props["gates"]["description"] = ("what the report judges (a failed gate makes `compress run` exit 3): thresholds "
                                      "for every stage but the student, e.g. {min_agreement: 99.9}, or per stage, e.g. "
                                      "{onnx: {min_agreement: 99.9}, int8: {max_top1_drop: 1}}")
     return _closed(props, class_doc(ValidationSpec))
