@@ -22,7 +22,6 @@ import yaml
 
 from compress.artifacts import LOCK_FILE, read_sidecar, sha256_file, write_json
 from compress.checkpoint import save_tensors
-from compress.cli import main
 from compress.data import DataConfig, load_data
 from compress.deployable import save_deployable
 from compress.errors import DiskFull, ExportError
@@ -32,6 +31,7 @@ from compress.validate.accuracy import AccuracyResult
 from compress.validate.latency import LatencyStats
 from compress.validate.report import write_report
 from compress.validate.results import StageResult, ValidationResult
+from cli_helpers import run_cli  # tests/ is on sys.path, as for the other helpers
 
 TRAIN = ["train-teacher", "--model", "resnet8", "--train-limit", "256", "--val-limit", "128", "--batch-size", "64",
          "--seed", "1", "--no-progress"]
@@ -64,15 +64,6 @@ def fill(disk: Path, leave_kb: int) -> None:
     free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
     (disk / "ballast").write_bytes(b"\0" * max(0, free - leave_kb * 1024))
 
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """(exit status, stderr) of ``compress ARGV`` run in this process."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as stopped:
-        code = int(stopped.code or 0)
-    return code, capsys.readouterr().err
 
 
 def one_line_disk_full(err: str, path_pattern: str) -> None:

@@ -18,7 +18,6 @@ import torch
 
 import compress
 from compress.artifacts import folder_lock, sweep_litter
-from compress.cli import main
 from compress.data import DataConfig, load_data
 from compress.deployable import save_deployable
 from compress.distill.base import Supervised
@@ -26,6 +25,7 @@ from compress.errors import CheckpointError, ExportError, TrainingDiverged
 from compress.export.backends import BACKENDS
 from compress.models import create_model
 from compress.train import TrainConfig, fit
+from cli_helpers import run_cli  # tests/ is on sys.path, as for the other helpers
 
 
 def python(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -33,15 +33,6 @@ def python(script: str, *args: str, timeout: float = 300) -> subprocess.Complete
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
                           timeout=timeout)
 
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """(exit status, stderr) of ``compress ARGV`` run in this process."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as stopped:
-        code = int(stopped.code or 0)
-    return code, capsys.readouterr().err
 
 
 def hidden(folder: Path) -> list[str]:

@@ -24,7 +24,7 @@ from compress.artifacts import (atomic_write_text, disk_full_error, new_temp_fol
 from compress.errors import ConfigError, ExportError
 from compress.export.backends import BACKENDS, artifact_files, with_sources
 from compress.export.base import ExportImages, ExportSource, StepResult
-from compress.export.target import TargetOptions, choose_target, gated_options, target_backends
+from compress.export.target import Selection, TargetOptions, choose_target, gated_options, target_backends
 from compress.logs import get_logger
 from compress.output_folder import check_output_path
 
@@ -132,6 +132,14 @@ def _write_target(selection: Any, out_dir: Path) -> dict[str, str]:
     return {name: str(out_dir / name) for name in ("target.md", "target.json")}
 
 
+def _measure_candidates(target: TargetOptions, source: ExportSource, built: list[str], module: Any,
+                        images: ExportImages, not_built: dict[str, str]) -> Selection:
+    """``--target``: every candidate built, timed side by side and judged; which to ship at each batch size."""
+    source.log(f"measuring {', '.join(built)} side by side ({target.threads} threads, batch "
+               f"{', '.join(map(str, target.batch_sizes))}) ...")
+    return choose_target(source.built, module, images.val_x, images.val_y, target, not_built)
+
+
 def export_command(
     checkpoint: Path,
     out_dir: Path,
@@ -173,10 +181,8 @@ def export_command(
     module, pre, record = load_deployable(checkpoint, trust=trust)
     needed = [chosen[name].images_needed() for name in order] + ([target.images_needed()] if target else [])
     val, calibration = max(max(n[0] for n in needed), 1), max(max(n[1] for n in needed), 1)
-    if data is None:
-        cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration)
-    else:
-        cfg = replace(data.for_model(pre.to_dict()), val_limit=val, train_limit=calibration, augment=False)
+    cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration) if data is None else \
+        replace(data.for_model(pre.to_dict()), val_limit=val, train_limit=calibration, augment=False)
     images = _LoadedImages(load_data(cfg), val, calibration)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 
@@ -189,17 +195,13 @@ def export_command(
             source = ExportSource(student=lambda: (module, pre), student_sha256=record.sha256,
                                   images=images, built={}, options=chosen, cache_dir=out_dir, log=say)
             results, failed = _run_steps(order, source, chosen, staging, summary, tolerate=target is not None)
-            ship = [name for name in order if name in build]
-            if target is not None:
-                say(f"measuring {', '.join(results)} side by side ({target.threads} threads, batch "
-                    f"{', '.join(map(str, target.batch_sizes))}) ...")
-                eval_images = images(target.eval_images, 0, pre.channels)
-                selection = choose_target(source.built, module, eval_images.val_x, eval_images.val_y, target,
-                                          {**unavailable, **failed})
-                summary["target"] = selection.to_dict()
-                ship = selection.shipped
+            selection = None if target is None else _measure_candidates(
+                target, source, list(results), module, images(target.eval_images, 0, pre.channels),
+                {**unavailable, **failed})
+            ship = [name for name in order if name in build] if selection is None else selection.shipped
             summary["files"] = _ship([path for name in ship for path in results[name].artifacts], out_dir)
-            if target is not None:
+            if selection is not None:
+                summary["target"] = selection.to_dict()
                 summary["files"].update(_write_target(selection, out_dir))
         except Exception as exc:  # a full disk inside a step would read as that step's own failure
             full = disk_full_error(exc, staging)
