@@ -82,7 +82,7 @@ def test_an_unknown_key_names_its_path_and_the_closest_key(recipe: Path, given: 
 @pytest.mark.parametrize("given, message", [
     ("distill.train.epochs=four", "--set distill.train.epochs=four: distill.train.epochs: expected whole number, "
                                   "got text 'four'"),
-    ("distill.train.epochs=0", "--set distill.train.epochs=0: distill.train: epochs must be at least 1, got 0"),
+    ("distill.train.epochs=0", "--set distill.train.epochs=0: distill.train: epochs must be at least 1 and at most 100000, got 0"),
     ("validate.batch_sizes=8", "--set validate.batch_sizes=8: validate.batch_sizes: expected a list of whole numbers, "
                                "got a whole number 8"),
     ("distill.factor=0", "--set distill.factor=0: distill: distill setting 'factor' must be a whole number >= 1, "

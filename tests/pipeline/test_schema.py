@@ -59,7 +59,8 @@ def test_the_command_prints_the_schema_as_json(capsys: pytest.CaptureFixture[str
 def test_the_schema_is_generated_from_the_tables() -> None:
     props = recipe_schema()["properties"]
     assert list(props["export"]["properties"]) == list(BACKENDS)
-    assert props["export"]["dependentRequired"] == {"int8": ["onnx"], "tensorrt": ["onnx"]}
+    assert props["export"]["dependentRequired"] == {"int8": ["onnx"], "tensorrt": ["onnx"], "openvino": ["onnx"],
+                                                    "openvino_int8": ["onnx", "int8"]}
     gates = props["validate"]["properties"]["gates"]["anyOf"][0]["properties"]
     assert list(gates) == [*GATES, "batch_size", "threads"]
     assert gates["min_agreement"] | {"description": ""} == {"description": "", "type": "number", "minimum": 0,

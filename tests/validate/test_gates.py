@@ -137,7 +137,7 @@ def test_a_new_gate_is_one_table_entry(fixed_result, monkeypatch):
 
 
 def test_the_command_line_has_one_option_per_gate():
-    from compress.cli import GATE_OPTIONS
+    from compress.cli.options import GATE_OPTIONS
     from compress.validate.gates import GATES
 
     assert [option.name for option in GATE_OPTIONS] == list(GATES)
