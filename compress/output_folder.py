@@ -14,18 +14,19 @@ from typing import Iterable
 from compress.errors import ConfigError
 
 
-def check_output_path(out: Path, inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+def check_output_path(out: Path, inputs: Iterable[object] = ()) -> None:
     """Raise a ConfigError if ``out`` cannot be the output folder of a command reading ``inputs``.
 
     ``inputs`` are paths (files or folders) the command reads; names that are not on disk (a zoo
-    model, ``imagenet``) and ``None`` are ignored."""
+    model, ``imagenet``), ``None`` and objects that are not paths (modules passed from Python) are ignored."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path '{out}' is a file, not a folder: pass a folder path to --out")
     parent = next((p for p in [out, *out.parents] if p.exists()), None)
     if parent is not None and not os.access(parent, os.W_OK):
         raise ConfigError(f"cannot write to '{out}' ('{parent}' is not writable): choose another --out")
-    held = next((Path(p) for p in inputs if p is not None and _inside(Path(p), out)), None)
+    paths = [Path(p) for p in inputs if isinstance(p, (str, os.PathLike))]  # modules from Python are not files
+    held = next((p for p in paths if _inside(p, out)), None)
     if held is not None:
         raise ConfigError(f"output folder '{out}' holds the input '{held}': writing there could replace it; "
                           "choose another --out")

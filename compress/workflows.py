@@ -201,7 +201,8 @@ def _distill_run(student_arg: ModelArg, teachers: list[ModelArg], teacher_weight
         if first is not None and first.exists():
             data_cfg.channels = CheckpointRecord.read(first, verify=False).preprocessing.channels
     device, data = prepare(data_cfg, train_cfg, out, dist,
-                           inputs=[*(_teacher_checkpoint(t) for t in teachers), *teacher_weights])
+                           inputs=[*(_teacher_checkpoint(t) for t in teachers if isinstance(t, str)),
+                                   *teacher_weights])
     teacher_models, inputs = [], {}
     if needs_teachers:
         for i, given in enumerate(teachers):
