@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from compress.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SEED, check_range, shown, span, within
 from compress.data import DataConfig
@@ -61,6 +62,7 @@ def test_the_largest_accepted_values_are_usable() -> None:
     """The bounds admit only what the code can run: the top seed seeds every generator."""
     TrainConfig(epochs=MAX_EPOCHS, lr=10.0, seed=MAX_SEED, weight_decay=1.0, gamma=1.0).validate()
     seed_everything(MAX_SEED, deterministic=False)
+    assert torch.initial_seed() == MAX_SEED  # the top seed reached the generator unchanged
     DataConfig(batch_size=MAX_BATCH, eval_batch_size=MAX_BATCH, seed=MAX_SEED, label_seed=MAX_SEED).validate()
 
 
@@ -151,6 +153,7 @@ def test_an_output_folder_beside_or_below_the_inputs_is_fine(tmp_path: Path) -> 
     weights.write_bytes(b"weights")
     check_output_path(tmp_path / "student", [weights, "resnet8", "imagenet", None])
     check_output_path(tmp_path / "teacher" / "export", [weights])  # export's default: CHECKPOINT_DIR/export
+    assert weights.read_bytes() == b"weights"  # the checks read nothing and wrote nothing
     check_output_path(tmp_path / "teacher-2", [tmp_path / "teacher"])  # a shared name prefix is not inside
 
 
