@@ -192,11 +192,20 @@ class RunSummary:
     model_sha256: str
     run: RunInfo | None = None
     train_config: dict[str, Any] | None = None
+    # What the val_* / best_* scores were measured on: "holdout" (training images held out, and then the
+    # test split was read once, at the end, with the best epoch's weights: test_*) or "test" (the test split).
+    validation: str = "test"
+    test_top1: float | None = None
+    test_top5: float | None = None
+    test_epoch: int | None = None  # the epoch whose weights the test scores are of (the best on validation)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"best_top1": self.best_top1, "best_epoch": self.best_epoch, "last_top1": self.last_top1,
-                "last_top5": self.last_top5, "epochs": self.epochs, "train_images_per_s": self.train_images_per_s,
-                "wall_seconds": self.wall_seconds, "model_sha256": self.model_sha256}
+        data: dict[str, Any] = {
+            "best_top1": self.best_top1, "best_epoch": self.best_epoch, "last_top1": self.last_top1,
+            "last_top5": self.last_top5, "epochs": self.epochs, "train_images_per_s": self.train_images_per_s,
+            "wall_seconds": self.wall_seconds, "model_sha256": self.model_sha256, "validation": self.validation}
+        if self.test_top1 is not None:
+            data |= {"test_top1": self.test_top1, "test_top5": self.test_top5, "test_epoch": self.test_epoch}
         if self.run is not None:
             data.update(self.run.to_dict())
         if self.train_config is not None:
@@ -208,7 +217,8 @@ class RunSummary:
         return cls(float(data["best_top1"]), int(data["best_epoch"]), float(data["last_top1"]),
                    float(data["last_top5"]), int(data["epochs"]), float(data["train_images_per_s"]),
                    float(data["wall_seconds"]), str(data["model_sha256"]), RunInfo.from_dict(data),
-                   data.get("train_config"))
+                   data.get("train_config"), str(data.get("validation", "test")), _optional(data, "test_top1", float),
+                   _optional(data, "test_top5", float), _optional(data, "test_epoch", int))
 
     @classmethod
     def read(cls, folder: str | os.PathLike[str]) -> RunSummary:
@@ -219,6 +229,10 @@ class RunSummary:
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"'{path}' is not a run summary (bad or missing {exc}); "
                                   "re-run the training") from None
+
+
+def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
+    return None if data.get(key) is None else kind(data[key])
 
 
 __all__ = ["BEST_FILE", "METRICS_FILE", "MODEL_FILE", "STATE_FILE", "SUMMARY_FILE", "CheckpointRecord", "RunInfo",

@@ -25,6 +25,7 @@ from torch import nn
 
 from compress.artifacts import (atomic_write_text, check_folder_free, folder_lock, output_folder, sha256_file,
                                 write_json)
+from compress.checkpoint import read_weights
 from compress.data import BatchLoader, DataBundle
 from compress.deployable import save_deployable
 from compress.distill.base import Method, StepOutput
@@ -50,6 +51,9 @@ class FitResult:
     images_per_s: float
     wall_s: float
     extra: dict[str, float] = field(default_factory=dict)
+    # With a held-out validation split: the test split, read once with the best epoch's weights
+    test_top1: float | None = None
+    test_top5: float | None = None
 
 
 @dataclass(frozen=True)
@@ -317,15 +321,39 @@ def write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
 def _finish(run: _Run, state: TrainingState, wall: float, images_per_s: float) -> FitResult:
     """The run's result, its summary.json, and the closing line."""
     last = state.history[-1]
+    test = _test_once(run)
     result = FitResult(state.best_top1, state.best_epoch, last["val_top1"], last["val_top5"], state.history, run.out,
-                       images_per_s, wall)
+                       images_per_s, wall, test_top1=None if test is None else test["top1"],
+                       test_top5=None if test is None else test["top5"])
     if run.dist.is_main:
         summary = RunSummary(state.best_top1, state.best_epoch, result.last_top1, result.last_top5, run.cfg.epochs,
-                             images_per_s, wall, sha256_file(run.out / MODEL_FILE), run.info, run.cfg.to_dict())
+                             images_per_s, wall, sha256_file(run.out / MODEL_FILE), run.info, run.cfg.to_dict(),
+                             "test" if test is None else "holdout", result.test_top1, result.test_top5,
+                             None if test is None else state.best_epoch)
         write_json(run.out / SUMMARY_FILE, summary.to_dict())
     run.log(f"done: last top-1 {result.last_top1:.2f}%, best {state.best_top1:.2f}% (epoch {state.best_epoch}); "
             f"checkpoint {run.out / MODEL_FILE}")
+    if test is not None:
+        run.log(f"test top-1 {test['top1']:.2f}% (top-5 {test['top5']:.2f}%): epoch {state.best_epoch}, chosen on the "
+                "held-out validation split, read once on the test split")
     return result
+
+
+def _test_once(run: _Run) -> dict[str, float] | None:
+    """With a held-out validation split, the test split read once with the weights of the epoch chosen on it.
+
+    The weights come from ``best.safetensors`` (written when that epoch was saved), so a resumed run
+    reads the same ones; the deployable's own weights (the last epoch's) are put back afterwards.
+    """
+    if run.data.test is None:
+        return None
+    deployed = run.method.deployable()
+    last = {name: tensor.detach().clone() for name, tensor in deployed.state_dict().items()}
+    deployed.load_state_dict(read_weights(run.out / BEST_FILE), strict=True)
+    try:
+        return evaluate(deployed, run.data.test, run.autocast, run.dist)
+    finally:
+        deployed.load_state_dict(last, strict=True)
 
 
 class _ProgressBar:

@@ -37,6 +37,11 @@ def data_record(cfg: DataConfig) -> dict[str, Any]:
     if cfg.partly_labeled:  # which labels the run could see (part of the resume fingerprint)
         record |= {"labels_per_class": cfg.labels_per_class, "label_fraction": cfg.label_fraction,
                    "unlabeled_dir": cfg.unlabeled_dir, "labeled_share": cfg.labeled_share, "label_seed": cfg.label_seed}
+    # Only when set, so the records (and resume fingerprints) of runs without them stay as they were
+    if cfg.holdout_per_class is not None:  # which images were held out is chosen by label_seed
+        record |= {"holdout_per_class": cfg.holdout_per_class, "label_seed": cfg.label_seed}
+    if cfg.shift is not None:
+        record |= {"shift": cfg.shift, "shift_seed": cfg.shift_seed}
     return record
 
 

@@ -11,7 +11,7 @@ from compress.distill.base import Supervised
 from compress.errors import CheckpointError, ConfigError, TrainingDiverged
 from compress.models import create_model
 from compress.record import CheckpointRecord, RunInfo, RunSummary
-from compress.train import TrainConfig, fit, lr_factor
+from compress.train import TrainConfig, evaluate, fit, lr_factor
 
 QUIET = dict(log=lambda msg: None, progress=False)
 
@@ -41,6 +41,9 @@ def test_short_real_training_reaches_stated_accuracy(tmp_path: Path, fmnist_avai
     summary = RunSummary.read(tmp_path / "run")
     assert (summary.last_top1, summary.best_top1, summary.epochs) == (result.last_top1, result.best_top1, 3)
     assert summary.model_sha256 == record.sha256
+    # without a holdout the validation split is the test split, and nothing is read a second time
+    assert result.test_top1 is None and summary.validation == "test" and summary.test_top1 is None
+    assert "test_top1" not in json.loads((tmp_path / "run" / "summary.json").read_text())
 
 
 def _run(out: Path, interrupt_after: int | None = None, epochs: int = 2) -> Supervised:
@@ -69,6 +72,36 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, f
     a, _ = load_tensors(tmp_path / "straight" / "model.safetensors")
     b, _ = load_tensors(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _holdout_run(out: Path, resume: bool = False, stop_after: int | None = None) -> tuple[Supervised, object]:
+    torch.manual_seed(5)
+    method = Supervised(create_model("resnet8", 10, 1))
+    data = load_data(DataConfig(batch_size=64, train_limit=1024, val_limit=300, holdout_per_class=10))
+
+    def log(msg: str) -> None:
+        if stop_after is not None and msg.startswith(f"epoch {stop_after}/"):
+            raise KeyboardInterrupt
+
+    fit(method, data, TrainConfig(epochs=3, lr=0.05, seed=1, deterministic=True), out, resume=resume, log=log,
+        progress=False)
+    return method, data
+
+
+def test_with_a_holdout_the_test_split_is_read_once_with_the_epoch_chosen_on_validation(
+        tmp_path: Path, fmnist_available: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _holdout_run(tmp_path / "run", stop_after=1)
+    method, data = _holdout_run(tmp_path / "run", resume=True)  # the best epoch may be one saved before the resume
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    best, _, record = load_deployable(tmp_path / "run" / "best.safetensors")
+    on_test, on_val = evaluate(best, data.test), evaluate(best, data.val)  # type: ignore[attr-defined]
+    assert summary["validation"] == "holdout" and summary["test_epoch"] == summary["best_epoch"] == record.epoch
+    assert (summary["test_top1"], summary["test_top5"]) == (on_test["top1"], on_test["top5"])
+    assert summary["best_top1"] == on_val["top1"]  # chosen on the 100 held-out images
+    assert RunSummary.read(tmp_path / "run").test_top1 == on_test["top1"]
+    last, _ = load_tensors(tmp_path / "run" / "model.safetensors")  # the deployable keeps the last epoch's weights
+    assert all(torch.equal(last[k], v) for k, v in method.deployable().state_dict().items())
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(tmp_path: Path, fmnist_available: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from compress.bounds import MAX_BATCH, MAX_COUNT, MAX_IMAGE_SIZE, MAX_SEED, MAX_WORKERS, check_range, shown, within
-from compress.data.labels import UNLABELED, hide_labels, labeled_subset
+from compress.data.labels import UNLABELED, hide_labels, holdout_subset, labeled_subset
 from compress.data.loaders import Augment, BatchLoader, DataLoaderAdapter, TensorLoader
 from compress.data.preprocessing import Preprocessing
 from compress.data import sources
@@ -68,6 +68,13 @@ class DataConfig:
     unlabeled_dir: str | None = None
     labeled_share: float = 0.25  # labelled images per batch, for methods that learn from unlabelled ones
     label_seed: int = 0
+    # An honest protocol: a class-balanced validation split of this many training images per class (taken
+    # from the labelled ones when only some are), chosen by label_seed and removed from training. Then
+    # the best epoch is chosen on it and the dataset's test split is read once, at the end (``DataBundle.test``).
+    holdout_per_class: int | None = None
+    # A seeded covariate shift of every image (compress.data.shift): what a device's camera delivers.
+    shift: str | None = None
+    shift_seed: int = 0
     # Image folders: refuse the first unreadable image when the folder is opened (reads every file once),
     # instead of skipping bad files with a warning during training.
     strict_data: bool = False
@@ -97,7 +104,7 @@ class DataConfig:
     def validate(self) -> None:
         for field_name in ("batch_size", "eval_batch_size"):
             check_range(field_name.replace("_", "-"), getattr(self, field_name), 1, MAX_BATCH)
-        for field_name in ("train_limit", "val_limit", "labels_per_class"):
+        for field_name in ("train_limit", "val_limit", "labels_per_class", "holdout_per_class"):
             value = getattr(self, field_name)
             if value is not None:
                 check_range(f"--{field_name.replace('_', '-')}", value, 1, MAX_COUNT)
@@ -108,7 +115,7 @@ class DataConfig:
             raise ConfigError(f"channels must be 1 or 3, got {shown(self.channels)}")
         if self.image_size is not None:
             check_range("image size", self.image_size, 8, MAX_IMAGE_SIZE, hint=" px")
-        for field_name in ("seed", "label_seed"):
+        for field_name in ("seed", "label_seed", "shift_seed"):
             check_range(f"--{field_name.replace('_', '-')}", getattr(self, field_name), 0, MAX_SEED)
         if self.labels_per_class is not None and self.label_fraction is not None:
             raise ConfigError("give --labels-per-class or --label-fraction, not both")
@@ -119,6 +126,13 @@ class DataConfig:
         if self.unlabeled_dir is not None and self.name not in ("imagefolder", "imagenet"):
             raise ConfigError("--unlabeled-dir is for imagefolder data; for built-in datasets use --labels-per-class N "
                               "(the other training images become unlabelled)")
+        if self.holdout_per_class is not None and DATASETS.get(self.name).name == "imagefolder":
+            raise ConfigError("--holdout-per-class is for built-in datasets: an image folder's val/ is already held "
+                              "out from train/; keep a test set of your own elsewhere")
+        if self.shift is not None:
+            from compress.data.shift import get_shift
+
+            get_shift(self.shift)  # an unknown name fails here, listing the known ones
         if self.name == "synthetic":
             self._validate_synthetic()
 
@@ -139,10 +153,16 @@ class DataConfig:
 @dataclass
 class DataBundle:
     train: BatchLoader
-    val: BatchLoader
+    val: BatchLoader  # what epochs are chosen on: the held-out training images, else the test split
     info: DatasetInfo
     num_classes: int
     preprocessing: Preprocessing  # for the model's channel count
+    test: BatchLoader | None = None  # the test split, read once after training; None without a holdout
+
+    @property
+    def final(self) -> BatchLoader:
+        """The split a finished model is judged on: the test split when the validation split is held out."""
+        return self.test if self.test is not None else self.val
 
     @property
     def image_size(self) -> int:
@@ -194,13 +214,14 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last
     if cfg.image_size is not None and cfg.image_size != info.image_size:
         raise ConfigError(f"{info.name} images are {info.image_size} px; --image-size {cfg.image_size} is only for "
                           "imagefolder and synthetic data")
-    train = _subset(splits["train"], cfg.train_limit, 0)
-    val = _subset(splits["val"], cfg.val_limit, 1)
-    share = None
-    if cfg.partly_labeled:  # hidden here, before any loader exists: no loss can read them
-        keep = labeled_subset(train.labels, info.num_classes, cfg.labels_per_class, cfg.label_fraction, cfg.label_seed)
-        train = sources.ArraySplit(train.images, hide_labels(train.labels, keep))
-        share = cfg.labeled_share
+    if cfg.shift is not None:  # the camera: every image, before any subset, so an image's noise is its own
+        from compress.data.shift import apply_shift
+
+        splits = {split: sources.ArraySplit(apply_shift(part.images, cfg.shift, cfg.shift_seed,
+                                                        "test" if split == "val" else split), part.labels)
+                  for split, part in splits.items()}
+    train, val, test = _split_arrays(cfg, splits, info.num_classes)
+    share = cfg.labeled_share if cfg.partly_labeled else None
     channels = cfg.channels or info.channels
     pre = Preprocessing(info.mean, info.std, info.image_size, info.channels, info.channels,
                         None, class_names).for_channels(channels)
@@ -209,9 +230,36 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu", channels_last
                                 shuffle=True, augment=augment_for(info.image_size) if cfg.augment else Augment(),
                                 drop_last=len(train.labels) > cfg.batch_size, seed=cfg.seed, labeled_share=share,
                                 **common)
-    val_loader = TensorLoader(torch.from_numpy(val.images), torch.from_numpy(val.labels), cfg.eval_batch_size, pre,
-                              shuffle=False, **common)
-    return DataBundle(train_loader, val_loader, info, info.num_classes, pre)
+    val_loader, test_loader = (
+        None if part is None else TensorLoader(torch.from_numpy(part.images), torch.from_numpy(part.labels),
+                                               cfg.eval_batch_size, pre, shuffle=False, **common)
+        for part in (val, test))
+    return DataBundle(train_loader, val_loader, info, info.num_classes, pre, test_loader)  # type: ignore[arg-type]
+
+
+def _split_arrays(cfg: DataConfig, splits: dict[str, sources.ArraySplit],
+                  num_classes: int) -> tuple[sources.ArraySplit, sources.ArraySplit, sources.ArraySplit | None]:
+    """(training, validation, test) images: the validation split is the dataset's test split, or with
+    ``holdout_per_class`` images held out of training (and then the test split is returned as well).
+
+    Unlabelled training images get ``UNLABELED`` here, before any loader exists: no loss can read them.
+    """
+    train = _subset(splits["train"], cfg.train_limit, 0)
+    test = _subset(splits["val"], cfg.val_limit, 1)
+    keep = None  # the training images that keep their labels (None: all)
+    if cfg.labels_per_class is not None or cfg.label_fraction is not None:
+        keep = labeled_subset(train.labels, num_classes, cfg.labels_per_class, cfg.label_fraction, cfg.label_seed)
+    if cfg.holdout_per_class is None:
+        if keep is not None:
+            train = sources.ArraySplit(train.images, hide_labels(train.labels, keep))
+        return train, test, None
+    held = holdout_subset(train.labels, num_classes, cfg.holdout_per_class, cfg.label_seed, pool=keep)
+    val = sources.ArraySplit(train.images[held], train.labels[held])
+    rest = np.setdiff1d(np.arange(len(train.labels)), held)  # neither labelled nor unlabelled any more
+    labels = train.labels[rest]
+    if keep is not None:  # the labelled images left, as positions in ``rest``
+        labels = hide_labels(labels, np.searchsorted(rest, np.setdiff1d(keep, held)))
+    return sources.ArraySplit(train.images[rest], labels), val, test
 
 
 def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device | str, channels_last: bool,

@@ -50,6 +50,28 @@ def labeled_subset(labels: np.ndarray, num_classes: int, per_class: int | None =
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def holdout_subset(labels: np.ndarray, num_classes: int, per_class: int, seed: int = 0,
+                   pool: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indices of a class-balanced validation split: ``per_class`` images of every class.
+
+    Drawn from ``pool`` (the labelled subset in a partly labelled regime: a user validates on labels
+    they hold) or from every image. At least one image of each class stays for training. The choice
+    depends on ``seed`` and the labels alone, so every rank of a distributed run holds out the same images.
+    """
+    candidates = np.arange(len(labels)) if pool is None else np.asarray(pool)
+    rng = np.random.default_rng([seed, 21])  # its own stream: not the labelled subset's first draws again
+    chosen = []
+    for c in range(num_classes):
+        members = candidates[labels[candidates] == c]
+        if per_class >= len(members):
+            what = "labelled images" if pool is not None else "training images"
+            raise ConfigError(f"--holdout-per-class {per_class} leaves no {what} of class {c} to train on (it has "
+                              f"{len(members)}): lower it" + (" or raise --labels-per-class" if pool is not None
+                                                              else ""))
+        chosen.append(rng.permutation(members)[:per_class])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
 def hide_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """A copy of ``labels`` with ``UNLABELED`` everywhere but at the indices ``keep``."""
     hidden = np.full(len(labels), UNLABELED, dtype=np.int64)

@@ -1,0 +1,63 @@
+"""The camera shift: seeded, reproducible, the same shape and dtype, and the preprocessing of the clean data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compress.data import DataConfig, load_data
+from compress.data.shift import BLOCK, apply_shift, gaussian_blur
+from compress.errors import ConfigError
+
+
+def images(n: int = 50) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 1, 12, 12), dtype=np.uint8)
+
+
+def test_the_shift_is_seeded_and_reproducible() -> None:
+    clean = images()
+    shifted = apply_shift(clean, "camera", seed=0, split="train")
+    assert shifted.shape == clean.shape and shifted.dtype == np.uint8
+    assert np.array_equal(shifted, apply_shift(clean.copy(), "camera", seed=0, split="train"))
+    assert not np.array_equal(shifted, apply_shift(clean, "camera", seed=1, split="train"))
+    assert not np.array_equal(shifted, apply_shift(clean, "camera", seed=0, split="test"))
+    assert np.array_equal(clean, images())  # the input is left as it was
+
+
+def test_the_camera_darkens_blurs_and_adds_noise() -> None:
+    flat = np.full((4, 1, 16, 16), 200, dtype=np.uint8)
+    out = apply_shift(flat, "camera", seed=0, split="train").astype(np.float64)
+    assert abs(out.mean() - 0.7 * 200) < 2  # contrast 0.7, black stays black
+    assert 0.04 * 255 < out.std() < 0.06 * 255  # sensor noise of sigma 0.05 (a flat image does not blur)
+    edge = np.zeros((1, 1, 9, 9), dtype=np.float32)
+    edge[..., 4] = 1.0
+    blurred = gaussian_blur(edge, 1.0)
+    assert blurred.sum() == pytest.approx(9.0) and blurred[0, 0, 4, 4] == pytest.approx(0.399, abs=0.003)
+
+
+def test_an_image_gets_the_same_noise_whatever_else_is_shifted_with_it() -> None:
+    many = np.random.default_rng(1).integers(0, 256, (BLOCK + 10, 1, 4, 4), dtype=np.uint8)
+    whole = apply_shift(many, "camera", seed=3, split="train")
+    assert np.array_equal(whole[:BLOCK], apply_shift(many[:BLOCK], "camera", seed=3, split="train"))
+
+
+def test_an_unknown_shift_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown shift 'fog': choose one of camera$"):
+        DataConfig(shift="fog").validate()
+    with pytest.raises(ConfigError, match="--shift-seed must be at least 0"):
+        DataConfig(shift="camera", shift_seed=-1).validate()
+
+
+def test_a_shifted_dataset_shifts_every_split_and_keeps_the_clean_preprocessing(fmnist_available: Path) -> None:
+    cfg = DataConfig(train_limit=600, val_limit=200, holdout_per_class=5, augment=False)
+    clean, shifted = load_data(cfg), load_data(DataConfig(**{**cfg.__dict__, "shift": "camera"}))
+    assert shifted.preprocessing == clean.preprocessing  # the teacher's preprocessing check keeps passing
+    for a, b in ((clean.train, shifted.train), (clean.val, shifted.val), (clean.test, shifted.test)):
+        assert torch.equal(a.labels, b.labels) and a.images.shape == b.images.shape  # type: ignore[union-attr]
+        assert not torch.equal(a.images, b.images)  # type: ignore[union-attr]
+        assert b.images.float().mean() < a.images.float().mean()  # type: ignore[union-attr]
+    again = load_data(DataConfig(**{**cfg.__dict__, "shift": "camera"}), rank=1, world_size=2)
+    assert torch.equal(again.train.images, shifted.train.images)  # the same noise on every rank
