@@ -135,3 +135,86 @@ def test_records_name_the_new_settings_only_when_they_are_used() -> None:
     assert DistillConfig.from_dict(default) == DistillConfig()
     every = DistillConfig(teacher_every=4, pseudo_threshold=0.95)
     assert DistillConfig.from_dict(every.to_dict()) == every
+
+
+def test_teacher_steps_only_every_kth_step_and_the_student_learns_in_between() -> None:
+    method = build(teacher_every=3)
+    teacher = method.teachers[0]
+    opt = optimizer(method)
+    grads = teacher_grad_modes(method)
+    moved = []
+    for step in range(1, 7):
+        before = {k: v.detach().clone() for k, v in teacher.named_parameters()}
+        student = state(method.net)
+        out = train_step(method, opt, *batch(seed=step))
+        moved.append(any(not torch.equal(p, before[k]) for k, p in teacher.named_parameters()))
+        assert changed(student, method.net)  # the student learns at every step
+        assert set(out.parts) == {"mse", "shared_kl", "teacher_ce", "bias_ce", "anchor"}  # logged every step
+    assert moved == [False, False, True, False, False, True]
+    assert grads == [False, False, True, False, False, True]  # autograd through the teacher on its steps only
+    assert int(method.get_buffer("steps_taken")) == 6 and method.ddp_find_unused_parameters
+    assert "steps_taken" not in build().state_dict()  # every step (the default): the state is unchanged
+
+
+def test_between_teacher_steps_the_student_update_is_the_one_of_an_every_step_teacher() -> None:
+    x, y = batch()
+    every, sometimes = build(), build(teacher_every=2)
+    teacher_before = state(sometimes.teachers[0])
+    for method in (every, sometimes):
+        train_step(method, optimizer(method), x, y)
+    assert changed(teacher_before, every.teachers[0])
+    assert {k for k in changed(teacher_before, sometimes.teachers[0]) if not k.endswith(BN_STATS)} == set()
+    for (name, a), b in zip(every.net.backbone.state_dict().items(), sometimes.net.backbone.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_the_teacher_step_clock_survives_a_state_dict_round_trip() -> None:
+    """Stopped after 2 of 3 steps and reloaded, the next step is still the teacher's, as without the stop."""
+    student, teacher = tiny("resnet8", seed=0), tiny("resnet14", seed=1)
+    make = lambda: build_method(DistillConfig(teacher_every=3), copy.deepcopy(student), [copy.deepcopy(teacher)])  # noqa: E731
+    first = make()
+    opt = optimizer(first)
+    for step in range(2):
+        train_step(first, opt, *batch(seed=step))
+    second = make()
+    assert second._teacher_turn is False
+    second.load_state_dict(copy.deepcopy(first.state_dict()))
+    opt2 = optimizer(second)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert second._teacher_turn is True
+    train_step(first, opt, *batch(seed=5))
+    train_step(second, opt2, *batch(seed=5))
+    assert changed(state(make().teachers[0]), second.teachers[0])  # the teacher stepped
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after the reload")
+
+
+def test_pseudo_labels_keep_labels_and_add_confident_guesses() -> None:
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 9.0]])
+    labels = torch.tensor([UNLABELED, UNLABELED, 2, UNLABELED])
+    # softmax maxima: 0.787 (class 0), 1/3, (labelled), 0.9998 (class 2)
+    assert pseudo_labels(logits, labels, 0.5).tolist() == [0, UNLABELED, 2, 2]
+    assert pseudo_labels(logits, labels, 0.9).tolist() == [UNLABELED, UNLABELED, 2, 2]
+
+
+def test_teacher_cross_entropy_with_pseudo_labels_matches_a_hand_computation() -> None:
+    x, y = batch(8)
+    labels = y.clone()
+    labels[4:] = UNLABELED  # images 4..7 unlabelled
+    original = tiny("resnet14", seed=1).eval()
+    with torch.no_grad():
+        z = original(x)
+    confidence = F.softmax(z, dim=1).max(1).values
+    threshold = float(confidence[4:].median())  # some unlabelled images pass, some do not
+    chosen = [i for i in range(4, 8) if confidence[i] >= threshold]
+    assert 0 < len(chosen) < 4
+    method = build(pseudo_threshold=threshold).eval()  # eval: BN statistics fixed, so z is the teacher's
+    out = method(x, labels)
+    targets = [int(y[i]) for i in range(4)] + [int(z[i].argmax()) for i in chosen]
+    rows = list(range(4)) + chosen
+    log_p = F.log_softmax(z, dim=1)
+    expected = -sum(log_p[r, t] for r, t in zip(rows, targets)) / len(rows)
+    assert out.parts["teacher_ce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = build().eval()(x, labels)  # without: labelled images only
+    assert plain.parts["teacher_ce"].item() == pytest.approx(F.cross_entropy(z[:4], y[:4]).item(), rel=1e-5)
+    assert out.parts["bias_ce"].item() == pytest.approx(plain.parts["bias_ce"].item())  # the bias keeps real labels
