@@ -29,6 +29,7 @@ Label terms (teacher CE, bias refinement) average over the labelled images of a 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -41,7 +42,8 @@ from torch.func import functional_call
 from compress.data.labels import labeled_ce
 from compress.distill.adapted_teacher import Snapshot, anchor_names, fixed_front, pre_classifier
 from compress.distill.base import METHODS, StepOutput
-from compress.distill.losses import anchor_penalty
+from compress.distill.kd import freeze
+from compress.distill.losses import anchor_penalty, pseudo_labels
 from compress.distill.settings import setting
 from compress.distill.simkd import SharedClassifierMethod, SharedHeadConfig, _stack_mean, eval_mode
 from compress.errors import ConfigError
@@ -51,6 +53,7 @@ from compress.parallel import all_reduce_sum_, average_gradients
 ANCHOR_SCOPES = ("reference", "all")
 BN_MODES = ("train", "frozen")
 STABILITY = ("error", "warn", "off")
+TEACHER_ADAPT = ("all", "bn", "none")
 
 # The guards: what the project default runs, and the neutral values that give the authors' semantics.
 GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "anchor_scope": "all", "bn_mode": "train",
@@ -83,6 +86,14 @@ class ATSCConfig(SharedHeadConfig):
                                            "ATSC's claim) the teacher learns from its own cross-entropy only")
     adapt_last: int | None = setting(None, "only the teacher body's last N blocks adapt (a cheaper step); default all",
                                      low=1)
+    teacher_adapt: str = setting("all", "what of the teacher adapts: all (its weights; the method), bn (only its BN "
+                                        "running statistics, to the training images: AdaBN) or none (frozen teacher, "
+                                        "no teacher training: the shared-classifier arm)", choices=TEACHER_ADAPT)
+    teacher_every: int = setting(1, "the teacher takes a gradient step every N-th training step only; in between its "
+                                    "forward runs without autograd (a cheaper step)", low=1)
+    pseudo_threshold: float | None = setting(None, "the teacher's cross-entropy also learns from unlabelled images it "
+                                                   "classifies with at least this confidence (max softmax), its argmax "
+                                                   "as the label; default off", low=0.0, above=True, high=1.0)
     momentum: float = setting(0.9, "SGD momentum of the bias refinement, and the one the stability check assumes",
                               low=0.0, high=0.999, follows="momentum")
     stability: str = setting("error", "when lr x teacher_lr_scale x 2w >= 2(1 + momentum), i.e. the anchor would "
@@ -96,6 +107,35 @@ class ATSCConfig(SharedHeadConfig):
             if getattr(self, key) is None:
                 setattr(self, key, value)
         super().__post_init__()
+        self._refuse_combinations()
+
+    def _refuse_combinations(self) -> None:
+        """Settings that cannot act together: one line each, naming the way out."""
+        adapt = self.teacher_adapt
+        if adapt != "all":
+            if self.reference:
+                raise ConfigError(f"teacher_adapt='{adapt}' trains no teacher weights, the reference path adapts "
+                                  "them all: drop one of the two")
+            meaningless = [name for name, off in (("adapt_last", self.adapt_last is None),
+                                                   ("teacher_every", self.teacher_every == 1),
+                                                   ("pseudo_threshold", self.pseudo_threshold is None),
+                                                   ("teacher_feedback", self.teacher_feedback)) if not off]
+            if meaningless:
+                raise ConfigError(f"{meaningless[0]} applies to a teacher whose weights adapt; teacher_adapt='{adapt}' "
+                                  "keeps them fixed: drop it or use teacher_adapt='all'")
+            if adapt == "bn" and self.bn_mode == "frozen":
+                raise ConfigError("teacher_adapt='bn' adapts the BN statistics that bn_mode='frozen' keeps fixed: "
+                                  "drop one of the two")
+        if self.reference and self.teacher_every != 1:
+            raise ConfigError("the reference path steps the teacher every step: drop teacher_every or reference")
+        if self.pseudo_threshold is not None and self.teacher_ce == 0:
+            raise ConfigError("pseudo_threshold labels images for the teacher's cross-entropy, which is off "
+                              "(teacher_ce=0): set teacher_ce > 0 or drop pseudo_threshold")
+
+
+def _clock_loaded(method: "ATSC", _: Any) -> None:
+    """After ``load_state_dict`` (resume): the step clock from the restored count (one host read)."""
+    method._set_clock(int(method.get_buffer("steps_taken")))
 
 
 @METHODS.register("atsc")
@@ -113,6 +153,9 @@ class ATSC(SharedClassifierMethod):
             if not isinstance(head, nn.Sequential) or head[-1] is not t.classifier or t.classifier.bias is None:
                 raise ConfigError(f"teacher {i + 1} ({t.spec.name}): ATSC needs a head that ends with its "
                                   "classifier Linear (with bias)")
+            if config.teacher_adapt != "all":
+                freeze(t)  # no gradient, no optimizer group; with "bn" only the BN statistics move (see train)
+                continue
             t.requires_grad_(True)  # the teacher adapts
             for block in fixed_front(t, config.adapt_last):
                 block.requires_grad_(False)  # backward stops at the first adapting block: a cheaper step
@@ -128,12 +171,31 @@ class ATSC(SharedClassifierMethod):
             for k, t in enumerate(teachers):
                 self.register_buffer(f"bias_momentum{k}", torch.zeros_like(t.classifier.bias.detach()))
         self._diffs: list[list[torch.Tensor]] | None = None  # theta - theta0 from the forward, reused once
+        # teacher_every: whether the coming step is a teacher step. A Python bool, so the forward (compiled or
+        # not) branches without a host sync; the count of steps taken is a buffer, saved for an exact resume.
+        self._steps_taken = 0
+        self._teacher_turn = True
+        if config.teacher_every > 1:
+            self.register_buffer("steps_taken", torch.zeros((), dtype=torch.int64))
+            self._set_clock(0)
+            self.register_load_state_dict_post_hook(_clock_loaded)
+
+    def _set_clock(self, steps_taken: int) -> None:
+        """Steps count from 1; step n is a teacher step when n is a multiple of teacher_every."""
+        self._steps_taken = steps_taken
+        self._teacher_turn = (steps_taken + 1) % self.config.teacher_every == 0
+
+    @property
+    def adapting(self) -> bool:
+        """Whether the teacher's weights train at all (teacher_adapt='all')."""
+        return self.config.teacher_adapt == "all"
 
     # ------------------------------------------------------------------------------------ plumbing
     @property
     def ddp_find_unused_parameters(self) -> bool:
-        """Without the teacher CE, W (fast path) or b (reference) gets no gradient from the loss."""
-        return self.config.teacher_ce == 0
+        """Without the teacher CE, W (fast path) or b (reference) gets no gradient from the loss; between
+        teacher steps (teacher_every > 1) no teacher parameter does. A frozen teacher has none to find."""
+        return self.adapting and (self.config.teacher_ce == 0 or self.config.teacher_every > 1)
 
     def anchor_params(self, k: int) -> list[nn.Parameter]:
         params = dict(self.teachers[k].named_parameters())
@@ -144,6 +206,14 @@ class ATSC(SharedClassifierMethod):
 
     def train(self, mode: bool = True) -> "ATSC":
         super().train(mode)
+        if not self.adapting:
+            self.teachers.eval()  # running statistics, as SimKD's frozen teacher
+            if mode and self.config.teacher_adapt == "bn":  # AdaBN: BN statistics follow the training images
+                for teacher in self.teachers:
+                    for m in teacher.modules():
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                            m.train()
+            return self
         for front in self._fixed:  # blocks that do not adapt keep their BN statistics too
             for block in front:
                 block.eval()
@@ -168,11 +238,13 @@ class ATSC(SharedClassifierMethod):
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        teacher_ids = {id(p) for p in self.teachers.parameters()}
+        student = [p for p in self.net.parameters() if id(p) not in teacher_ids]  # backbone + projectors
+        if not self.adapting:  # no teacher parameter in any group: nothing can step it
+            return [{"params": student, "lr": lr, "weight_decay": weight_decay, "lr_scale": 1.0, "name": "student"}]
         self.check_stability(lr)
         self._weight_decay = weight_decay
-        teacher_ids = {id(p) for p in self.teachers.parameters()}
         bias_ids = {id(b) for b in self.biases()}
-        student = [p for p in self.net.parameters() if id(p) not in teacher_ids]  # backbone + projectors
         teacher = [p for p in self.teachers.parameters() if id(p) not in bias_ids and p.requires_grad]
         # The reference steps b with the whole teacher (it gets no L1 gradient unless teacher_ce > 0);
         # the fast path refines b at the base lr, like the reference's separate bias optimizer.
@@ -186,7 +258,12 @@ class ATSC(SharedClassifierMethod):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         k_teachers = len(self.teachers)
         f_s = self.net.backbone(images)
-        f_ts = [t.features(images) for t in self.teachers]  # with autograd: the MSE reaches the teachers
+        # A teacher step runs the teacher with autograd (the MSE reaches it); otherwise (frozen or BN-only
+        # teacher, or between teacher steps) its forward keeps no graph and the student learns from it alone.
+        teacher_step = self.adapting and self._teacher_turn
+        teacher_grad = contextlib.nullcontext() if teacher_step else torch.no_grad()
+        with teacher_grad:
+            f_ts = [t.features(images) for t in self.teachers]
         # Without feedback (the control for ATSC's claim) the MSE's gradient stops at the teacher, which
         # then learns from its own cross-entropy alone.
         targets = f_ts if self.config.teacher_feedback else [f.detach() for f in f_ts]
@@ -197,29 +274,42 @@ class ATSC(SharedClassifierMethod):
             kl = _stack_mean(self.shared_kls(f_s, f_ts))
             loss = loss + self.config.shared_kl * kl
             parts["shared_kl"] = kl.detach()
+        if not self.adapting:
+            return StepOutput(loss, logits, parts)
+        with teacher_grad:  # between teacher steps: the teacher terms' values, for the log, without a graph
+            terms = self._teacher_terms(labels, f_ts, loss)
+        for name, term, value in terms:  # added outside no_grad, so the loss keeps the student's graph
+            loss = loss + term
+            parts[name] = value
+        return StepOutput(loss, logits, parts)
 
+    def _teacher_terms(self, labels: torch.Tensor, f_ts: list[torch.Tensor],
+                       loss: torch.Tensor) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """The teacher's terms of L1, in the order they add to the loss: (name, term, logged value)."""
+        k_teachers = len(self.teachers)
+        terms = []
         teacher_ces, bias_ces = [], []
         for teacher, f_t in zip(self.teachers, f_ts):
             if self.config.teacher_ce > 0 or not self.config.reference:
                 hidden = pre_classifier(teacher.head_module, f_t)
                 fc = teacher.classifier
                 if self.config.teacher_ce > 0:
-                    teacher_ces.append(labeled_ce(fc(hidden), labels))
+                    z = fc(hidden)
+                    targets = labels if self.config.pseudo_threshold is None else \
+                        pseudo_labels(z, labels, self.config.pseudo_threshold)
+                    teacher_ces.append(labeled_ce(z, targets))
                 if not self.config.reference:
                     # Fast-path L2: same-step pooled features and W detached, so only b gets this gradient.
                     bias_ces.append(labeled_ce(F.linear(hidden.detach(), fc.weight.detach(), fc.bias), labels))
         if teacher_ces:
-            teacher_ce = _stack_mean(teacher_ces)
-            loss = loss + self.config.teacher_ce * teacher_ce  # (teacher_ce / K) sum_k CE_k
-            parts["teacher_ce"] = teacher_ce.detach()
+            teacher_ce = _stack_mean(teacher_ces)  # (teacher_ce / K) sum_k CE_k
+            terms.append(("teacher_ce", self.config.teacher_ce * teacher_ce, teacher_ce.detach()))
         if bias_ces:
-            loss = loss + sum(bias_ces)
-            parts["bias_ce"] = _stack_mean(bias_ces).detach()
+            terms.append(("bias_ce", sum(bias_ces), _stack_mean(bias_ces).detach()))
 
         if self.config.reference:
             anchor = self.config.w * sum(anchor_penalty(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
                                   for k in range(k_teachers))
-            loss = loss + anchor
         else:
             with torch.no_grad():
                 self._diffs = [torch._foreach_sub(self.anchor_params(k), self.snapshots[k].get(self._anchor_names[k]))
@@ -227,9 +317,9 @@ class ATSC(SharedClassifierMethod):
                 squares = [torch.stack(torch._foreach_norm(d)).pow(2).sum() for d in self._diffs if d]
                 anchor = self.config.w * sum(squares) if squares else loss.new_zeros(())
             # Added as a constant so the reported loss is L1's value; its gradient comes in before_optimizer_step.
-            loss = loss + anchor
-        parts["anchor"] = anchor.detach() if isinstance(anchor, torch.Tensor) else loss.new_tensor(anchor)
-        return StepOutput(loss, logits, parts)
+        anchor = anchor if isinstance(anchor, torch.Tensor) else loss.new_tensor(anchor)
+        terms.append(("anchor", anchor, anchor.detach()))
+        return terms
 
     def shared_kls(self, f_s: torch.Tensor, f_ts: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per teacher: ``T^2 KL(softmax(g(f_t)/T) || softmax(g(P(f_s))/T))`` through the shared classifier
@@ -250,7 +340,7 @@ class ATSC(SharedClassifierMethod):
     def before_optimizer_step(self) -> None:
         """Fast path: grad += 2w (theta - theta0) on the anchored set (the penalty's exact gradient)."""
         diffs, self._diffs = self._diffs, None
-        if self.config.reference or self.config.w == 0:
+        if self.config.reference or self.config.w == 0 or not (self.adapting and self._teacher_turn):
             return
         for k in range(len(self.teachers)):
             params = self.anchor_params(k)
@@ -264,7 +354,11 @@ class ATSC(SharedClassifierMethod):
             torch._foreach_add_([p.grad for p in params], diff, alpha=2 * self.config.w)
 
     def after_optimizer_step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
-        """Reference path: L2 with a second teacher forward (train mode, as the authors), SGD on b only."""
+        """Count the step (teacher_every); reference path: L2 with a second teacher forward (train mode, as
+        the authors), SGD on b only."""
+        if self.config.teacher_every > 1:
+            self.steps_taken.add_(1)  # type: ignore[operator]
+            self._set_clock(self._steps_taken + 1)
         if not self.config.reference:
             return
         biases = self.biases()
@@ -346,6 +440,8 @@ class ATSC(SharedClassifierMethod):
                 "or anchor all parameters (anchor_scope='all')"]
 
     def extra_checkpoints(self) -> dict[str, nn.Module]:
+        if self.config.teacher_adapt == "none":
+            return {}  # the teacher as loaded: nothing new to save
         if len(self.teachers) == 1:
             return {"teacher": self.teachers[0]}
         return {f"teacher{k + 1}": t for k, t in enumerate(self.teachers)}

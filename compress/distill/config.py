@@ -85,6 +85,9 @@ def refuse_foreign(method: str, names: Iterable[str]) -> None:
 # The methods whose settings every record lists (see ``DistillConfig.to_dict``); a method added later
 # records only its own, so adding one does not change the records of the others.
 RECORD_LAYOUT = ("atsc", "kd", "none")
+# Settings added after that layout: recorded only when set away from their default, so the records of
+# runs that do not use them stay byte-identical too (``from_dict`` gives a missing one its default).
+LATER_SETTINGS = ("teacher_adapt", "teacher_every", "pseudo_threshold")
 
 
 class DistillConfig:
@@ -131,8 +134,11 @@ class DistillConfig:
         hashes, benchmark resumption); ``from_dict`` reads back only the method's own settings."""
         record: dict[str, Any] = {"method": self.method}
         for method in RECORD_LAYOUT:
-            record |= {k: v for k, v in METHODS.get(method).config_class().to_dict().items() if k not in record}
-        return record | self.settings.to_dict()
+            record |= {k: v for k, v in METHODS.get(method).config_class().to_dict().items()
+                       if k not in record and k not in LATER_SETTINGS}
+        defaults = {name: default for name, (_, _, default) in setting_fields(type(self.settings)).items()}
+        return record | {k: v for k, v in self.settings.to_dict().items()
+                         if k not in LATER_SETTINGS or v != defaults[k]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DistillConfig":

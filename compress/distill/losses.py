@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from compress.data.labels import labeled_ce
+from compress.data.labels import UNLABELED, labeled_ce
 
 
 def feature_mse(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,3 +50,13 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: t
     log_p_s = F.log_softmax(z / temperature, dim=1)
     kl = F.kl_div(log_p_s, teacher_probs, reduction="batchmean") * temperature**2
     return ce_weight * ce + kl_weight * kl, ce, kl
+
+
+def pseudo_labels(logits: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Self-training targets (Noisy Student; FixMatch's confidence filter): ``labels`` where an image is
+    labelled, else the model's own argmax where its confidence ``max softmax(z)`` reaches ``threshold``,
+    else ``UNLABELED`` (so ``labeled_ce`` skips it). No gradient, no host sync."""
+    with torch.no_grad():
+        confidence, guess = F.softmax(logits.float(), dim=1).max(dim=1)
+        guessed = torch.where(confidence >= threshold, guess, torch.full_like(guess, UNLABELED))
+        return torch.where(labels >= 0, labels, guessed)
