@@ -380,6 +380,9 @@ def main() -> None:
         return [Job(arm, point, passes, seed, str(work / f"passes{passes}" / arm / f"seed{seed}"), "final")
                 for passes in sorted(args.passes, reverse=True) for seed in args.seeds]
 
+    if any(ARMS[a].get("teacher") == "fine-tuned" for a in arms):  # stage one of the two-stage baseline, once
+        for seed in sorted({args.tune_seed, *args.seeds}):  # per seed, before any run needs it
+            print(f"fine-tuned teacher, seed {seed}: {fine_tuned_teacher(args, seed)}", flush=True)
     pending: dict[Future[dict[str, Any]], Job] = {}
     queue = list(tune)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:

@@ -61,3 +61,15 @@ def test_a_shifted_dataset_shifts_every_split_and_keeps_the_clean_preprocessing(
         assert b.images.float().mean() < a.images.float().mean()  # type: ignore[union-attr]
     again = load_data(DataConfig(**{**cfg.__dict__, "shift": "camera"}), rank=1, world_size=2)
     assert torch.equal(again.train.images, shifted.train.images)  # the same noise on every rank
+
+
+def test_a_repeated_shift_is_computed_once_and_handed_out_as_a_copy() -> None:
+    from compress.data import shift as shift_module
+
+    images = np.random.default_rng(3).integers(0, 256, size=(5, 1, 8, 8), dtype=np.uint8)
+    first = shift_module.apply_shift(images, "camera", 0, "train")
+    expected = first.copy()
+    first[:] = 0  # a caller writing into its copy must not change what the next caller gets
+    again = shift_module.apply_shift(images, "camera", 0, "train")
+    assert np.array_equal(again, expected)
+    assert np.array_equal(shift_module._apply(images, "camera", 0, "train"), expected)
