@@ -171,7 +171,8 @@ def test_between_teacher_steps_the_student_update_is_the_one_of_an_every_step_te
 def test_the_teacher_step_clock_survives_a_state_dict_round_trip() -> None:
     """Stopped after 2 of 3 steps and reloaded, the next step is still the teacher's, as without the stop."""
     student, teacher = tiny("resnet8", seed=0), tiny("resnet14", seed=1)
-    make = lambda: build_method(DistillConfig(teacher_every=3), copy.deepcopy(student), [copy.deepcopy(teacher)])  # noqa: E731
+    config = DistillConfig(teacher_every=3)
+    make = lambda: build_method(config, copy.deepcopy(student), [copy.deepcopy(teacher)])  # noqa: E731
     first = make()
     opt = optimizer(first)
     for step in range(2):

@@ -23,7 +23,8 @@ METHODS = {
     "atsc-bn": DistillConfig(method="atsc", teacher_adapt="bn"),
 }
 EXPECTED_LABEL_TERMS = {"none": ("ce",), "ls": ("ce",), "kd": ("ce",), "simkd": (), "atsc": ("teacher_ce", "bias_ce"),
-                        "atsc-reference": (), "atsc-control": ("teacher_ce", "bias_ce"), "atsc-frozen": (), "atsc-bn": ()}
+                        "atsc-reference": (), "atsc-control": ("teacher_ce", "bias_ce"), "atsc-frozen": (),
+                        "atsc-bn": ()}
 KNOWN = [0, 2, 5]  # labelled images of the batch of 8
 
 
