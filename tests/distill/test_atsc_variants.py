@@ -104,6 +104,8 @@ def test_bn_arm_changes_only_the_teacher_bn_statistics() -> None:
     assert (metrics["teacher_top1"], metrics["teacher_top1_start"]) == (pytest.approx(now), pytest.approx(start))
     method.eval()
     assert not any(m.training for m in teacher.modules())  # evaluation uses the adapted running statistics
+    warning = method.health({"teacher_kept": 0.5, "teacher_top1": 40.0, "teacher_top1_start": 80.0})
+    assert len(warning) == 1 and warning[0].endswith("keep the teacher frozen (teacher_adapt='none')")
 
 
 @pytest.mark.parametrize("settings, message", [
