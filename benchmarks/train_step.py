@@ -18,7 +18,21 @@ Modes (per configuration):
   default-graphs   "default" with torch.compile mode reduce-overhead: the step replayed as CUDA graphs
                 (GPU; for the small, launch-bound models). Warm-up steps include the compilation,
                 whose time is recorded as warmup_s.
+  kd            Hinton KD (teachers frozen), project precision: the step ATSC's cost is held to (issue 21).
+  atsc-*        the project default with one adaptation setting changed (``ATSC_VARIANTS``): frozen
+                teacher, BN statistics only, a teacher step every 2nd/4th step, only the last 3 blocks,
+                no feedback (the control).
 
+With ``--rounds R`` (R > 1) the modes of a configuration are built and warmed up together, then timed
+in R interleaved rounds (each round times every mode for --steps steps, the order reversed every other
+round), so a drift of the machine's load hits every mode alike. Each row then reports the median over
+the rounds, and the record adds each mode's step cost relative to KD's (the per-round ratio of images/s,
+median over rounds). Use --steps as a multiple of every teacher_every measured.
+
+The cost of adapting the teacher, against KD, at the main job's shapes (one thread, interleaved):
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_step.py --configs resnet20-resnet8-28 --threads 1 \
+        --modes kd simkd default atsc-frozen atsc-bn atsc-every2 atsc-every4 atsc-last3 atsc-every4-last3 \
+        atsc-control --warmup 4 --steps 16 --rounds 7 --out benchmarks/results --tag cpu-adapt-cost
 GPU, full size (one call of a few minutes):
     .venv/bin/python benchmarks/train_step.py --end-to-end --out benchmarks/results --tag gpu
 CPU, small shapes (1-2 minutes on 2 cores):
@@ -75,8 +89,21 @@ CONFIGS: dict[str, BenchConfig] = {
                                            "Fashion-MNIST shapes (1 channel padded to 32 px)"),
     "two-teachers-32": BenchConfig(("resnet32x4", "wrn_40_2"), "resnet8x4", 32, 256, 100, 3, 16, 16,
                                    "CIFAR-100 shapes, two teachers (one projector and head each)"),
+    "resnet20-resnet8-28": BenchConfig(("resnet20",), "resnet8", 28, 128, 10, 1, 28, 128,
+                                       "the main job's shapes (Fashion-MNIST, shipped resnet20 teacher, batch 128)"),
 }
-MODES = ("reference", "default", "simkd", "teacher-only", "default-compile", "default-graphs")
+# ATSC with one adaptation setting changed from the project default (issue 21: what adapting costs).
+ATSC_VARIANTS: dict[str, dict[str, Any]] = {
+    "atsc-frozen": {"teacher_adapt": "none"},  # the frozen-teacher shared-classifier arm
+    "atsc-bn": {"teacher_adapt": "bn"},  # only the teacher's BN statistics adapt (AdaBN)
+    "atsc-every2": {"teacher_every": 2},
+    "atsc-every4": {"teacher_every": 4},
+    "atsc-last3": {"adapt_last": 3},
+    "atsc-every4-last3": {"teacher_every": 4, "adapt_last": 3},
+    "atsc-control": {"teacher_feedback": False},  # no feedback: the teacher still trains on its own CE
+}
+MODES = ("reference", "default", "simkd", "teacher-only", "default-compile", "default-graphs", "kd",
+         *ATSC_VARIANTS)
 DEFAULT_MODES = MODES[:4]  # the compiled modes are asked for by name (compilation takes minutes on a CPU)
 FAST_MODES = ("default", "default-compile", "default-graphs")  # compared with "reference"
 COMPILE = {"default-compile": "default", "default-graphs": "reduce-overhead"}
@@ -98,9 +125,13 @@ def build(config: BenchConfig, mode: str, image: int, device: torch.device) -> t
     elif mode in FAST_MODES:
         cfg = TrainConfig(compile=COMPILE.get(mode, "off"))
         method = build_method(DistillConfig(method="atsc"), model(config.student).to(device), teachers, image)
-    elif mode == "simkd":
+    elif mode in ATSC_VARIANTS:
         cfg = TrainConfig()
-        method = build_method(DistillConfig(method="simkd"), model(config.student).to(device), teachers, image)
+        method = build_method(DistillConfig(method="atsc", **ATSC_VARIANTS[mode]), model(config.student).to(device),
+                              teachers, image)
+    elif mode in ("simkd", "kd"):
+        cfg = TrainConfig()
+        method = build_method(DistillConfig(method=mode), model(config.student).to(device), teachers, image)
     elif mode == "teacher-only":
         cfg = TrainConfig()
         method = Supervised(teachers[0])
@@ -247,8 +278,26 @@ def imagefolder_end_to_end(method: Method, optimizer: torch.optim.Optimizer, con
     return {f"imagefolder_{k}": v for k, v in timed.items()} | {"imagefolder_workers": workers}
 
 
-def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, warmup: int, steps: int,
-            e2e: bool, device: torch.device, folder: Path | None = None, workers: int = 0) -> dict[str, Any]:
+@dataclass
+class Prepared:
+    """One mode built, with its optimizer and synthetic batch, warmed up and ready to time."""
+
+    mode: str
+    method: Method
+    cfg: TrainConfig
+    optimizer: torch.optim.Optimizer
+    autocast: torch.dtype | None
+    images: torch.Tensor
+    labels: torch.Tensor
+    forward: StepForward | None
+    warmup_s: float
+
+    def time(self, steps: int) -> tuple[float, list[float]]:
+        return time_steps(self.method, self.optimizer, self.images, self.labels, self.cfg.lr, self.autocast, steps,
+                          self.forward)
+
+
+def prepare(config: BenchConfig, mode: str, image: int, batch: int, warmup: int, device: torch.device) -> Prepared:
     method, cfg = build(config, mode, image, device)
     method.train()
     autocast = amp_dtype(cfg, device)
@@ -265,33 +314,93 @@ def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, w
     for _ in range(warmup):  # cudnn autotuning, allocator growth, compilation, CUDA-graph recording
         train_step(method, optimizer, images, labels, cfg.lr, autocast, forward)
     sync(device)
-    warmup_s = time.perf_counter() - started
-    reset_peak_memory(device)
-    held = current_memory_mb(device)
-    wall, step_ms = time_steps(method, optimizer, images, labels, cfg.lr, autocast, steps, forward)
-    memory, memory_kind = peak_memory_mb(device)
+    return Prepared(mode, method, cfg, optimizer, autocast, images, labels, forward, time.perf_counter() - started)
+
+
+def row_of(name: str, config: BenchConfig, p: Prepared, image: int, batch: int, warmup: int, steps: int,
+           walls: list[float], step_ms: list[float], memory: float, memory_kind: str, held: float) -> dict[str, Any]:
+    """The record's row of one mode: images/s is the median over the timed blocks (one block unless interleaved)."""
     quantiles = statistics.quantiles(step_ms, n=10, method="inclusive") if len(step_ms) > 1 else step_ms * 9
-    row: dict[str, Any] = {
-        "config": name, "mode": mode, "teachers": list(config.teachers), "student": config.student, "image": image,
+    return {
+        "config": name, "mode": p.mode, "teachers": list(config.teachers), "student": config.student, "image": image,
         "batch": batch, "classes": config.classes, "channels": config.channels,
-        "amp": str(autocast).replace("torch.", "") if autocast else "off", "channels_last": bool(cfg.channels_last),
-        "method": getattr(method, "name", type(method).__name__), "compile": cfg.compile, "warmup_s": warmup_s,
-        "reference_semantics": mode == "reference",
-        "warmup_steps": warmup, "steps": steps, "images_per_s": batch * steps / wall,
+        "amp": str(p.autocast).replace("torch.", "") if p.autocast else "off",
+        "channels_last": bool(p.cfg.channels_last),
+        "method": getattr(p.method, "name", type(p.method).__name__), "compile": p.cfg.compile, "warmup_s": p.warmup_s,
+        "reference_semantics": p.mode == "reference", "settings": ATSC_VARIANTS.get(p.mode, {}),
+        "warmup_steps": warmup, "steps": steps, "images_per_s": statistics.median(batch * steps / w for w in walls),
         "step_ms_p50": statistics.median(step_ms), "step_ms_p90": quantiles[8], "step_ms_min": min(step_ms),
         "step_ms_max": max(step_ms), "peak_memory_mb": memory, "memory_before_steps_mb": held,
         "memory_kind": memory_kind,
     }
-    if e2e and mode in FAST_MODES:
-        row.update(end_to_end(method, optimizer, config, image, batch, steps, cfg, autocast, device, forward))
-        if folder is not None:
-            row.update(imagefolder_end_to_end(method, optimizer, config, image, batch, steps, cfg, autocast, device,
-                                              forward, workers, folder))
-    del method, optimizer, images, labels, forward
+
+
+def release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def run_row(name: str, config: BenchConfig, mode: str, image: int, batch: int, warmup: int, steps: int,
+            e2e: bool, device: torch.device, folder: Path | None = None, workers: int = 0) -> dict[str, Any]:
+    p = prepare(config, mode, image, batch, warmup, device)
+    reset_peak_memory(device)
+    held = current_memory_mb(device)
+    wall, step_ms = p.time(steps)
+    memory, memory_kind = peak_memory_mb(device)
+    row = row_of(name, config, p, image, batch, warmup, steps, [wall], step_ms, memory, memory_kind, held)
+    if e2e and mode in FAST_MODES:
+        row.update(end_to_end(p.method, p.optimizer, config, image, batch, steps, p.cfg, p.autocast, device, p.forward))
+        if folder is not None:
+            row.update(imagefolder_end_to_end(p.method, p.optimizer, config, image, batch, steps, p.cfg, p.autocast,
+                                              device, p.forward, workers, folder))
+    del p
+    release(device)
     return row
+
+
+def run_interleaved(name: str, config: BenchConfig, modes: list[str], image: int, batch: int, warmup: int, steps: int,
+                    rounds: int, device: torch.device) -> list[dict[str, Any]]:
+    """Every mode built and warmed up first, then ``rounds`` rounds that time each mode for ``steps`` steps, the
+    order reversed every other round: a change of the machine's load during the run hits all modes alike."""
+    prepared = [prepare(config, mode, image, batch, warmup, device) for mode in modes]
+    held = current_memory_mb(device)  # all modes' models and optimizer states at once
+    walls: dict[str, list[float]] = {mode: [] for mode in modes}
+    step_ms: dict[str, list[float]] = {mode: [] for mode in modes}
+    peaks: dict[str, float] = dict.fromkeys(modes, 0.0)
+    memory_kind = ""
+    for r in range(rounds):
+        for p in prepared if r % 2 == 0 else prepared[::-1]:
+            reset_peak_memory(device)
+            wall, ms = p.time(steps)
+            peak, memory_kind = peak_memory_mb(device)
+            walls[p.mode].append(wall)
+            step_ms[p.mode] += ms
+            peaks[p.mode] = max(peaks[p.mode], peak)
+    rows = [row_of(name, config, p, image, batch, warmup, steps, walls[p.mode], step_ms[p.mode], peaks[p.mode],
+                   memory_kind, held)
+            | {"rounds": rounds, "round_images_per_s": [batch * steps / w for w in walls[p.mode]]}
+            for p in prepared]
+    del prepared
+    release(device)
+    return rows
+
+
+def cost_vs_kd(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per configuration and mode: its step's cost relative to KD's (KD images/s over its images/s); in an
+    interleaved run the median over rounds of the per-round ratio."""
+    kd = {r["config"]: r for r in rows if r["mode"] == "kd"}
+    costs = {}
+    for r in rows:
+        base = kd.get(r["config"])
+        if base is None or r is base:
+            continue
+        if "round_images_per_s" in r and "round_images_per_s" in base:
+            cost = statistics.median(k / m for k, m in zip(base["round_images_per_s"], r["round_images_per_s"]))
+        else:
+            cost = base["images_per_s"] / r["images_per_s"]
+        costs[f"{r['config']} {r['mode']}"] = cost
+    return costs
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -340,9 +449,15 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [f"| {r['config']} | {r['mode']} | {r['imagefolder_workers']} | "
                   f"{r['imagefolder_loader_images_per_s']:.0f} | {r['imagefolder_e2e_images_per_s']:.0f} | "
                   f"{r['images_per_s']:.0f} |" for r in folder_rows]
-    lines += ["", f"Peak memory: {record['results'][0]['memory_kind'] if record['results'] else ''}.", "",
-              "Ratio fast mode / reference (images/s; a bare configuration name is the default mode):", ""]
-    lines += [f"- {c}: {v:.2f}x" for c, v in record["ratios"].items()]
+    lines += ["", f"Peak memory: {record['results'][0]['memory_kind'] if record['results'] else ''}."]
+    if record["ratios"]:
+        lines += ["", "Ratio fast mode / reference (images/s; a bare configuration name is the default mode):", ""]
+        lines += [f"- {c}: {v:.2f}x" for c, v in record["ratios"].items()]
+    if record.get("cost_vs_kd"):
+        rounds = max((r.get("rounds", 1) for r in record["results"]), default=1)
+        how = f"median over {rounds} interleaved rounds of the per-round ratio" if rounds > 1 else "one block each"
+        lines += ["", f"Step cost relative to KD (KD images/s over the mode's; {how}):", ""]
+        lines += [f"- {c}: {v:.2f}x" for c, v in record["cost_vs_kd"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -354,7 +469,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--image", type=int, help="override every configuration's image size")
     parser.add_argument("--batch", type=int, help="override every configuration's batch size")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 10 GPU, 2 CPU)")
-    parser.add_argument("--steps", type=int, help="timed steps (default 30 GPU, 5 CPU)")
+    parser.add_argument("--steps", type=int, help="timed steps (default 30 GPU, 5 CPU); per round with --rounds")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time the modes of a configuration in this many interleaved rounds (default 1: each mode "
+                             "once, one after the other)")
     parser.add_argument("--end-to-end", action="store_true", help="also time an epoch through the real TensorLoader")
     parser.add_argument("--imagefolder", action="store_true",
                         help="with --end-to-end: also time epochs through the ImageFolder pipeline (JPEGs made in a "
@@ -366,6 +484,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, help="write train_step_<tag>.json and .md in this folder")
     parser.add_argument("--tag", help="file tag (default: cpu or gpu)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.rounds > 1 and args.end_to_end:
+        parser.error("--end-to-end times one mode at a time: leave it out with --rounds")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -383,7 +505,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "small": args.small,
         "load_average_before": [round(v, 2) for v in os.getloadavg()], "results": [],
     }
-    print(f"{'config':<28} {'mode':<13} {'images/s':>10} {'p50 ms':>9} {'p90 ms':>9} {'peak MB':>9} {'e2e img/s':>10}",
+    print(f"{'config':<28} {'mode':<17} {'images/s':>10} {'p50 ms':>9} {'p90 ms':>9} {'peak MB':>9} {'e2e img/s':>10}",
           flush=True)
     scratch = tempfile.TemporaryDirectory(prefix="train-step-jpegs-") if args.imagefolder and args.end_to_end else None
     for name in args.configs:
@@ -395,16 +517,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # ImageNet's mean picture is about 469 x 387 px for 224 px crops: the same ratio here
             folder = jpeg_folder(Path(scratch.name) / name, config.classes, steps * batch,
                                  (image * 469 // 224, image * 387 // 224))
-        for mode in args.modes:
-            row = run_row(name, config, mode, image, batch, warmup, steps, args.end_to_end, device, folder, args.workers)
+        if args.rounds > 1:
+            rows = run_interleaved(name, config, args.modes, image, batch, warmup, steps, args.rounds, device)
+        else:
+            rows = (run_row(name, config, mode, image, batch, warmup, steps, args.end_to_end, device, folder,
+                            args.workers) for mode in args.modes)
+        for row in rows:
             record["results"].append(row)
             e2e = f"{row['e2e_images_per_s']:.0f}" if "e2e_images_per_s" in row else ""
-            print(f"{name:<28} {mode:<13} {row['images_per_s']:>10.1f} {row['step_ms_p50']:>9.1f} "
+            print(f"{name:<28} {row['mode']:<17} {row['images_per_s']:>10.1f} {row['step_ms_p50']:>9.1f} "
                   f"{row['step_ms_p90']:>9.1f} {row['peak_memory_mb']:>9.0f} {e2e:>10}", flush=True)
             save(record, args.out, args.tag or ("gpu" if gpu else "cpu"))  # after every row: a timeout keeps them
     for config_name, value in record["ratios"].items():  # last, as the issue asks
         config, _, mode = config_name.partition(" ")
         print(f"ratio {mode or 'default'}/reference {config}: {value:.2f}x", flush=True)
+    for config_mode, value in record["cost_vs_kd"].items():
+        print(f"step cost / KD {config_mode}: {value:.2f}x", flush=True)
     return record
 
 
@@ -412,6 +540,7 @@ def save(record: dict[str, Any], out: Path | None, tag: str) -> None:
     record["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     record["environment"] = environment()
     record["ratios"] = ratios(record["results"])
+    record["cost_vs_kd"] = cost_vs_kd(record["results"])
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"train_step_{tag}.json").write_text(json.dumps(record, indent=2) + "\n")

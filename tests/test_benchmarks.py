@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +46,27 @@ def test_train_step_harness_writes_a_sane_record(tmp_path: Path, capsys) -> None
     ratio = rows["default"]["images_per_s"] / rows["reference"]["images_per_s"]
     assert saved["ratios"]["resnet32x4-resnet8x4-32"] == ratio
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("ratio default/reference")
+
+
+def test_interleaved_rounds_give_each_mode_its_median_and_its_cost_relative_to_kd(tmp_path: Path, capsys) -> None:
+    harness = _harness()
+    threads = torch.get_num_threads()
+    record = harness.main(["--configs", "resnet20-resnet8-28", "--modes", "kd", "default", "atsc-frozen", "atsc-every2",
+                           "--image", "8", "--batch", "4", "--warmup", "1", "--steps", "2", "--rounds", "3",
+                           "--threads", "1", "--device", "cpu", "--out", str(tmp_path), "--tag", "test"])
+    torch.set_num_threads(threads)
+    rows = {r["mode"]: r for r in record["results"]}
+    assert list(rows) == ["kd", "default", "atsc-frozen", "atsc-every2"]
+    assert rows["atsc-every2"]["settings"] == {"teacher_every": 2} and rows["kd"]["method"] == "kd"
+    for r in rows.values():
+        assert r["rounds"] == 3 and len(r["round_images_per_s"]) == 3
+        assert r["images_per_s"] == statistics.median(r["round_images_per_s"])
+    kd = rows["kd"]["round_images_per_s"]
+    assert set(record["cost_vs_kd"]) == {f"resnet20-resnet8-28 {m}" for m in ("default", "atsc-frozen", "atsc-every2")}
+    assert record["cost_vs_kd"]["resnet20-resnet8-28 default"] == pytest.approx(
+        statistics.median(k / m for k, m in zip(kd, rows["default"]["round_images_per_s"])))
+    assert "Step cost relative to KD" in (tmp_path / "train_step_test.md").read_text()
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("step cost / KD resnet20-resnet8-28 atsc-every2")
+    with pytest.raises(SystemExit):
+        harness.main(["--rounds", "2", "--end-to-end"])
+    assert "--end-to-end times one mode at a time" in capsys.readouterr().err

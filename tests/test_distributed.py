@@ -60,11 +60,11 @@ class RecordingATSC(ATSC):
         return out
 
 
-def _method(reference: bool, teacher_ce: float = 0.0) -> RecordingATSC:
+def _method(reference: bool, teacher_ce: float = 0.0, **settings: Any) -> RecordingATSC:
     torch.manual_seed(0)
     teacher, student = _net("resnet8", (8, 16)), _net("resnet8", (4, 8))
     cfg = DistillConfig(method="atsc", projector="pointwise", reference=reference, teacher_ce=teacher_ce,
-                        teacher_lr_scale=0.5, anchor_scope="reference")
+                        teacher_lr_scale=0.5, anchor_scope="reference", **settings)
     method = RecordingATSC(student, [teacher], cfg.settings, SIZE)
     for branch in method.net.branches:  # the projector without its BatchNorm layers (see the module docstring)
         for i, layer in enumerate(branch.projector):
@@ -101,13 +101,16 @@ def _config(epochs: int) -> TrainConfig:
 # outside DDP, "partly" is "guarded" on mixed batches (each rank averages its label terms over its own half
 # of the batch's labelled images, an equal share, so the mean over ranks is the global batch's).
 JOBS = (("fast", False, 0.0, 2, False), ("guarded", False, 1.0, 1, False), ("reference", True, 0.0, 1, False),
-        ("partly", False, 1.0, 1, True))
+        ("partly", False, 1.0, 1, True), ("every2", False, 1.0, 1, False), ("frozen", False, 1.0, 1, False))
+# "every2" steps the teacher on every 2nd step only (DDP must find its parameters unused in between);
+# "frozen" trains no teacher at all (no teacher parameter reaches DDP).
+SETTINGS: dict[str, dict[str, Any]] = {"every2": {"teacher_every": 2}, "frozen": {"teacher_adapt": "none"}}
 
 
 def _train(root: Path, rank: int, world: int, dist: DistContext) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, reference, teacher_ce, epochs, partly in JOBS:
-        method = _method(reference, teacher_ce)
+        method = _method(reference, teacher_ce, **SETTINGS.get(name, {}))
         fit(method, _data(rank, world, partly), _config(epochs), root / name, dist=dist, **QUIET)
         results[name] = {"losses": torch.stack(method.losses),
                          "state": {k: v.clone() for k, v in method.state_dict().items()}}

@@ -24,7 +24,22 @@ Our additions, each an option measured on real data (benchmarks/results/distill_
 - ``teacher_feedback=False``: the MSE's gradient stops at the teacher, which keeps learning from its
   own cross-entropy only: the control that tells whether adapting *to the student* matters.
 - ``adapt_last=N``: only the teacher body's last N blocks adapt; backward stops there (a cheaper step).
-Label terms (teacher CE, bias refinement) average over the labelled images of a batch only.
+- ``teacher_adapt``: what of the teacher adapts. ``all`` (default): its weights, as above. ``none``: the
+  frozen-teacher arm; the teacher is frozen like SimKD's (no gradient, no optimizer group, eval mode, its
+  forward without autograd) and L1 keeps only the feature MSE and the shared KL, through the teacher's
+  original classifier: no teacher CE, bias refinement or anchor. ``bn``: the same, except that the
+  teacher's BN layers run in train mode during training, so their running statistics follow the training
+  images, labelled and unlabelled (AdaBN, Li et al. 2016); evaluation uses the adapted statistics.
+- ``teacher_every=k``: the teacher takes its step (MSE feedback, its CE, bias refinement, anchor) on steps
+  k, 2k, ... only; on the others its forward runs without autograd (still in train mode: its BN
+  statistics move every step) and the student learns from the detached features (the teacher terms are
+  still computed, for the log, without a graph). The count of
+  steps taken is a buffer of the method, so a resumed run keeps the same teacher steps.
+- ``pseudo_threshold=t``: the teacher CE also counts unlabelled images whose teacher confidence (max
+  softmax) is at least t, the teacher's argmax as their label (self-training, as Noisy Student; the
+  confidence filter of FixMatch). The bias refinement keeps the real labels.
+Label terms (teacher CE, bias refinement) average over the labelled images of a batch only (with
+``pseudo_threshold``, the teacher CE over the labelled and the confidently pseudo-labelled ones).
 """
 
 from __future__ import annotations
@@ -434,10 +449,13 @@ class ATSC(SharedClassifierMethod):
         kept = metrics.get("teacher_kept")
         if kept is None or kept >= 1 - self.config.teacher_drop_limit:
             return []
+        remedy = ("its BN statistics follow the training images (teacher_adapt='bn'): if the validation images "
+                  "are not like them, keep the teacher frozen (teacher_adapt='none')"
+                  if self.config.teacher_adapt == "bn" else
+                  "raise teacher_ce, lower teacher_lr_scale or anchor all parameters (anchor_scope='all')")
         return [f"the adapted teacher keeps {100 * kept:.1f}% of its starting top-1 "
                 f"({metrics['teacher_top1']:.2f}% vs {metrics['teacher_top1_start']:.2f}%), below the "
-                f"{100 * (1 - self.config.teacher_drop_limit):.0f}% limit: raise teacher_ce, lower teacher_lr_scale "
-                "or anchor all parameters (anchor_scope='all')"]
+                f"{100 * (1 - self.config.teacher_drop_limit):.0f}% limit: {remedy}"]
 
     def extra_checkpoints(self) -> dict[str, nn.Module]:
         if self.config.teacher_adapt == "none":

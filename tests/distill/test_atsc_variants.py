@@ -104,6 +104,8 @@ def test_bn_arm_changes_only_the_teacher_bn_statistics() -> None:
     assert (metrics["teacher_top1"], metrics["teacher_top1_start"]) == (pytest.approx(now), pytest.approx(start))
     method.eval()
     assert not any(m.training for m in teacher.modules())  # evaluation uses the adapted running statistics
+    warning = method.health({"teacher_kept": 0.5, "teacher_top1": 40.0, "teacher_top1_start": 80.0})
+    assert len(warning) == 1 and warning[0].endswith("keep the teacher frozen (teacher_adapt='none')")
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -171,7 +173,8 @@ def test_between_teacher_steps_the_student_update_is_the_one_of_an_every_step_te
 def test_the_teacher_step_clock_survives_a_state_dict_round_trip() -> None:
     """Stopped after 2 of 3 steps and reloaded, the next step is still the teacher's, as without the stop."""
     student, teacher = tiny("resnet8", seed=0), tiny("resnet14", seed=1)
-    make = lambda: build_method(DistillConfig(teacher_every=3), copy.deepcopy(student), [copy.deepcopy(teacher)])  # noqa: E731
+    config = DistillConfig(teacher_every=3)
+    make = lambda: build_method(config, copy.deepcopy(student), [copy.deepcopy(teacher)])  # noqa: E731
     first = make()
     opt = optimizer(first)
     for step in range(2):

@@ -59,6 +59,14 @@ def test_given_options_over_the_preset_over_the_defaults(tmp_path: Path, runs: l
     assert (old_name.w, old_name.teacher_drop_limit) == (1.0, 0.2)
 
 
+def test_adaptation_options_reach_the_config(tmp_path: Path, runs: list[DistillConfig]) -> None:
+    distill(tmp_path, "--teacher-adapt", "none")
+    distill(tmp_path, "--teacher-every", "4", "--pseudo-threshold", "0.9")
+    frozen, every = runs
+    assert (frozen.teacher_adapt, frozen.teacher_every, frozen.pseudo_threshold) == ("none", 1, None)
+    assert (every.teacher_adapt, every.teacher_every, every.pseudo_threshold) == ("all", 4, 0.9)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--method", "simkd", "--temperature", "2"],
      "error: distill setting 'temperature' does not apply to method 'simkd'; it is a setting of atsc, kd"),
@@ -67,6 +75,11 @@ def test_given_options_over_the_preset_over_the_defaults(tmp_path: Path, runs: l
     (["--method", "kd", "--no-teacher-feedback"],
      "error: distill setting 'teacher_feedback' does not apply to method 'kd'; it is a setting of atsc"),
     (["--stability", "maybe"], "error: distill setting 'stability' must be one of error, warn, off; got 'maybe'"),
+    (["--teacher-adapt", "none", "--reference"],
+     "error: teacher_adapt='none' trains no teacher weights, the reference path adapts them all: drop one of the two"),
+    (["--teacher-adapt", "bn", "--teacher-every", "4"],
+     "error: teacher_every applies to a teacher whose weights adapt; teacher_adapt='bn' keeps them fixed: drop it or "
+     "use teacher_adapt='all'"),
 ])
 def test_a_setting_the_method_does_not_take_is_one_error_line(tmp_path: Path, runs: list[DistillConfig],
                                                              capsys: pytest.CaptureFixture[str], args: list[str],

@@ -19,6 +19,8 @@ from distill_helpers import SIZE, batch, optimizer, tiny, train_step
 CONFIGS = {
     "atsc": DistillConfig(),
     "atsc-reference": DistillConfig(reference=True),
+    "atsc-bn": DistillConfig(teacher_adapt="bn"),
+    "atsc-every2": DistillConfig(teacher_every=2),  # step 1 without, step 2 with the teacher's graph
     "simkd": DistillConfig(method="simkd"),  # beta 1: the loss Inductor folds into its own detached part
     "kd": DistillConfig(method="kd"),
     "none": DistillConfig(method="none"),

@@ -40,3 +40,25 @@ def test_atsc_fits_logs_the_teacher_and_saves_student_and_teacher(tmp_path: Path
     with torch.no_grad():
         torch.testing.assert_close(student_module(x), method.deployable()(x))
         torch.testing.assert_close(teacher_module(x), method.teachers[0](x))
+
+
+@pytest.mark.parametrize("settings, saves_teacher", [({"teacher_adapt": "none"}, False), ({"teacher_adapt": "bn"}, True),
+                                                     ({"teacher_every": 3}, True)])
+def test_adaptation_variants_fit_and_monitor_the_teacher(tmp_path: Path, settings: dict, saves_teacher: bool) -> None:
+    from compress.data import DataConfig, load_data
+
+    try:
+        data = load_data(DataConfig(name="fashion-mnist", train_limit=128, val_limit=64, batch_size=32,
+                                    eval_batch_size=64))
+    except DataError as exc:
+        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+    torch.manual_seed(0)
+    student, teacher = (create_model("resnet8", 10, 1, data.image_size) for _ in range(2))
+    method = build_method(DistillConfig(**settings), student, [teacher], image_size=data.image_size)
+    result = fit(method, data, TrainConfig(epochs=1, lr=0.05, device="cpu"), tmp_path, progress=False, log=lambda m: None)
+    row = result.history[-1]
+    assert (row["teacher_drift"] > 0) == ("teacher_every" in settings)  # weights move only where they adapt
+    if settings == {"teacher_adapt": "none"}:
+        assert row["teacher_top1"] == row["teacher_top1_start"]  # the teacher as loaded
+    assert ("loss_teacher_ce" in row) == ("teacher_every" in settings) and row["loss_mse"] > 0
+    assert (tmp_path / "teacher.safetensors").exists() == saves_teacher

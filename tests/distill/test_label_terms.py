@@ -21,9 +21,12 @@ METHODS = {
     "atsc-control": DistillConfig(method="atsc", teacher_feedback=False),
     "atsc-frozen": DistillConfig(method="atsc", teacher_adapt="none"),
     "atsc-bn": DistillConfig(method="atsc", teacher_adapt="bn"),
+    # a max softmax over 10 classes is >= 0.1: every unlabelled image gets the teacher's guess, never its label
+    "atsc-pseudo": DistillConfig(method="atsc", pseudo_threshold=0.1),
 }
 EXPECTED_LABEL_TERMS = {"none": ("ce",), "ls": ("ce",), "kd": ("ce",), "simkd": (), "atsc": ("teacher_ce", "bias_ce"),
-                        "atsc-reference": (), "atsc-control": ("teacher_ce", "bias_ce"), "atsc-frozen": (), "atsc-bn": ()}
+                        "atsc-reference": (), "atsc-control": ("teacher_ce", "bias_ce"), "atsc-frozen": (),
+                        "atsc-bn": (), "atsc-pseudo": ("teacher_ce", "bias_ce")}
 KNOWN = [0, 2, 5]  # labelled images of the batch of 8
 
 
@@ -70,4 +73,4 @@ def test_kd_cross_entropy_is_the_mean_over_labelled_images() -> None:
 def test_only_the_student_alone_learns_from_labelled_batches_only() -> None:
     uses = {name: build(name).uses_unlabeled for name in METHODS}
     assert uses == {"none": False, "ls": False, "kd": True, "simkd": True, "atsc": True, "atsc-reference": True,
-                    "atsc-control": True, "atsc-frozen": True, "atsc-bn": True}
+                    "atsc-control": True, "atsc-frozen": True, "atsc-bn": True, "atsc-pseudo": True}

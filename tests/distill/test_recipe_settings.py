@@ -43,3 +43,14 @@ def test_atsc_momentum_follows_the_training_unless_given() -> None:
 def test_misplaced_or_bad_settings_name_their_path(section: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         distill_section(**section)
+
+
+def test_adaptation_variants_are_recipe_runs() -> None:
+    spec = distill_section(methods=["atsc", {"name": "atsc-frozen", "method": "atsc", "teacher_adapt": "none"},
+                                    {"name": "atsc-every4", "method": "atsc", "teacher_every": 4,
+                                     "pseudo_threshold": 0.95}])
+    atsc, frozen, every = (spec.config_for(name) for name in ("atsc", "atsc-frozen", "atsc-every4"))
+    assert (atsc.teacher_adapt, frozen.teacher_adapt, every.teacher_every, every.pseudo_threshold) == \
+        ("all", "none", 4, 0.95)
+    with pytest.raises(ConfigError, match=r"^distill: teacher_adapt='bn' trains no teacher weights"):
+        distill_section(methods=[{"name": "bad", "method": "atsc", "teacher_adapt": "bn", "reference": True}])
