@@ -75,6 +75,21 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "atsc-bn": {"shared_kl": [0.5, 1.0, 2.0, 4.0]},
     "atsc-pseudo": {"shared_kl": [1.0, 2.0], "pseudo_threshold": [0.8, 0.95]},
 }
+# The shift record's grids: two trials per arm (time), around what the budgets record chose on its own
+# validation split (lr 0.1-0.2, T 2 with 0.5/0.5, shared_kl 2, teacher lr x 0.3).
+SHIFT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "none": {"lr": [0.1, 0.2]},
+    "all-labels": {"lr": [0.05, 0.1]},
+    "none-ls": {"label_smoothing": [0.1, 0.2]},
+    "kd": {"temperature": [2.0, 4.0], "ce_weight,kl_weight": [(0.5, 0.5)]},
+    "two-stage": {"temperature": [2.0, 4.0], "ce_weight,kl_weight": [(0.5, 0.5)]},
+    "simkd": {"beta": [1.0, 2.0]},
+    "atsc": {"shared_kl": [2.0], "teacher_lr_scale": [0.1, 0.3]},
+    "atsc-control": {"shared_kl": [2.0], "teacher_lr_scale": [0.1, 0.3]},
+    "atsc-frozen": {"shared_kl": [1.0, 2.0]},
+    "atsc-bn": {"shared_kl": [1.0, 2.0]},
+    "atsc-pseudo": {"shared_kl": [2.0], "teacher_lr_scale": [0.3], "pseudo_threshold": [0.8, 0.95]},
+}
 RECORD_ARMS = {
     "budgets": ["none", "none-ls", "kd", "simkd", "atsc", "atsc-control", "atsc-frozen", "all-labels"],
     "shift": ["none", "none-ls", "kd", "simkd", "atsc", "atsc-control", "atsc-frozen", "atsc-bn", "atsc-pseudo",
@@ -86,7 +101,7 @@ COMPARED = ("none", "none-ls", "kd", "simkd", "atsc-control", "atsc-frozen", "tw
 def grid_points(arm: str) -> list[dict[str, Any]]:
     """The arm's trials: the product of its grid, with paired keys ("a,b") spread out."""
     grid = GRIDS[arm]
-    points = []
+    points: list[dict[str, Any]] = []
     for values in itertools.product(*grid.values()):
         point: dict[str, Any] = {}
         for key, value in zip(grid, values):
@@ -150,7 +165,7 @@ def summary_of(out: Path, settings: dict[str, Any], passes: int, seed: int, lr: 
 
 def fine_tuned_teacher(args: argparse.Namespace, seed: int) -> str:
     """Stage one of the two-stage baseline: the clean teacher fine-tuned on the labelled device images
-    (its best epoch on the validation split). Trained once per seed, reused."""
+    (its best epoch on the validation split). Trained once, reused by every seed's KD run."""
     from compress.train import TrainConfig
     from compress.workflows import train_teacher_run
 
@@ -177,7 +192,7 @@ def run_job(args: argparse.Namespace, job: Job) -> dict[str, Any]:
     teacher = args.teacher
     if summary is None:
         if ARMS[job.arm].get("teacher") == "fine-tuned":
-            teacher = fine_tuned_teacher(args, job.seed)
+            teacher = fine_tuned_teacher(args, args.tune_seed)
         shutil.rmtree(out, ignore_errors=True)
         settings = dict(job.settings)
         method = settings.pop("method")
@@ -297,7 +312,7 @@ class Record:
                  f"labels per class, of which {args.holdout_per_class} per class are held out as the validation split "
                  f"(removed from training): {labelled} labelled and {train_images - labelled} unlabelled training "
                  f"images, {args.holdout_per_class * 10} validation images. Every arm's settings were chosen on the "
-                 f"validation split from a grid of {len(grid_points('kd'))} trials (seed {args.tune_seed}, "
+                 f"validation split from a grid of {len(grid_points('kd'))} trials per arm (seed {args.tune_seed}, "
                  f"{args.tune_passes} pass(es)); every run's epoch is chosen on it; the 10k test split is read once "
                  "per final run, at that epoch. `all-labels` trains the student alone on every training image's label "
                  "(the ceiling). A pass is one sweep of the training subset's size "
@@ -308,7 +323,7 @@ class Record:
             lines += [f"Every training and test image goes through the seeded shift `{args.shift}` "
                       "(`compress.data.shift`); the teacher is the clean one. `two-stage`: the teacher fine-tuned on "
                       f"the labelled shifted images ({args.fine_tune_epochs} epochs, lr {args.fine_tune_lr}, best "
-                      "epoch on validation), then KD from it.", ""]
+                      "epoch on validation; once, for every seed), then KD from it.", ""]
         lines += ["Settings chosen on validation:", "", "| arm | grid | chosen |", "|---|---|---|"]
         for arm in self.arms:
             grid = "; ".join(f"{k}: {v}" for k, v in GRIDS[arm].items())
@@ -354,6 +369,8 @@ def main() -> None:
     parser.add_argument("--labeled-share", type=float, default=0.25)
     parser.add_argument("--shift", default="camera")
     parser.add_argument("--passes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--long-arms", nargs="+", default=None,
+                        help="only these arms at the longest schedule (default: every arm), when time is short")
     parser.add_argument("--tune-passes", type=int, default=1)
     parser.add_argument("--tune-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -366,6 +383,8 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="folder for the runs (reused when run again)")
     args = parser.parse_args()
     arms = args.arms or RECORD_ARMS[args.record]
+    if args.record == "shift":
+        GRIDS.update(SHIFT_GRIDS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arms {unknown}; known: {sorted(ARMS)}")
@@ -378,11 +397,12 @@ def main() -> None:
     def finals(arm: str, point: dict[str, Any]) -> list[Job]:
         # longest schedules first: they decide the record and take the longest
         return [Job(arm, point, passes, seed, str(work / f"passes{passes}" / arm / f"seed{seed}"), "final")
-                for passes in sorted(args.passes, reverse=True) for seed in args.seeds]
+                for passes in sorted(args.passes, reverse=True) for seed in args.seeds
+                if passes < max(args.passes) or args.long_arms is None or arm in args.long_arms]
 
     if any(ARMS[a].get("teacher") == "fine-tuned" for a in arms):  # stage one of the two-stage baseline, once
-        for seed in sorted({args.tune_seed, *args.seeds}):  # per seed, before any run needs it
-            print(f"fine-tuned teacher, seed {seed}: {fine_tuned_teacher(args, seed)}", flush=True)
+        # once, before any run needs it: a user fine-tunes once; the seeds vary the student
+        print(f"fine-tuned teacher: {fine_tuned_teacher(args, args.tune_seed)}", flush=True)
     pending: dict[Future[dict[str, Any]], Job] = {}
     queue = list(tune)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
