@@ -68,13 +68,12 @@ class DataConfig:
     unlabeled_dir: str | None = None
     labeled_share: float = 0.25  # labelled images per batch, for methods that learn from unlabelled ones
     label_seed: int = 0
-    # An honest protocol: a class-balanced validation split of this many training images per class (taken
-    # from the labelled ones when only some are), chosen by label_seed and removed from training. Then
-    # the best epoch is chosen on it and the dataset's test split is read once, at the end (``DataBundle.test``).
-    holdout_per_class: int | None = None
-    # A seeded covariate shift of every image (compress.data.shift): what a device's camera delivers.
-    shift: str | None = None
-    shift_seed: int = 0
+    # An honest protocol: a class-balanced validation split held out of the training images (chosen by
+    # label_seed); the best epoch is chosen on it and the test split is read once, at the end (``DataBundle.test``).
+    holdout_per_class: int | None = None  # validation images per class, held out of training (of the labelled ones)
+    # A seeded covariate shift of every image, training and test alike (compress.data.shift).
+    shift: str | None = None  # what a device camera delivers: camera (darker, lower contrast, blurred, noisy)
+    shift_seed: int = 0  # which sensor noise the shift draws
     # Image folders: refuse the first unreadable image when the folder is opened (reads every file once),
     # instead of skipping bad files with a warning during training.
     strict_data: bool = False
@@ -84,10 +83,11 @@ class DataConfig:
         return self.labels_per_class is not None or self.label_fraction is not None or self.unlabeled_dir is not None
 
     def without_label_split(self) -> "DataConfig":
-        """The same images with no labelled/unlabelled split: for export parity, calibration and
-        validation, which read images and validation labels only (a split of a small calibration
-        subset may not even be possible)."""
-        return replace(self, labels_per_class=None, label_fraction=None, unlabeled_dir=None)
+        """The same images with no labelled/unlabelled split and no held-out validation split: for export
+        parity, calibration and validation after training, which read images and the test split's labels
+        only (a split of a small calibration subset may not even be possible). The shift stays: the
+        device's camera delivers the images a deployed model is judged on."""
+        return replace(self, labels_per_class=None, label_fraction=None, unlabeled_dir=None, holdout_per_class=None)
 
     def for_model(self, record: Mapping[str, Any]) -> "DataConfig":
         """The data as a model with this preprocessing ``record`` needs it: its channel count, unless given."""
