@@ -130,7 +130,10 @@ class DataConfig:
             raise ConfigError("--holdout-per-class is for built-in datasets: an image folder's val/ is already held "
                               "out from train/; keep a test set of your own elsewhere")
         if self.shift is not None:
-            from compress.data.shift import get_shift
+            from compress.data.shift import SHIFTS, get_shift
+
+            if not isinstance(self.shift, str):
+                raise ConfigError(f"shift must be one of {', '.join(SHIFTS.names())}, got {shown(self.shift)}")
 
             get_shift(self.shift)  # an unknown name fails here, listing the known ones
         if self.name == "synthetic":
