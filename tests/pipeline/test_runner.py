@@ -292,6 +292,10 @@ def test_a_holdout_pipeline_chooses_on_validation_and_judges_the_deployed_model_
     result = run_pipeline(recipe, out=tmp_path / "run", progress=False, log=lambda _: None)
     assert statuses(result)["report"] == "ran" and statuses(result)["int8"] == "ran"
     report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["regime"].startswith("Regime: 80 labelled training images (8 per class)")
+    assert report["regime"].endswith(" Validation: 3 labelled training images per class held out of training (the "
+                                     "best epoch is chosen on them); the test split is read once, at the end. Images: "
+                                     "the camera shift (seed 0), training and test alike.")
     rows = {row["run"]: row for row in report["distillation"]}
     for method in ("none", "atsc"):
         summary = json.loads((tmp_path / "run" / "distill" / method / "summary.json").read_text())
