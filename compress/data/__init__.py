@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -126,9 +127,9 @@ class DataConfig:
         if self.unlabeled_dir is not None and self.name not in ("imagefolder", "imagenet"):
             raise ConfigError("--unlabeled-dir is for imagefolder data; for built-in datasets use --labels-per-class N "
                               "(the other training images become unlabelled)")
-        if self.holdout_per_class is not None and DATASETS.get(self.name).name == "imagefolder":
-            raise ConfigError("--holdout-per-class is for built-in datasets: an image folder's val/ is already held "
-                              "out from train/; keep a test set of your own elsewhere")
+        if self.shift is not None and self.name in ("imagefolder", "imagenet"):
+            raise ConfigError("--shift is for built-in datasets (whose images are held in memory): an image folder "
+                              "holds the device's own images; photograph them with that camera")
         if self.shift is not None:
             from compress.data.shift import SHIFTS, get_shift
 
@@ -297,9 +298,15 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     pre = Preprocessing(pre.mean, pre.std, size, channels, 3, resize, class_names)
     pin = torch.device(device).type == "cuda"
     loader_kw = dict(num_workers=cfg.workers, pin_memory=pin, persistent_workers=cfg.workers > 0)
+    labelled = None  # positions in train_ds of the images that keep their labels (None: all)
+    if cfg.labels_per_class is not None or cfg.label_fraction is not None:
+        labelled = labeled_subset(_folder_targets(train_ds), len(class_names), cfg.labels_per_class,
+                                  cfg.label_fraction, cfg.label_seed)
+    held_ds = None
+    if cfg.holdout_per_class is not None:
+        train_ds, held_ds, labelled = _hold_out_folder(cfg, train_ds, val_tf, len(class_names), labelled)
     if cfg.partly_labeled:
-        train_ds, sampler = _partly_labeled_folder(cfg, root, train_ds, train_tf, len(pre.class_names), rank,
-                                                   world_size)
+        train_ds, sampler = _partly_labeled_folder(cfg, root, train_ds, labelled, train_tf, rank, world_size)
         train_dl = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, **loader_kw)
         labels_only = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler.labels_only(), **loader_kw)
     elif world_size > 1:
@@ -310,13 +317,34 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
         gen = torch.Generator().manual_seed(cfg.seed)
         train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
                                                **loader_kw)
-    val_dl = torch.utils.data.DataLoader(val_ds, cfg.eval_batch_size, shuffle=False, **loader_kw)
+    val_dl, test_dl = (None if part is None else
+                       torch.utils.data.DataLoader(part, cfg.eval_batch_size, shuffle=False, **loader_kw)
+                       for part in ((val_ds, None) if held_ds is None else (held_ds, val_ds)))
     n_classes = len(pre.class_names)
     info = DatasetInfo(info.name, n_classes, 3, size, info.mean, info.std, info.description, resize)
     train = DataLoaderAdapter(train_dl, pre, device, channels_last)
     if cfg.partly_labeled:
         train.labels_only_loader = DataLoaderAdapter(labels_only, pre, device, channels_last)
-    return DataBundle(train, DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre)
+    return DataBundle(train, DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre,
+                      None if test_dl is None else DataLoaderAdapter(test_dl, pre, device, channels_last))
+
+
+def _hold_out_folder(cfg: DataConfig, train_ds: torch.utils.data.Dataset, val_tf: object, n_classes: int,
+                     labelled: np.ndarray | None) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset,
+                                                           np.ndarray | None]:
+    """(train/ without the held-out images, the held-out images read like val/'s, the labelled images
+    left as positions in the first): ``holdout_per_class`` per class, of the labelled ones when some are."""
+    base = train_ds.dataset if isinstance(train_ds, torch.utils.data.Subset) else train_ds
+    index = np.asarray(train_ds.indices) if isinstance(train_ds, torch.utils.data.Subset) else np.arange(len(base))  # type: ignore[arg-type]
+    held = holdout_subset(_folder_targets(train_ds), n_classes, cfg.holdout_per_class, cfg.label_seed,  # type: ignore[arg-type]
+                          pool=labelled)
+    rest = np.setdiff1d(np.arange(len(index)), held)
+    unaugmented = copy.copy(base)  # the same file list, read without random crops or flips
+    unaugmented.transform = val_tf  # type: ignore[attr-defined]
+    if labelled is not None:
+        labelled = np.searchsorted(rest, np.setdiff1d(labelled, held))
+    return (torch.utils.data.Subset(base, index[rest].tolist()),
+            torch.utils.data.Subset(unaugmented, index[held].tolist()), labelled)
 
 
 def _folder_targets(dataset: torch.utils.data.Dataset) -> np.ndarray:
@@ -327,16 +355,14 @@ def _folder_targets(dataset: torch.utils.data.Dataset) -> np.ndarray:
     return np.asarray(dataset.targets)  # type: ignore[attr-defined]
 
 
-def _partly_labeled_folder(cfg: DataConfig, root: Path, train_ds: torch.utils.data.Dataset, transform: object,
-                           n_classes: int, rank: int, world_size: int) -> tuple[torch.utils.data.Dataset, "MixedBatchSampler"]:
-    """train/ with the labels outside the labelled subset hidden, followed by --unlabeled-dir's images."""
+def _partly_labeled_folder(cfg: DataConfig, root: Path, train_ds: torch.utils.data.Dataset,
+                           labelled: np.ndarray | None, transform: object, rank: int,
+                           world_size: int) -> tuple[torch.utils.data.Dataset, "MixedBatchSampler"]:
+    """train/ with the labels outside ``labelled`` (positions in it; None: all) hidden, followed by
+    --unlabeled-dir's images."""
     from compress.data.labels import HiddenLabels, MixedBatchSampler
 
-    targets = _folder_targets(train_ds)
-    if cfg.labels_per_class is not None or cfg.label_fraction is not None:
-        keep = labeled_subset(targets, n_classes, cfg.labels_per_class, cfg.label_fraction, cfg.label_seed)
-    else:
-        keep = np.arange(len(targets))
+    keep = np.arange(len(train_ds)) if labelled is None else labelled  # type: ignore[arg-type]
     parts: list[torch.utils.data.Dataset] = [HiddenLabels(train_ds, keep)]
     if cfg.unlabeled_dir:
         parts.append(sources.UnlabeledFolder(Path(cfg.unlabeled_dir), transform, cfg.strict_data))  # type: ignore[arg-type]
