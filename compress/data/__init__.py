@@ -135,7 +135,6 @@ class DataConfig:
 
             if not isinstance(self.shift, str):
                 raise ConfigError(f"shift must be one of {', '.join(SHIFTS.names())}, got {shown(self.shift)}")
-
             get_shift(self.shift)  # an unknown name fails here, listing the known ones
         if self.name == "synthetic":
             self._validate_synthetic()
