@@ -88,7 +88,9 @@ def _data(rank: int, world: int, partly_labeled: bool = False) -> DataBundle:
     train = TensorLoader(train_x, train_y, GLOBAL_BATCH, pre, shuffle=True, augment=Augment(pad=2, flip=True),
                          drop_last=True, seed=3, labeled_share=share, **common)
     val = TensorLoader(val_x, val_y, 16, pre, shuffle=False, **common)
-    return DataBundle(train, val, DATASETS.get("synthetic"), CLASSES, pre)
+    test_x = torch.randint(0, 256, (40, 1, SIZE, SIZE), generator=g, dtype=torch.uint8)  # read once, at the end
+    test = TensorLoader(test_x, torch.randint(0, CLASSES, (40,), generator=g), 16, pre, shuffle=False, **common)
+    return DataBundle(train, val, DATASETS.get("synthetic"), CLASSES, pre, test)
 
 
 def _config(epochs: int) -> TrainConfig:
@@ -163,6 +165,10 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path: Path) -> None:
             assert row_two["loss_mse"] == pytest.approx(row_one["loss_mse"], rel=1e-4)
             for key in ("val_top1", "teacher_top1", "teacher_top1_start"):
                 assert abs(row_two[key] - row_one[key]) <= 100 / 40 + 1e-9, key  # one of 40 images at most
+        # the test split is read once, over both ranks' slices, with the best epoch's weights
+        summary_two, summary_one = (json.loads((run / name / "summary.json").read_text()) for run in (two, one))
+        assert summary_two["test_epoch"] == summary_one["test_epoch"]
+        assert abs(summary_two["test_top1"] - summary_one["test_top1"]) <= 100 / 40 + 1e-9
 
     # A state written by 2 processes resumes in 1 (and matches the 1-process run resumed the same way).
     resumed = {}

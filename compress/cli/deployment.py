@@ -12,7 +12,7 @@ from compress.errors import UsageError
 from compress.validate.gates import GATES
 
 from compress.cli.app import EXIT_HELP, app, logger
-from compress.cli.options import BACKEND_FLAGS, BASELINE_HELP, DATA_HELP, GATE_OPTIONS, JSON_HELP, JUNIT_HELP, MODEL_FACTORY_HELP, SUMMARY_HELP, _ints, _publish, _with_options
+from compress.cli.options import BACKEND_FLAGS, BASELINE_HELP, DATA_HELP, GATE_OPTIONS, JSON_HELP, JUNIT_HELP, MODEL_FACTORY_HELP, SHIFT_HELP, SHIFT_SEED_HELP, SUMMARY_HELP, _ints, _publish, _with_options
 
 
 @app.command("export")
@@ -74,6 +74,8 @@ def validate(
     data: str = typer.Option("fashion-mnist", "--data", "-d", help=DATA_HELP),
     data_dir: Optional[str] = typer.Option(None, "--data-dir"),
     val_limit: Optional[int] = typer.Option(None, "--val-limit", help="Validate on a fixed subset of N images."),
+    shift: Optional[str] = typer.Option(None, "--shift", help=SHIFT_HELP),
+    shift_seed: int = typer.Option(0, "--shift-seed", help=SHIFT_SEED_HELP),
     batch_sizes: str = typer.Option("1,32", "--batch-sizes", help="Latency batch sizes."),
     threads: str = typer.Option("2", "--threads", help="CPU thread counts to time."),
     duration: float = typer.Option(2.0, "--duration", help="Seconds of timed runs per engine, batch size and thread count."),
@@ -100,7 +102,8 @@ def validate(
                          "REPORT.json")
     stored = read_result(baseline, "--baseline") if baseline is not None else None  # before minutes of work
     names, ref_name = artifact_names(artifacts, reference)
-    result = api.validate(names, DataConfig(name=data, data_dir=data_dir, val_limit=val_limit), ref_name,
+    result = api.validate(names, DataConfig(name=data, data_dir=data_dir, val_limit=val_limit, shift=shift,
+                                                     shift_seed=shift_seed), ref_name,
                           batch_sizes=_ints(batch_sizes, "--batch-sizes") or (1,),
                           threads=_ints(threads, "--threads") or (2,), duration_s=duration,
                           gates=GateSpec(**given) if given else None, trust=trust,

@@ -92,6 +92,13 @@ LABELS_PER_CLASS_HELP = ("Few labels: keep the labels of N training images per c
                          "other training images become unlabelled. Label terms (cross-entropy) see only labelled images, "
                          "teacher terms (KL, feature MSE) see all; the student alone trains on the labelled ones.")
 
+HOLDOUT_HELP = ("An honest protocol: hold out N training images per class (labelled ones, with --labels-per-class) as "
+                "the validation split the best epoch is chosen on, and read the test split once, at the end "
+                "(summary.json test_top1).")
+# Written out (not read from compress.data.shift) so --help does not import torch; a test keeps it in step.
+SHIFT_HELP = ("Show the model images as a device camera does, training and test alike: camera (darker, lower "
+              "contrast, blur of 1 px, sensor noise). Seeded; the preprocessing stays the clean data's.")
+SHIFT_SEED_HELP = "Which sensor noise --shift draws (the same for an image in every run)."
 
 SETTING_SHORT = {"factor": "-r"}  # one-letter aliases of method-setting options
 

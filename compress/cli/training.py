@@ -8,7 +8,8 @@ from typing import Any, Optional
 import typer
 
 from compress.cli.app import app, logger
-from compress.cli.options import COMPILE_HELP, DATA_HELP, LABELS_PER_CLASS_HELP, SYNC_BN_HELP, WORKERS_HELP, _ints, _progress, _with_method_options
+from compress.cli.options import (COMPILE_HELP, DATA_HELP, HOLDOUT_HELP, LABELS_PER_CLASS_HELP, SHIFT_HELP, SHIFT_SEED_HELP,
+                                  SYNC_BN_HELP, WORKERS_HELP, _ints, _progress, _with_method_options)
 
 
 @app.command("train-teacher")
@@ -37,6 +38,9 @@ def train_teacher(
     unlabeled_dir: Optional[str] = typer.Option(None, "--unlabeled-dir", help="imagefolder: a folder of unlabelled images (any sub-folders) from the deployment domain, used by the teacher-side loss terms."),
     labeled_share: float = typer.Option(0.25, "--labeled-share", help="Share of each batch drawn from the labelled images, for methods that learn from unlabelled ones."),
     label_seed: int = typer.Option(0, "--label-seed", help="Which images keep their labels (independent of --seed)."),
+    holdout_per_class: Optional[int] = typer.Option(None, "--holdout-per-class", help=HOLDOUT_HELP),
+    shift: Optional[str] = typer.Option(None, "--shift", help=SHIFT_HELP),
+    shift_seed: int = typer.Option(0, "--shift-seed", help=SHIFT_SEED_HELP),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (imagefolder/synthetic)."),
     channels: Optional[int] = typer.Option(None, "--channels", help="Model input channels (1 or 3); grey data is repeated for 3."),
     seed: int = typer.Option(0, "--seed"),
@@ -59,7 +63,8 @@ def train_teacher(
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch_size,
                           train_limit=train_limit, val_limit=val_limit, image_size=image_size, channels=channels,
                           seed=seed, workers=workers, labels_per_class=labels_per_class, label_fraction=label_fraction,
-                          unlabeled_dir=unlabeled_dir, labeled_share=labeled_share, label_seed=label_seed)
+                          unlabeled_dir=unlabeled_dir, labeled_share=labeled_share, label_seed=label_seed,
+                          holdout_per_class=holdout_per_class, shift=shift, shift_seed=shift_seed)
     from compress.parallel import DistContext
 
     train_teacher_run(model, data_cfg, cfg, out, init=init, label_smoothing=label_smoothing, resume=resume,
@@ -95,6 +100,9 @@ def distill(
     unlabeled_dir: Optional[str] = typer.Option(None, "--unlabeled-dir", help="imagefolder: a folder of unlabelled images (any sub-folders) from the deployment domain, used by the teacher-side loss terms."),
     labeled_share: float = typer.Option(0.25, "--labeled-share", help="Share of each batch drawn from the labelled images, for methods that learn from unlabelled ones."),
     label_seed: int = typer.Option(0, "--label-seed", help="Which images keep their labels (independent of --seed)."),
+    holdout_per_class: Optional[int] = typer.Option(None, "--holdout-per-class", help=HOLDOUT_HELP),
+    shift: Optional[str] = typer.Option(None, "--shift", help=SHIFT_HELP),
+    shift_seed: int = typer.Option(0, "--shift-seed", help=SHIFT_SEED_HELP),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (imagefolder/synthetic)."),
     channels: Optional[int] = typer.Option(None, "--channels", help="Model input channels (1 or 3)."),
     seed: int = typer.Option(0, "--seed"),
@@ -127,7 +135,8 @@ def distill(
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch, train_limit=train_limit,
                           val_limit=val_limit, image_size=image_size, channels=channels, seed=seed, workers=workers,
                           labels_per_class=labels_per_class, label_fraction=label_fraction, unlabeled_dir=unlabeled_dir,
-                          labeled_share=labeled_share, label_seed=label_seed)
+                          labeled_share=labeled_share, label_seed=label_seed,
+                          holdout_per_class=holdout_per_class, shift=shift, shift_seed=shift_seed)
     logger.info(f"preset {preset_name}: {cfg.epochs} epochs, batch {batch}, lr {cfg.lr:g} {cfg.schedule}")
     api.distill(student, list(teacher), data_cfg, distill_cfg.method, out, teacher_weights=list(teacher_weights),
                 train=cfg, config=distill_cfg, resume=resume, progress=_progress(progress),

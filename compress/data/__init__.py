@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -68,13 +69,12 @@ class DataConfig:
     unlabeled_dir: str | None = None
     labeled_share: float = 0.25  # labelled images per batch, for methods that learn from unlabelled ones
     label_seed: int = 0
-    # An honest protocol: a class-balanced validation split of this many training images per class (taken
-    # from the labelled ones when only some are), chosen by label_seed and removed from training. Then
-    # the best epoch is chosen on it and the dataset's test split is read once, at the end (``DataBundle.test``).
-    holdout_per_class: int | None = None
-    # A seeded covariate shift of every image (compress.data.shift): what a device's camera delivers.
-    shift: str | None = None
-    shift_seed: int = 0
+    # An honest protocol: a class-balanced validation split held out of the training images (chosen by
+    # label_seed); the best epoch is chosen on it and the test split is read once, at the end (``DataBundle.test``).
+    holdout_per_class: int | None = None  # validation images per class, held out of training (of the labelled ones)
+    # A seeded covariate shift of every image, training and test alike (compress.data.shift).
+    shift: str | None = None  # what a device camera delivers: camera (darker, lower contrast, blurred, noisy)
+    shift_seed: int = 0  # which sensor noise the shift draws
     # Image folders: refuse the first unreadable image when the folder is opened (reads every file once),
     # instead of skipping bad files with a warning during training.
     strict_data: bool = False
@@ -84,10 +84,11 @@ class DataConfig:
         return self.labels_per_class is not None or self.label_fraction is not None or self.unlabeled_dir is not None
 
     def without_label_split(self) -> "DataConfig":
-        """The same images with no labelled/unlabelled split: for export parity, calibration and
-        validation, which read images and validation labels only (a split of a small calibration
-        subset may not even be possible)."""
-        return replace(self, labels_per_class=None, label_fraction=None, unlabeled_dir=None)
+        """The same images with no labelled/unlabelled split and no held-out validation split: for export
+        parity, calibration and validation after training, which read images and the test split's labels
+        only (a split of a small calibration subset may not even be possible). The shift stays: the
+        device's camera delivers the images a deployed model is judged on."""
+        return replace(self, labels_per_class=None, label_fraction=None, unlabeled_dir=None, holdout_per_class=None)
 
     def for_model(self, record: Mapping[str, Any]) -> "DataConfig":
         """The data as a model with this preprocessing ``record`` needs it: its channel count, unless given."""
@@ -126,12 +127,14 @@ class DataConfig:
         if self.unlabeled_dir is not None and self.name not in ("imagefolder", "imagenet"):
             raise ConfigError("--unlabeled-dir is for imagefolder data; for built-in datasets use --labels-per-class N "
                               "(the other training images become unlabelled)")
-        if self.holdout_per_class is not None and DATASETS.get(self.name).name == "imagefolder":
-            raise ConfigError("--holdout-per-class is for built-in datasets: an image folder's val/ is already held "
-                              "out from train/; keep a test set of your own elsewhere")
+        if self.shift is not None and self.name in ("imagefolder", "imagenet"):
+            raise ConfigError("--shift is for built-in datasets (whose images are held in memory): an image folder "
+                              "holds the device's own images; photograph them with that camera")
         if self.shift is not None:
-            from compress.data.shift import get_shift
+            from compress.data.shift import SHIFTS, get_shift
 
+            if not isinstance(self.shift, str):
+                raise ConfigError(f"shift must be one of {', '.join(SHIFTS.names())}, got {shown(self.shift)}")
             get_shift(self.shift)  # an unknown name fails here, listing the known ones
         if self.name == "synthetic":
             self._validate_synthetic()
@@ -294,9 +297,15 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
     pre = Preprocessing(pre.mean, pre.std, size, channels, 3, resize, class_names)
     pin = torch.device(device).type == "cuda"
     loader_kw = dict(num_workers=cfg.workers, pin_memory=pin, persistent_workers=cfg.workers > 0)
+    labelled = None  # positions in train_ds of the images that keep their labels (None: all)
+    if cfg.labels_per_class is not None or cfg.label_fraction is not None:
+        labelled = labeled_subset(_folder_targets(train_ds), len(class_names), cfg.labels_per_class,
+                                  cfg.label_fraction, cfg.label_seed)
+    held_ds = None
+    if cfg.holdout_per_class is not None:
+        train_ds, held_ds, labelled = _hold_out_folder(cfg, train_ds, val_tf, len(class_names), labelled)
     if cfg.partly_labeled:
-        train_ds, sampler = _partly_labeled_folder(cfg, root, train_ds, train_tf, len(pre.class_names), rank,
-                                                   world_size)
+        train_ds, sampler = _partly_labeled_folder(cfg, root, train_ds, labelled, train_tf, rank, world_size)
         train_dl = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, **loader_kw)
         labels_only = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler.labels_only(), **loader_kw)
     elif world_size > 1:
@@ -307,13 +316,34 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
         gen = torch.Generator().manual_seed(cfg.seed)
         train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
                                                **loader_kw)
-    val_dl = torch.utils.data.DataLoader(val_ds, cfg.eval_batch_size, shuffle=False, **loader_kw)
+    val_dl, test_dl = (None if part is None else
+                       torch.utils.data.DataLoader(part, cfg.eval_batch_size, shuffle=False, **loader_kw)
+                       for part in ((val_ds, None) if held_ds is None else (held_ds, val_ds)))
     n_classes = len(pre.class_names)
     info = DatasetInfo(info.name, n_classes, 3, size, info.mean, info.std, info.description, resize)
     train = DataLoaderAdapter(train_dl, pre, device, channels_last)
     if cfg.partly_labeled:
         train.labels_only_loader = DataLoaderAdapter(labels_only, pre, device, channels_last)
-    return DataBundle(train, DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre)
+    return DataBundle(train, DataLoaderAdapter(val_dl, pre, device, channels_last), info, n_classes, pre,
+                      None if test_dl is None else DataLoaderAdapter(test_dl, pre, device, channels_last))
+
+
+def _hold_out_folder(cfg: DataConfig, train_ds: torch.utils.data.Dataset, val_tf: object, n_classes: int,
+                     labelled: np.ndarray | None) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset,
+                                                           np.ndarray | None]:
+    """(train/ without the held-out images, the held-out images read like val/'s, the labelled images
+    left as positions in the first): ``holdout_per_class`` per class, of the labelled ones when some are."""
+    base = train_ds.dataset if isinstance(train_ds, torch.utils.data.Subset) else train_ds
+    index = np.asarray(train_ds.indices) if isinstance(train_ds, torch.utils.data.Subset) else np.arange(len(base))  # type: ignore[arg-type]
+    held = holdout_subset(_folder_targets(train_ds), n_classes, cfg.holdout_per_class, cfg.label_seed,  # type: ignore[arg-type]
+                          pool=labelled)
+    rest = np.setdiff1d(np.arange(len(index)), held)
+    unaugmented = copy.copy(base)  # the same file list, read without random crops or flips
+    unaugmented.transform = val_tf  # type: ignore[attr-defined]
+    if labelled is not None:
+        labelled = np.searchsorted(rest, np.setdiff1d(labelled, held))
+    return (torch.utils.data.Subset(base, index[rest].tolist()),
+            torch.utils.data.Subset(unaugmented, index[held].tolist()), labelled)
 
 
 def _folder_targets(dataset: torch.utils.data.Dataset) -> np.ndarray:
@@ -324,16 +354,14 @@ def _folder_targets(dataset: torch.utils.data.Dataset) -> np.ndarray:
     return np.asarray(dataset.targets)  # type: ignore[attr-defined]
 
 
-def _partly_labeled_folder(cfg: DataConfig, root: Path, train_ds: torch.utils.data.Dataset, transform: object,
-                           n_classes: int, rank: int, world_size: int) -> tuple[torch.utils.data.Dataset, "MixedBatchSampler"]:
-    """train/ with the labels outside the labelled subset hidden, followed by --unlabeled-dir's images."""
+def _partly_labeled_folder(cfg: DataConfig, root: Path, train_ds: torch.utils.data.Dataset,
+                           labelled: np.ndarray | None, transform: object, rank: int,
+                           world_size: int) -> tuple[torch.utils.data.Dataset, "MixedBatchSampler"]:
+    """train/ with the labels outside ``labelled`` (positions in it; None: all) hidden, followed by
+    --unlabeled-dir's images."""
     from compress.data.labels import HiddenLabels, MixedBatchSampler
 
-    targets = _folder_targets(train_ds)
-    if cfg.labels_per_class is not None or cfg.label_fraction is not None:
-        keep = labeled_subset(targets, n_classes, cfg.labels_per_class, cfg.label_fraction, cfg.label_seed)
-    else:
-        keep = np.arange(len(targets))
+    keep = np.arange(len(train_ds)) if labelled is None else labelled  # type: ignore[arg-type]
     parts: list[torch.utils.data.Dataset] = [HiddenLabels(train_ds, keep)]
     if cfg.unlabeled_dir:
         parts.append(sources.UnlabeledFolder(Path(cfg.unlabeled_dir), transform, cfg.strict_data))  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compress.errors import ConfigError
+from compress.errors import ConfigError, UnknownNameError
 from compress.registry import Registry
 
 BLOCK = 4096  # images per noise draw: bounds the float memory of a 60,000-image split
@@ -52,7 +52,7 @@ def get_shift(name: str) -> Shift:
     try:
         return SHIFTS.get(name)
     except ConfigError:
-        raise ConfigError(f"unknown shift {name!r}: choose one of {', '.join(SHIFTS.names())}") from None
+        raise UnknownNameError(f"unknown shift {name!r}: choose one of {', '.join(SHIFTS.names())}") from None
 
 
 # Shifted splits already computed in this process, by (name, seed, split, shape, CRC of the clean bytes): a

@@ -58,6 +58,9 @@ class UserData(DataConfig):
         if self.partly_labeled:
             raise ConfigError("--labels-per-class/--label-fraction/--unlabeled-dir are for named datasets; with data "
                               "from Python, give the labelled images only")
+        if self.holdout_per_class is not None or self.shift is not None:
+            raise ConfigError("holdout_per_class and shift are for named datasets; with data from Python, pass your "
+                              "own validation split, of the images your device delivers")
         if self.num_classes is not None and self.num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
 

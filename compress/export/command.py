@@ -43,7 +43,9 @@ def _data_config(record: CheckpointRecord, data_dir: str | None, channels: int, 
     from compress.data import DataConfig
 
     recorded = record.run.data if record.run is not None else {}
-    data = DataConfig(name=str(recorded.get("name", DEFAULT_DATASET)), data_dir=data_dir or recorded.get("data_dir"))
+    # the images its device's camera delivers (a recorded shift), calibrated and compared on like in training
+    data = DataConfig(name=str(recorded.get("name", DEFAULT_DATASET)), data_dir=data_dir or recorded.get("data_dir"),
+                      shift=recorded.get("shift"), shift_seed=recorded.get("shift_seed", 0))
     sized = data.name in ("imagefolder", "imagenet", "synthetic")
     return replace(data, val_limit=val_limit, train_limit=train_limit, augment=False, channels=channels,
                    image_size=image_size if sized else data.image_size, workers=0)

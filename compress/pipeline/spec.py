@@ -235,6 +235,9 @@ def _check_settings_used(spec: DistillSpec, path: str) -> None:
                               f"setting of {', '.join(takers)}")
 
 
+NEWER_DATA_KEYS = {"holdout_per_class": None, "shift": None, "shift_seed": 0}  # key -> its default
+
+
 @dataclass
 class PipelineSpec:
     name: str  # the run's name: its folder is runs/<name> (default: the recipe file's name)
@@ -253,7 +256,12 @@ class PipelineSpec:
         return (REFERENCE, *(name for name in BACKENDS if self.export.of(name) is not None))
 
     def data_dict(self) -> dict[str, Any]:
-        return plain(self.data)  # type: ignore[no-any-return]
+        data: dict[str, Any] = plain(self.data)
+        # Keys added after runs were made appear only when set: an unchanged recipe's stages stay up to date
+        for key, default in NEWER_DATA_KEYS.items():
+            if data.get(key) == default:
+                data.pop(key)
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "data": self.data_dict(), "teachers": [t.to_dict() for t in self.teachers],

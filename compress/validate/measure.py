@@ -157,7 +157,8 @@ def validate_artifacts(
     expected = bundle.preprocessing.to_dict()
     backends, stages = _open_stages(artifacts, {reference: opened}, expected, providers, trust, load)
 
-    for name, acc in evaluate_backends(backends, bundle.val, reference).items():
+    judged_on = bundle.final  # the test split, also when the data holds a validation split out of training
+    for name, acc in evaluate_backends(backends, judged_on, reference).items():
         stages[name].accuracy = acc
     if measure_latency:
         _measure_latency(backends, stages, bundle, cfg, reference)
@@ -165,7 +166,8 @@ def validate_artifacts(
         reference=reference,
         stages=stages,
         environment=environment_record().to_dict(),
-        data={"name": bundle.info.name, "samples": bundle.val.num_samples, "preprocessing": expected},
+        data={"name": bundle.info.name, "samples": judged_on.num_samples, "preprocessing": expected,
+              **({"shift": data.shift, "shift_seed": data.shift_seed} if data.shift else {})},
         # lists, not tuples: the record reads back from JSON unchanged
         latency_config={k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
         if measure_latency else {},

@@ -177,4 +177,18 @@ def describe_regime(data: DataConfig | Mapping[str, Any], teachers: Sequence[Tea
         parts = [_teacher_regime(t, dataset) for t in teachers]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         sentence += f"; teacher{'s' if len(parts) > 1 else ''} {listed}"
-    return sentence + "."
+    return sentence + "." + _protocol(data)
+
+
+def _protocol(data: DataConfig | Mapping[str, Any]) -> str:
+    """What the validation split was and which camera the images came through, when not the defaults."""
+    said = ""
+    holdout = _field(data, "holdout_per_class")
+    if holdout is not None:
+        of = "labelled " if label_counts(data).partly_labeled else ""
+        said += (f" Validation: {holdout} {of}training images per class held out of training (the best epoch is "
+                 "chosen on them); the test split is read once, at the end.")
+    if _field(data, "shift") is not None:
+        said += (f" Images: the {_field(data, 'shift')} shift (seed {_field(data, 'shift_seed') or 0}), training "
+                 "and test alike.")
+    return said

@@ -88,9 +88,46 @@ def test_a_holdout_larger_than_a_class_is_refused_in_one_line(kwargs: dict, mess
         load_data(synthetic(**kwargs))
 
 
-def test_image_folders_refuse_a_holdout_in_one_line() -> None:
-    with pytest.raises(ConfigError, match="--holdout-per-class is for built-in datasets: an image folder's val/"):
-        DataConfig(name="imagefolder", data_dir="/nowhere", holdout_per_class=5).validate()
+def _paths(dataset: torch.utils.data.Dataset) -> list[str]:
+    """The files behind a (Subset of an) image folder, or of its labelled part (HiddenLabels in a ConcatDataset)."""
+    while not hasattr(dataset, "samples"):
+        indices = getattr(dataset, "indices", None)
+        inner = getattr(dataset, "dataset", None) or dataset.datasets[0]  # type: ignore[attr-defined]
+        if indices is not None:
+            return [_paths(inner)[i] for i in indices]
+        dataset = inner
+    return [path for path, _ in dataset.samples]  # type: ignore[attr-defined]
+
+
+def test_an_image_folder_holds_out_training_files_read_like_val(tmp_path: Path) -> None:
+    from tests.data.test_image_folder import make_folder
+
+    root = make_folder(tmp_path / "data", per_class=6)
+    cfg = DataConfig(name="imagefolder", data_dir=str(root), image_size=16, batch_size=4, workers=0,
+                     labels_per_class=4, holdout_per_class=1)
+    data = load_data(cfg)
+    assert data.test is not None
+    held = _paths(data.val.loader.dataset)  # type: ignore[attr-defined]
+    train = _paths(data.train.loader.dataset)  # type: ignore[attr-defined]
+    test = _paths(data.test.loader.dataset)  # type: ignore[attr-defined]
+    assert len(held) == 3 and len(train) == 15 and len(test) == 18
+    assert all("/train/" in p for p in held + train) and all("/val/" in p for p in test)
+    assert not set(held) & set(train)
+    dataset = data.train.loader.dataset  # type: ignore[attr-defined]
+    labels = [dataset[i][1] for i in range(len(dataset))]
+    assert sorted(label for label in labels if label >= 0) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # 4 labelled, 1 held out
+    first = torch.cat([x for x, _ in data.val])
+    assert torch.equal(first, torch.cat([x for x, _ in data.val]))  # un-augmented: the same pixels every pass
+    whole = load_data(DataConfig(name="imagefolder", data_dir=str(root), image_size=16, batch_size=4, workers=0,
+                                 labels_per_class=4))
+    every = whole.train.loader.dataset  # type: ignore[attr-defined]
+    labelled = {path for i, path in enumerate(_paths(every)) if every[i][1] >= 0}
+    assert len(labelled) == 12 and set(held) <= labelled  # held out of the labels the same label_seed gives
+
+
+def test_a_shift_of_an_image_folder_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="--shift is for built-in datasets"):
+        DataConfig(name="imagefolder", data_dir="/nowhere", shift="camera").validate()
 
 
 def test_the_data_record_names_a_holdout_and_a_shift_only_when_set() -> None:
@@ -100,3 +137,11 @@ def test_the_data_record_names_a_holdout_and_a_shift_only_when_set() -> None:
     assert not {"holdout_per_class", "shift", "shift_seed", "label_seed"} & set(plain)
     record = data_record(DataConfig(holdout_per_class=20, label_seed=4, shift="camera", shift_seed=2))
     assert (record["holdout_per_class"], record["label_seed"], record["shift"], record["shift_seed"]) == (20, 4, "camera", 2)
+
+
+@pytest.mark.parametrize("given", [{"holdout_per_class": 2}, {"shift": "camera"}])
+def test_data_from_python_refuses_a_holdout_and_a_shift_in_one_line(given: dict) -> None:
+    from compress.data.user import UserData
+
+    with pytest.raises(ConfigError, match="holdout_per_class and shift are for named datasets; with data from Python"):
+        UserData(train=[(torch.zeros(1, 8, 8, dtype=torch.uint8), 0)], **given).validate()

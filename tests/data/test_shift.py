@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,58 @@ def test_a_repeated_shift_is_computed_once_and_handed_out_as_a_copy() -> None:
     again = shift_module.apply_shift(images, "camera", 0, "train")
     assert np.array_equal(again, expected)
     assert np.array_equal(shift_module._apply(images, "camera", 0, "train"), expected)
+
+
+def test_the_command_line_passes_holdout_and_shift_through(fmnist_available: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli_helpers import run_cli
+
+    out = tmp_path / "run"
+    code, err = run_cli(["distill", "--student", "resnet8", "--method", "none", "--out", str(out), "--epochs", "1",
+                         "--train-limit", "300", "--val-limit", "100", "--workers", "0", "--no-progress",
+                         "--holdout-per-class", "3", "--shift", "camera", "--shift-seed", "7"], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["validation"] == "holdout" and 0 <= summary["test_top1"] <= 100 and summary["test_epoch"] == 1
+    assert (summary["data"]["holdout_per_class"], summary["data"]["shift"], summary["data"]["shift_seed"]) == (3, "camera", 7)
+    # export calibrates on the images the recorded camera delivers
+    from compress.export.command import _data_config
+    from compress.record import CheckpointRecord
+
+    exported = _data_config(CheckpointRecord.read(out), None, 1, 28, 10, 10)
+    assert (exported.shift, exported.shift_seed, exported.holdout_per_class) == ("camera", 7, None)
+    # validation after training reads the whole (shifted) test split, not the held-out images
+    from compress.data import DataConfig, load_data
+    from compress.deployable import load_deployable
+    from compress.train import evaluate
+
+    student, _, _ = load_deployable(out)
+    scores = {}
+    for shift in ("camera", None):
+        extra = ["--shift", shift, "--shift-seed", "7"] if shift else []
+        code, err = run_cli(["validate", str(out), "--val-limit", "100", "--no-latency", "--out",
+                             str(tmp_path / f"v-{shift}"), *extra], capsys)
+        assert code == 0, err
+        report = json.loads((tmp_path / f"v-{shift}" / "report.json").read_text())
+        (stage,) = report["stages"].values()
+        scores[shift] = stage["accuracy"]["top1"]
+        assert report["data"]["samples"] == 100
+        data = load_data(DataConfig(val_limit=100, shift=shift, shift_seed=7))
+        assert scores[shift] == pytest.approx(evaluate(student, data.val)["top1"])
+    assert scores["camera"] != scores[None]  # the camera changes what the student sees
+
+
+def test_an_unknown_shift_on_the_command_line_is_one_line_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli_helpers import run_cli
+
+    code, err = run_cli(["train-teacher", "--model", "resnet8", "--out", str(tmp_path / "t"), "--shift", "fog"], capsys)
+    assert code == 1 and "unknown shift 'fog': choose one of camera" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
+
+
+def test_the_help_names_every_shift() -> None:
+    from compress.cli.options import SHIFT_HELP
+    from compress.data.shift import SHIFTS
+
+    assert all(f"{name} (" in SHIFT_HELP for name in SHIFTS.names())

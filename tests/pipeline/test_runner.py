@@ -275,3 +275,37 @@ def test_a_few_label_pipeline_runs_through_export_and_reports_its_regime(fmnist_
     assert rows["none"]["role"] == "student (alone)" and rows["atsc"]["role"] == "student (deployed)"
     summary = json.loads((tmp_path / "run" / "distill" / "atsc" / "summary.json").read_text())
     assert summary["data"]["labels_per_class"] == 5  # part of the resume fingerprint
+
+
+def test_a_holdout_pipeline_chooses_on_validation_and_judges_the_deployed_model_on_the_test_split(
+        fmnist_available: Path, tmp_path: Path) -> None:
+    """With data.holdout_per_class the table shows the held-out top-1 each epoch was chosen on and the test
+    split's, read once; validation after training (and export) reads the test split, shifted like training."""
+    from compress.data import load_data
+    from compress.deployable import load_deployable
+    from compress.train import evaluate
+    from compress.validate.report import TEST_ONCE, VAL_SELECTED
+
+    recipe = tiny(**{"data.labels_per_class": 8, "data.holdout_per_class": 3, "data.shift": "camera",
+                     "distill.methods": ["none", "atsc"], "export.tensorrt": False,
+                     "validate.gates": {"onnx": {"min_agreement": 99.9}}})
+    result = run_pipeline(recipe, out=tmp_path / "run", progress=False, log=lambda _: None)
+    assert statuses(result)["report"] == "ran" and statuses(result)["int8"] == "ran"
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["regime"].startswith("Regime: 80 labelled training images (8 per class)")
+    assert report["regime"].endswith(" Validation: 3 labelled training images per class held out of training (the "
+                                     "best epoch is chosen on them); the test split is read once, at the end. Images: "
+                                     "the camera shift (seed 0), training and test alike.")
+    rows = {row["run"]: row for row in report["distillation"]}
+    for method in ("none", "atsc"):
+        summary = json.loads((tmp_path / "run" / "distill" / method / "summary.json").read_text())
+        assert summary["validation"] == "holdout" and summary["data"]["shift"] == "camera"
+        assert rows[method][VAL_SELECTED] == summary["best_top1"] and rows[method][TEST_ONCE] == summary["test_top1"]
+        assert "top-1 (%)" not in rows[method]
+    assert rows["atsc"]["Δ vs alone (pt)"] == pytest.approx(rows["atsc"][TEST_ONCE] - rows["none"][TEST_ONCE])
+    validation = json.loads((tmp_path / "run" / "validate" / "validation.json").read_text())
+    assert validation["data"]["samples"] == 200  # the test split (val_limit), not the 30 held-out images
+    student, _, _ = load_deployable(tmp_path / "run" / "distill" / "atsc")
+    test = load_data(recipe.data).test
+    assert test is not None and validation["data"]["shift"] == "camera"
+    assert validation["stages"]["student"]["accuracy"]["top1"] == pytest.approx(evaluate(student, test)["top1"])

@@ -192,3 +192,23 @@ def test_bad_variants_name_their_path(variant: dict, message: str) -> None:
            "distill": {"student": "resnet8", "methods": [variant]}}
     with pytest.raises(ConfigError, match=message):
         parse_recipe(raw)
+
+
+def test_holdout_and_shift_reach_the_data_and_stage_inputs_only_when_set() -> None:
+    plain = parse_recipe(recipe())
+    assert not {"holdout_per_class", "shift", "shift_seed"} & set(plain.data_dict())  # old runs stay up to date
+    assert {"strict_data", "label_seed"} <= set(plain.data_dict())
+    spec = parse_recipe(recipe(**{"data.holdout_per_class": 20, "data.shift": "camera"}))
+    assert (spec.data.holdout_per_class, spec.data.shift) == (20, "camera")
+    assert spec.data_dict()["holdout_per_class"] == 20 and spec.data_dict()["shift"] == "camera"
+    assert "shift_seed" not in spec.data_dict()  # its default, whatever the shift
+    assert parse_recipe(recipe(**{"data.shift_seed": 3})).data_dict()["shift_seed"] == 3
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"data.shift": "fog"}, r"data: unknown shift 'fog': choose one of camera"),
+    ({"data.holdout_per_class": 0}, r"data: --holdout-per-class must be at least 1"),
+])
+def test_a_bad_holdout_or_shift_in_a_recipe_names_its_path(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_recipe(recipe(**changes))
