@@ -26,6 +26,12 @@ def last_top1(folder: Path) -> float:
     return float(rows[-1]["val_top1"]) if rows else float("nan")
 
 
+def best_val_top1(folder: Path) -> float:
+    """The best epoch's validation top-1 of a model trained in ``folder`` (nan before its first epoch)."""
+    rows = read_metrics_jsonl(folder / METRICS_FILE)
+    return max((float(r["val_top1"]) for r in rows), default=float("nan"))
+
+
 def _training_summary(folder: Path, rows: list[dict[str, Any]], holdout: bool) -> dict[str, Any]:
     """A training run's columns of the table, from its per-epoch ``rows`` and its summary.json."""
     summary = read_record(folder / SUMMARY_FILE) or {}

@@ -126,6 +126,7 @@ class TeacherSpec:
 
 
 _DISTILL_OWN = ("student", "methods", "deploy", "train")
+DEPLOY_BEST_VAL = "best-val"
 DEFAULT_METHODS = ("atsc",)  # what `distill` runs when the recipe names no methods
 
 
@@ -149,7 +150,9 @@ class DistillSpec:
 
     student: str  # the student model, a zoo name, timm:NAME or torchvision:NAME
     methods: tuple[str, ...]  # the run names, in order
-    deploy: str  # the run whose student is exported and validated (default: the first of methods)
+    # the run whose student is exported and validated (default: the first of methods), or DEPLOY_BEST_VAL:
+    # the run with the best top-1 on the validation split held out of the training images (data.holdout_per_class)
+    deploy: str
     train: TrainSpec  # the students' training: its keys > the preset's > the defaults below
     settings: dict[str, Any] = field(default_factory=dict)  # the section's method settings, over the preset's
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # run name -> {method, own settings}
@@ -206,8 +209,9 @@ class DistillSpec:
         deploy = methods[0]
         if data.get("deploy") is not None:
             given = convert(data["deploy"], str, join(path, "deploy"))
-            deploy = given if given in methods else checked(join(path, "deploy"), lambda: METHODS.canonical(given))
-            if deploy not in methods:
+            deploy = given if given in (*methods, DEPLOY_BEST_VAL) else checked(join(path, "deploy"),
+                                                                                 lambda: METHODS.canonical(given))
+            if deploy not in (*methods, DEPLOY_BEST_VAL):
                 raise ConfigError(f"{path}.deploy: '{deploy}' is not among the methods run ({', '.join(methods)}); "
                                   "add it to methods")
         train = TrainSpec.parse(data.get("train"), join(path, "train"))
@@ -304,6 +308,9 @@ def parse_recipe(raw: Any, default_name: str = "pipeline", source: str | None = 
     needing = [m for m in distill.methods if METHODS.get(distill.method_of(m)).needs_teachers]
     if needing and not teachers:
         raise ConfigError(f"teachers: method(s) {', '.join(needing)} need at least one teacher")
+    if distill.deploy == DEPLOY_BEST_VAL and data.holdout_per_class is None:
+        raise ConfigError("distill.deploy: best-val chooses the deployed run on a validation split held out of the "
+                          "training images: set data.holdout_per_class (e.g. 20), or name the run to deploy")
     export = ExportSpec.parse(raw.get("export"), "export")
     spec = PipelineSpec(name, data, teachers, distill, export, ValidationSpec(), ReportSpec(), source)
     spec.validation = ValidationSpec.parse(raw.get("validate"), "validate", spec.validated_stages)

@@ -22,10 +22,11 @@ from compress.errors import DeviceError, MissingDependency
 from compress.export.backends import BACKENDS, artifact_files, artifact_sha256
 from compress.export.base import ExportBackend, ExportImages, ExportSource
 from compress.pipeline.context import RunContext, SkipStage, StageDone
-from compress.pipeline.distill_table import last_top1, report_rows
+from compress.pipeline.distill_table import best_val_top1, last_top1, report_rows
 from compress.pipeline.fields import plain
 from compress.pipeline.sections import REFERENCE
-from compress.record import METRICS_FILE, MODEL_FILE, resolve_checkpoint
+from compress.pipeline.spec import DEPLOY_BEST_VAL
+from compress.record import BEST_FILE, METRICS_FILE, MODEL_FILE, resolve_checkpoint
 
 # ---------------------------------------------------------------------------------------------- teacher
 
@@ -111,11 +112,27 @@ def _distill_run(run: RunContext) -> StageDone:
                        "train": spec.train.to_dict(), "teachers": run.upstream("teacher"), "teacher_sources": teachers}
         outcome = run.train_unit(folder, unit_inputs, spec.train.config.epochs, fit_student)
         outputs += [folder / MODEL_FILE, sidecar_path(folder / MODEL_FILE), folder / METRICS_FILE]
+        if run.spec.data.holdout_per_class is not None:  # the epoch chosen on validation is what may ship
+            outputs += [folder / BEST_FILE, sidecar_path(folder / BEST_FILE)]
         methods[method] = run.key(folder)
         summaries.append(f"{method} top-1 {last_top1(folder):.2f}%" + (" (unchanged)" if outcome == "unchanged" else ""))
-    student = run.key(run.stage_dir("distill") / spec.deploy / MODEL_FILE)
-    return StageDone(outputs, {"deploy": spec.deploy, "student": student, "methods": methods},
-                     f"{', '.join(summaries)}; deploying {spec.deploy}")
+    deploy, why = _deployed_run(run, spec)
+    # With a held-out validation split the epoch is chosen on it too: best.safetensors is that epoch's student.
+    chosen = BEST_FILE if run.spec.data.holdout_per_class is not None else MODEL_FILE
+    student = run.key(run.stage_dir("distill") / deploy / chosen)
+    return StageDone(outputs, {"deploy": deploy, "student": student, "methods": methods},
+                     f"{', '.join(summaries)}; deploying {deploy}{why}")
+
+
+def _deployed_run(run: RunContext, spec: Any) -> tuple[str, str]:
+    """The run to deploy and why: the recipe's choice, or (``best-val``) the run whose best epoch scored
+    highest on the held-out validation split (the first of the recipe's order on a tie); the test split
+    plays no part."""
+    if spec.deploy != DEPLOY_BEST_VAL:
+        return spec.deploy, ""
+    scores = {method: best_val_top1(run.stage_dir("distill") / method) for method in spec.methods}
+    best = max(spec.methods, key=lambda m: scores[m])
+    return best, f" (best validation top-1, {scores[best]:.2f}%, of {len(scores)} runs)"
 
 
 # ---------------------------------------------------------------------------------------------- export

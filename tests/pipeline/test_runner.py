@@ -287,7 +287,7 @@ def test_a_holdout_pipeline_chooses_on_validation_and_judges_the_deployed_model_
     from compress.validate.report import TEST_ONCE, VAL_SELECTED
 
     recipe = tiny(**{"data.labels_per_class": 8, "data.holdout_per_class": 3, "data.shift": "camera",
-                     "distill.methods": ["none", "atsc"], "export.tensorrt": False,
+                     "distill.methods": ["none", "atsc"], "distill.deploy": "best-val", "export.tensorrt": False,
                      "validate.gates": {"onnx": {"min_agreement": 99.9}}})
     result = run_pipeline(recipe, out=tmp_path / "run", progress=False, log=lambda _: None)
     assert statuses(result)["report"] == "ran" and statuses(result)["int8"] == "ran"
@@ -305,7 +305,12 @@ def test_a_holdout_pipeline_chooses_on_validation_and_judges_the_deployed_model_
     assert rows["atsc"]["Δ vs alone (pt)"] == pytest.approx(rows["atsc"][TEST_ONCE] - rows["none"][TEST_ONCE])
     validation = json.loads((tmp_path / "run" / "validate" / "validation.json").read_text())
     assert validation["data"]["samples"] == 200  # the test split (val_limit), not the 30 held-out images
-    student, _, _ = load_deployable(tmp_path / "run" / "distill" / "atsc")
+    # deploy: best-val ships the run whose best epoch scored highest on the held-out images (first on a tie)
+    best_val = {m: json.loads((tmp_path / "run" / "distill" / m / "summary.json").read_text())["best_top1"]
+                for m in ("none", "atsc")}
+    deployed = "atsc" if best_val["atsc"] > best_val["none"] else "none"
+    assert [row["run"] for row in report["distillation"] if "deployed" in str(row.get("role", ""))] == [deployed]
+    student, _, _ = load_deployable(tmp_path / "run" / "distill" / deployed / "best.safetensors")
     test = load_data(recipe.data).test
     assert test is not None and validation["data"]["shift"] == "camera"
     assert validation["stages"]["student"]["accuracy"]["top1"] == pytest.approx(evaluate(student, test)["top1"])

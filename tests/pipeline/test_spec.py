@@ -212,3 +212,15 @@ def test_holdout_and_shift_reach_the_data_and_stage_inputs_only_when_set() -> No
 def test_a_bad_holdout_or_shift_in_a_recipe_names_its_path(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_recipe(recipe(**changes))
+
+
+def test_deploy_best_val_needs_a_held_out_validation_split() -> None:
+    from compress.pipeline.spec import parse_recipe
+
+    recipe: dict[str, Any] = {"data": {"name": "fashion-mnist"}, "teachers": [{"model": "resnet8", "train": {"epochs": 1}}],
+              "distill": {"student": "resnet8", "methods": ["none", "kd"], "deploy": "best-val"}}
+    with pytest.raises(ConfigError, match="distill.deploy: best-val chooses the deployed run on a validation split "
+                                          "held out of the training images: set data.holdout_per_class"):
+        parse_recipe(recipe)
+    recipe["data"]["holdout_per_class"] = 20
+    assert parse_recipe(recipe).distill.deploy == "best-val"
