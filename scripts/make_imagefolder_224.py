@@ -25,6 +25,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -89,7 +90,7 @@ def _write(images: np.ndarray, indices: np.ndarray, folder: Path, size: int, pre
         _upscaled(images[i], size).save(folder / f"{prefix}{i:05d}.png", optimize=False)
 
 
-def build(out: Path, spec: FolderSpec, data_dir: str | None = None, log=print) -> Path:  # type: ignore[no-untyped-def]
+def build(out: Path, spec: FolderSpec, data_dir: str | None = None, log: Callable[[str], None] = print) -> Path:
     """The folder ``out`` as ``spec`` says, built atomically; an existing complete one with the same spec is reused."""
     spec.check()
     existing = _existing(out, spec)
