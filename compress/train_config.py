@@ -77,9 +77,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 when asked for (GPU or CPU) or on a GPU by default; None for fp32."""
     if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles). ``amp: bf16`` runs on any
+    CPU, but without these oneDNN emulates it and the step is slower than fp32."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -314,8 +314,10 @@ def _load_image_folder(cfg: DataConfig, info: DatasetInfo, device: torch.device 
                                                **loader_kw)
     else:
         gen = torch.Generator().manual_seed(cfg.seed)
-        train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
-                                               **loader_kw)
+        # As TensorLoader: a split smaller than one batch is one short batch, not none (export's
+        # calibration reads train_limit=N images with the default batch of 128)
+        train_dl = torch.utils.data.DataLoader(train_ds, cfg.batch_size, shuffle=True, generator=gen,
+                                               drop_last=len(train_ds) > cfg.batch_size, **loader_kw)
     val_dl, test_dl = (None if part is None else
                        torch.utils.data.DataLoader(part, cfg.eval_batch_size, shuffle=False, **loader_kw)
                        for part in ((val_ds, None) if held_ds is None else (held_ds, val_ds)))
