@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compress.errors import CheckpointError, ConfigError, DiskFull, IntegrityError
+from compress import structured
+from compress.errors import CheckpointError, CompressError, ConfigError, DiskFull, IntegrityError
 
 FORMAT = "compress/1"
 MAX_SIDECAR_BYTES = 16 << 20  # real sidecars are a few KB: a larger one is not ours and is not read into memory
@@ -183,10 +184,10 @@ def _process_alive(pid: int) -> bool:
 
 def _lock_holder(lock: Path) -> dict[str, Any] | None:
     try:
-        holder = json.loads(lock.read_text())
-        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
-    except (OSError, ValueError):
+        holder = structured.read_json(lock, f"lock '{lock}'", max_bytes=64 << 10)
+    except CompressError:  # missing, partly written, or not ours
         return None
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
 
 
 def _busy_error(folder: Path) -> ConfigError | None:
@@ -336,17 +337,9 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json_text(data))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"'{path}' does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); delete it and re-create the artifact") from None
-    except RecursionError:  # nesting deeper than Python's parser goes: nothing we write
-        raise CheckpointError(f"'{path}' nests too deeply to be one of our JSON files; delete it and re-create "
-                              "the artifact") from None
+def read_json(path: str | os.PathLike[str], max_bytes: int = structured.MAX_BYTES) -> Any:
+    """A JSON file of ours (a sidecar, a record), read within ``compress.structured``'s limits."""
+    return structured.read_json(path, f"'{path}'", max_bytes=max_bytes, fix="delete it and re-create the artifact")
 
 
 def environment() -> dict[str, str]:
@@ -405,10 +398,7 @@ def read_sidecar(artifact: str | os.PathLike[str], verify: bool = True) -> dict[
             f"'{artifact}' has no sidecar '{side.name}' (incomplete write or foreign file); "
             "re-create it, or pass --trust to use it anyway"
         )
-    if side.stat().st_size > MAX_SIDECAR_BYTES:
-        raise IntegrityError(f"'{side}' is {human_bytes(side.stat().st_size)}, not a sidecar of ours (a few KB); "
-                             "re-create the artifact")
-    record = read_json(side)
+    record = read_json(side, MAX_SIDECAR_BYTES)
     if not isinstance(record, dict):
         raise IntegrityError(f"'{side}' does not hold a sidecar record (a JSON object); re-create the artifact")
     if verify and record.get("sha256") != sha256_file(artifact):
