@@ -180,4 +180,5 @@ def _line(exc: yaml.YAMLError) -> str:
     return f": line {mark.line + 1}" if mark is not None else ""
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_DIGITS", "MAX_VALUES", "RecipeLoader", "parse_yaml", "read_recipe_yaml", "shorten"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_DIGITS", "MAX_VALUES", "RecipeLoader", "parse_yaml", "read_recipe_yaml",
+           "shorten"]
