@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
-from compress.bounds import MAX_BATCH, MAX_IMAGES, check_range
+from compress.bounds import MAX_BATCH, MAX_IMAGES, MAX_WORKSPACE_MB, check_range
 from compress.errors import ConfigError, DeviceError, ExportError, MissingDependency
 from compress.export.base import ExportSource, Machine, StepResult
 from compress.export.onnx import INPUT_NAME, input_channels, load_onnx, read_metadata, require_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
-MAX_WORKSPACE_MB = 2**20  # 1 TiB: more than any GPU has
 
 
 @dataclass(frozen=True)
