@@ -140,7 +140,7 @@ def key_path(parent: str, key: str | int) -> str:
 def _clean(value: Any, where: str, what: str, fix: str) -> Any:
     """``value`` with objects made dicts, after refusing duplicates and what the hooks marked."""
     if isinstance(value, _Refused):
-        raise _refuse(what, value.problem, fix, where)
+        raise _refuse(what, value.problem, fix, where or "the top level")
     if isinstance(value, _Pairs):
         out: dict[str, Any] = {}
         for key, item in value:
