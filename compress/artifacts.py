@@ -153,13 +153,15 @@ def write_error(exc: BaseException, path: str | os.PathLike[str], *, needed: int
     disk, by its errno, its text, or a native writer's failed stream where less than ``needed`` is free;
     a ``ConfigError`` naming ``path`` for any other failure of the file system (permissions, a folder where
     the file goes). ``own`` are the other paths the write touches (its temporary file)."""
-    if isinstance(exc, CompressError):
+    if isinstance(exc, DiskFull):
         return None
     if isinstance(exc, OSError) and _is_device(path):  # /dev/full: its "full disk" is no disk to free up
         return ConfigError(f"cannot write '{path}' ({exc.strerror or type(exc).__name__}): choose a writable path")
     full = disk_full_error(exc, path, needed=needed, written=written)
     if full is not None:
         return full
+    if isinstance(exc, CompressError):  # an error of ours raised from a full disk was handled above
+        return None
     text = str(exc)
     if any(failure in text for failure in _STREAM_FAILURES):
         free = free_bytes(path)
