@@ -154,6 +154,7 @@ OPTION_BOUNDS: dict[str, Bound] = {
     "--min-speedup": Bound(0, MAX_SPEEDUP, above=True),
     "--max-top1-drop-vs-baseline": PERCENT,
     "--max-speedup-loss-vs-baseline": PERCENT,
+    "--min-above-chance": PERCENT,  # the gate another branch adds (issue 22): bounded before it lands
     # the common options
     "--verbose": Bound(unbounded="counts a repeated flag (-vv): each repetition only asks for more detail"),
     "--quiet": Bound(unbounded="counts a repeated flag (-qq): each repetition only asks for less output"),
