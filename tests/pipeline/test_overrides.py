@@ -168,3 +168,11 @@ def test_a_set_without_a_value_is_a_usage_error(recipe: Path) -> None:
     assert caught.value.exit_code == 2
     with pytest.raises(UsageError, match=r"^--set 'x{30}.+ characters left out"):  # a huge KEY is cut short
         load_recipe(recipe, ["x" * 100_000])
+
+
+def test_a_set_without_a_value_exits_2_on_the_command_line(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(recipe), "--set", "distill.train.epochs"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: --set 'distill.train.epochs': expected KEY=VALUE, e.g. --set "
+                                               "distill.train.epochs=4")
