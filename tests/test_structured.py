@@ -147,13 +147,3 @@ def test_read_result_names_the_key_of_a_bad_number(tmp_path: Path) -> None:
                                           r"is not a finite number; pass the report\.json"):
         read_result(path)
 
-
-@pytest.mark.parametrize("text, reason", [('{"sha256": "a", "sha256": "b"}', "key 'sha256' appears twice"),
-                                          ('{"mean": [NaN]}', "NaN is not a finite number")])
-def test_deploy_s_own_reader_refuses_what_compress_s_refuses(text: str, reason: str) -> None:
-    """deploy may not import compress: its small JSON reader refuses duplicates and NaN too."""
-    from deploy.errors import DeployError
-    from deploy.metadata import parse_json as deploy_parse_json
-
-    with pytest.raises(DeployError, match=rf"^sidecar 'x' is not valid JSON \({reason}"):
-        deploy_parse_json(text, "sidecar 'x'")
