@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compress.errors import CheckpointError, ConfigError, DiskFull, IntegrityError
+from compress import structured
+from compress.errors import CheckpointError, CompressError, ConfigError, DiskFull, IntegrityError
 
 FORMAT = "compress/1"
 MAX_SIDECAR_BYTES = 16 << 20  # real sidecars are a few KB: a larger one is not ours and is not read into memory
@@ -107,12 +108,19 @@ def human_bytes(n: int) -> str:
     return f"{size:.1f} TB"
 
 
-def _free_space(path: Path) -> str:
+def free_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Bytes free on the filesystem that holds (or would hold) ``path``; None when it cannot be asked."""
+    path = Path(path)
     existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
     try:
-        return f"{human_bytes(shutil.disk_usage(existing).free)} free"
+        return shutil.disk_usage(existing).free
     except OSError:
-        return "free space unknown"
+        return None
+
+
+def _free_space(path: Path) -> str:
+    free = free_bytes(path)
+    return "free space unknown" if free is None else f"{human_bytes(free)} free"
 
 
 def disk_full_error(exc: BaseException, path: str | os.PathLike[str], *, needed: int | None = None,
@@ -121,11 +129,86 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike[str], *, needed:
     space it needs (``needed`` when known, else more than the ``written`` bytes) and the space left."""
     if isinstance(exc, DiskFull) or not is_disk_full(exc):
         return None
+    return _disk_full(path, needed, written)
+
+
+def _disk_full(path: str | os.PathLike[str], needed: int | None, written: int) -> DiskFull:
     path = Path(path)
     need = (f"about {human_bytes(needed)}" if needed else
             f"more than the {human_bytes(written)} written when the disk filled" if written else "more space")
     return DiskFull(f"disk full: writing '{path}' needs {need} ({_free_space(path)} there); free up space or "
                     "choose another output folder (files already there are unchanged)")
+
+
+# ---------------------------------------------------------------- every write: one line for what went wrong
+
+# Native writers (OpenVINO's C++ serializer) report any failed stream so, without the errno behind it.
+_STREAM_FAILURES = ("basic_ios::clear", "iostream error")
+_MIN_FREE = 1 << 20  # a failed stream with less than this free (and no size known) is a full disk
+
+
+def write_error(exc: BaseException, path: str | os.PathLike[str], *, needed: int | None = None, written: int = 0,
+                own: tuple[str | os.PathLike[str], ...] = ()) -> CompressError | None:
+    """The one line for a failed write of ``path`` (None when ``exc`` is not one): ``DiskFull`` for a full
+    disk, by its errno, its text, or a native writer's failed stream where less than ``needed`` is free;
+    a ``ConfigError`` naming ``path`` for any other failure of the file system (permissions, a folder where
+    the file goes). ``own`` are the other paths the write touches (its temporary file)."""
+    if isinstance(exc, DiskFull):
+        return None
+    if isinstance(exc, OSError) and _is_device(path):  # /dev/full: its "full disk" is no disk to free up
+        return ConfigError(f"cannot write '{path}' ({exc.strerror or type(exc).__name__}): choose a writable path")
+    full = disk_full_error(exc, path, needed=needed, written=written)
+    if full is not None:
+        return full
+    if isinstance(exc, CompressError):  # an error of ours raised from a full disk was handled above
+        return None
+    text = str(exc)
+    if any(failure in text for failure in _STREAM_FAILURES):
+        free = free_bytes(path)
+        if free is not None and free < (needed or _MIN_FREE):
+            return _disk_full(path, needed, written)
+        return ConfigError(f"cannot write '{path}' (the writer's stream failed with {human_bytes(free or 0)} free): "
+                           "check that the folder is writable")
+    ours = {os.fspath(p) for p in (path, *own)}
+    if isinstance(exc, OSError) and (exc.filename is None or os.fspath(exc.filename) in ours):
+        reason = exc.strerror or type(exc).__name__
+        return ConfigError(f"cannot write '{path}' ({reason}): choose a writable path")
+    return None
+
+
+def _is_device(path: str | os.PathLike[str]) -> bool:
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str], needed_bytes: int | None = None) -> Iterator[None]:
+    """Run a library's write of ``path`` (OpenVINO's ``save_model``, an append to a summary file): whatever
+    fails becomes ``write_error``'s one line."""
+    try:
+        yield
+    except Exception as exc:
+        error = write_error(exc, path, needed=needed_bytes)
+        if error is None:
+            raise
+        raise error from None
+
+
+def check_output_file(path: str | os.PathLike[str], what: str, example: str = "out.txt") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder, a path under a file, a
+    read-only file or folder. ``what`` names the option (``--junit``). Missing folders are fine (created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a folder: name a file, e.g. '{path / example}'")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ConfigError(f"{what} '{path}': '{existing}' is a file, not a folder; choose another path")
+    target = path if path.exists() else existing
+    if not os.access(target, os.W_OK) or not os.access(existing, os.X_OK):
+        raise ConfigError(f"{what} '{path}': '{target}' is not writable; choose a writable path")
+    return path
 
 
 # ---------------------------------------------------------------- litter of killed processes
@@ -183,10 +266,10 @@ def _process_alive(pid: int) -> bool:
 
 def _lock_holder(lock: Path) -> dict[str, Any] | None:
     try:
-        holder = json.loads(lock.read_text())
-        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
-    except (OSError, ValueError):
+        holder = structured.read_json(lock, f"lock '{lock}'", max_bytes=64 << 10)
+    except CompressError:  # missing, partly written, or not ours
         return None
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
 
 
 def _busy_error(folder: Path) -> ConfigError | None:
@@ -290,7 +373,8 @@ def atomic_path(path: str | os.PathLike[str], needed_bytes: int | None = None) -
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds.
 
     A full disk raises ``DiskFull`` naming ``path`` and the space it needs (``needed_bytes``, when the
-    caller knows it). The temporary name carries ``owner_tag()``, so ``sweep_litter`` can tell a killed
+    caller knows it); any other failure of the file system one ``ConfigError`` naming ``path`` (never the
+    hidden temporary name). The temporary name carries ``owner_tag()``, so ``sweep_litter`` can tell a killed
     writer's leftover from a live one's.
     """
     path = Path(path)
@@ -305,10 +389,11 @@ def atomic_path(path: str | os.PathLike[str], needed_bytes: int | None = None) -
         os.chmod(tmp_path, mode)  # a writer may have replaced the file with a private one (safetensors does)
         os.replace(tmp_path, path)
     except Exception as exc:
-        full = disk_full_error(exc, path, needed=needed_bytes, written=_discard(tmp_path))  # free space after it
-        if full is None:
+        error = write_error(exc, path, needed=needed_bytes, written=_discard(tmp_path),  # free space after it
+                            own=(path.parent, *([tmp_path] if tmp_path is not None else [])))
+        if error is None:
             raise
-        raise full from None
+        raise error from None
     finally:
         _discard(tmp_path)
 
@@ -336,17 +421,9 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json_text(data))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"'{path}' does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); delete it and re-create the artifact") from None
-    except RecursionError:  # nesting deeper than Python's parser goes: nothing we write
-        raise CheckpointError(f"'{path}' nests too deeply to be one of our JSON files; delete it and re-create "
-                              "the artifact") from None
+def read_json(path: str | os.PathLike[str], max_bytes: int = structured.MAX_BYTES) -> Any:
+    """A JSON file of ours (a sidecar, a record), read within ``compress.structured``'s limits."""
+    return structured.read_json(path, f"'{path}'", max_bytes=max_bytes, fix="delete it and re-create the artifact")
 
 
 def environment() -> dict[str, str]:
@@ -405,10 +482,7 @@ def read_sidecar(artifact: str | os.PathLike[str], verify: bool = True) -> dict[
             f"'{artifact}' has no sidecar '{side.name}' (incomplete write or foreign file); "
             "re-create it, or pass --trust to use it anyway"
         )
-    if side.stat().st_size > MAX_SIDECAR_BYTES:
-        raise IntegrityError(f"'{side}' is {human_bytes(side.stat().st_size)}, not a sidecar of ours (a few KB); "
-                             "re-create the artifact")
-    record = read_json(side)
+    record = read_json(side, MAX_SIDECAR_BYTES)
     if not isinstance(record, dict):
         raise IntegrityError(f"'{side}' does not hold a sidecar record (a JSON object); re-create the artifact")
     if verify and record.get("sha256") != sha256_file(artifact):

@@ -1,16 +1,21 @@
 """The ranges a number given by a user (a CLI option or a recipe key) must lie in, checked NaN-safely.
 
-Each typed config checks its own fields with ``check_range`` in its ``validate``, so the command line
-and recipes get the same bounds and the same message, which names the allowed range. The limits are
-what is meaningful, not what the code happens to survive: 10^9 epochs or a learning rate of 1e308 is
-never what anyone meant.
+Each typed config checks its own fields with ``check_range`` in its ``validate``, so the command line,
+the Python API and recipes get the same bounds and a message naming the allowed range. ``OPTION_BOUNDS``
+is the table of every number option of every ``compress`` command: the CLI checks each value against it
+while it reads the command line, before any work (``compress export --target cpu --threads 1000000`` is
+refused at once), and ``tests/test_bounds.py`` walks every command's options and fails on a number option
+the table does not bound. The limits are what is meaningful, not what the code happens to survive: 10^9
+epochs or a learning rate of 1e308 is never what anyone meant.
 """
 
 from __future__ import annotations
 
 import math
 
-from compress.errors import ConfigError
+from dataclasses import dataclass
+
+from compress.errors import ConfigError, UsageError
 
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536  # images per batch
@@ -24,6 +29,13 @@ MAX_WORKERS = 256  # DataLoader processes
 MAX_THREADS = 1024
 MAX_DURATION_S = 3600.0  # timed seconds per latency point
 MAX_IMAGES = 100_000  # images an export step reads into memory (parity, calibration, evaluation)
+MAX_WORKSPACE_MB = 2**20  # TensorRT builder workspace: 1 TiB, more than any GPU has
+MAX_LOSS_WEIGHT = 10_000.0  # a loss term's weight: the papers use 0.1 to 50
+MAX_TEMPERATURE = 1000.0  # a softmax temperature: the papers use 1 to 20
+MAX_LATENCY_MS = 3_600_000.0  # a latency threshold: an hour per image
+MAX_SPEEDUP = 1_000_000.0  # a speed-up threshold
+MAX_FACTOR = 1024  # SimKD's projector bottleneck factor (C_t / r channels)
+MAX_BLOCKS = 1000  # blocks of a network (ATSC's adapt_last)
 
 
 def within(value: object, low: float, high: float, *, above: bool = False, below: bool = False) -> bool:
@@ -40,6 +52,8 @@ def within(value: object, low: float, high: float, *, above: bool = False, below
 
 
 def _number(value: float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # 3600000, not 3.6e+06
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
@@ -66,5 +80,94 @@ def check_range(label: str, value: object, low: float, high: float, *, above: bo
         raise ConfigError(f"{label} must be {span(low, high, above=above, below=below)}{hint}, got {shown(value)}")
 
 
-__all__ = ["MAX_BATCH", "MAX_COUNT", "MAX_DURATION_S", "MAX_EPOCHS", "MAX_IMAGES", "MAX_IMAGE_SIZE", "MAX_LR", "MAX_SEED",
+@dataclass(frozen=True)
+class Bound:
+    """The values a number option takes: ``low``..``high`` (exclusive with ``above``/``below``), ``unit`` for
+    the message. ``unbounded`` (a reason) marks an option that needs no range, said explicitly."""
+
+    low: float = 0
+    high: float = 0
+    above: bool = False
+    below: bool = False
+    unit: str = ""
+    unbounded: str = ""
+
+    def check(self, option: str, value: object) -> None:
+        """Raise a UsageError (exit 2) naming ``option`` unless ``value`` lies in the range."""
+        if not self.unbounded and not within(value, self.low, self.high, above=self.above, below=self.below):
+            raise UsageError(f"{option} must be {span(self.low, self.high, above=self.above, below=self.below)}"
+                             f"{self.unit}, got {shown(value)}")
+
+
+PERCENT = Bound(0, 100, unit=" (percent points)")
+WEIGHT = Bound(0, MAX_LOSS_WEIGHT)
+COUNT = Bound(1, MAX_COUNT)
+SEED = Bound(0, MAX_SEED)
+
+# Every number option of every command, by its long name (an option means the same in each command that has
+# it). The configs behind the options check the same ranges (and what depends on other values, such as a
+# warm-up shorter than the training); this table is what the command line refuses before reading anything.
+OPTION_BOUNDS: dict[str, Bound] = {
+    # training (train-teacher, distill)
+    "--epochs": Bound(1, MAX_EPOCHS),
+    "--batch-size": Bound(1, MAX_BATCH),
+    "--lr": Bound(0, MAX_LR, above=True),
+    "--momentum": Bound(0, 1, below=True),
+    "--weight-decay": Bound(0, 1),
+    "--warmup": Bound(0, MAX_EPOCHS, unit=" epochs"),
+    "--label-smoothing": Bound(0, 1, below=True),
+    "--seed": SEED,
+    # data
+    "--workers": Bound(0, MAX_WORKERS),
+    "--train-limit": COUNT,
+    "--val-limit": COUNT,
+    "--labels-per-class": COUNT,
+    "--label-fraction": Bound(0, 1, above=True),
+    "--labeled-share": Bound(0, 1, above=True, below=True),
+    "--label-seed": SEED,
+    "--image-size": Bound(8, MAX_IMAGE_SIZE, unit=" px"),
+    "--channels": Bound(1, 3),
+    # distillation method settings (compress distill)
+    "--factor": Bound(1, MAX_FACTOR),
+    "--beta": WEIGHT,
+    "--w": WEIGHT,
+    "--teacher-ce": WEIGHT,
+    "--teacher-lr-scale": WEIGHT,
+    "--shared-kl": WEIGHT,
+    "--ce-weight": WEIGHT,
+    "--kl-weight": WEIGHT,
+    "--adapt-last": Bound(1, MAX_BLOCKS),
+    "--teacher-drop-limit": Bound(0, 1),
+    "--teacher-margin": Bound(0, 1),
+    "--temperature": Bound(0, MAX_TEMPERATURE, above=True),
+    # export
+    "--calibration": Bound(1, MAX_IMAGES, unit=" images"),
+    "--workspace-mb": Bound(16, MAX_WORKSPACE_MB),
+    "--int8-max-drop": PERCENT,
+    "--threads": Bound(1, MAX_THREADS),
+    "--max-top1-drop": PERCENT,
+    # validate (and its gates)
+    "--duration": Bound(0, MAX_DURATION_S, above=True, unit=" s"),
+    "--min-top1": PERCENT,
+    "--min-agreement": PERCENT,
+    "--max-p90-ms": Bound(0, MAX_LATENCY_MS, above=True, unit=" ms"),
+    "--min-speedup": Bound(0, MAX_SPEEDUP, above=True),
+    "--max-top1-drop-vs-baseline": PERCENT,
+    "--max-speedup-loss-vs-baseline": PERCENT,
+    "--min-above-chance": PERCENT,  # the gate another branch adds (issue 22): bounded before it lands
+    # the common options
+    "--verbose": Bound(unbounded="counts a repeated flag (-vv): each repetition only asks for more detail"),
+    "--quiet": Bound(unbounded="counts a repeated flag (-qq): each repetition only asks for less output"),
+}
+
+
+def check_option(option: str, value: object) -> None:
+    """Check a number option's value against ``OPTION_BOUNDS``; an option missing from it is a bug."""
+    bound = OPTION_BOUNDS.get(option)
+    if bound is None:
+        raise KeyError(f"number option {option} has no entry in compress.bounds.OPTION_BOUNDS")
+    bound.check(option, value)
+
+
+__all__ = ["Bound", "OPTION_BOUNDS", "check_option", "MAX_BATCH", "MAX_COUNT", "MAX_DURATION_S", "MAX_EPOCHS", "MAX_IMAGES", "MAX_IMAGE_SIZE", "MAX_LR", "MAX_SEED",
            "MAX_THREADS", "MAX_WORKERS", "check_range", "shown", "span", "within"]

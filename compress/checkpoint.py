@@ -17,6 +17,7 @@ import torch
 
 from compress.artifacts import atomic_path, read_sidecar, sidecar_path, sidecar_record, write_json
 from compress.errors import CheckpointError
+from compress.structured import parse_json
 
 _TENSOR = "__tensor__"
 
@@ -141,8 +142,8 @@ def load_self_described(path: str | os.PathLike[str]) -> tuple[dict[str, torch.T
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         tensors = load_file(str(path))
-        record = json.loads(header["record"])
-    except (SafetensorError, OSError, ValueError, KeyError, RecursionError) as exc:
+        record = parse_json(header["record"], f"'{path}' record", fix="delete it to start over")
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"'{path}' is not a readable compress checkpoint ({type(exc).__name__}: {exc}); "
                               "delete it to start over") from None
     if not isinstance(record, dict):

@@ -51,6 +51,13 @@ class IntegrityError(CheckpointError):
     """An artifact's hash does not match its sidecar."""
 
 
+class StructuredFileError(CheckpointError, ConfigError):
+    """A JSON or YAML file (report, baseline, sidecar, recipe, record) refused by ``compress.structured``: not a
+    regular file, too large, too deep, a number too long or not finite, a duplicate key. The message names
+    the file and the key path. Both a bad file (``CheckpointError``) and a bad input (``ConfigError``), so
+    the handlers written for either before it existed still catch it."""
+
+
 class DiskFull(CompressError):
     """A write failed for lack of space (disk or quota); the message names the path and the space needed."""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from compress.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SEED, check_range, shown, span, within
+from compress.bounds import MAX_BATCH, MAX_EPOCHS, MAX_SEED, OPTION_BOUNDS, check_range, shown, span, within
 from compress.data import DataConfig
 from compress.errors import ConfigError
 from compress.export import Int8Options, OnnxOptions, TensorRTOptions
@@ -185,3 +186,85 @@ def test_recipe_numbers_are_bounded_when_the_recipe_is_read(section: str, key: s
     node[key] = value
     with pytest.raises(ConfigError, match=message):
         parse_recipe(raw)
+
+
+# ------------------------------------------------------------------------ the table every number option reads
+
+def _commands() -> dict[str, Any]:
+    """Every command of `compress` (the group's own options under ""), read from the CLI itself."""
+    import typer
+
+    from compress.cli import app
+
+    group = typer.main.get_command(app)
+    return {"": group, **group.commands}  # type: ignore[attr-defined]
+
+
+def _number_options() -> list[tuple[str, str, str]]:
+    """(command, option, "int" | "float") for every number option of every command."""
+    from compress.cli.app import long_name, number_params
+
+    return [(name, long_name(p), p.bare_type()) for name, command in _commands().items()
+            for p in number_params(command)]
+
+
+NUMBER_OPTIONS = _number_options()
+
+
+def test_the_walk_sees_every_kind_of_number_option() -> None:
+    """Guards the walk: options written out, built from the gate table and from the method settings."""
+    seen = {(command, option) for command, option, _ in NUMBER_OPTIONS}
+    assert {("export", "--threads"), ("train-teacher", "--epochs"), ("validate", "--min-top1"),
+            ("distill", "--temperature"), ("distill", "--factor"), ("", "--verbose")} <= seen
+    assert len(NUMBER_OPTIONS) >= 60
+
+
+@pytest.mark.parametrize("command, option, kind", NUMBER_OPTIONS, ids=[f"{c or 'compress'} {o}" for c, o, _ in
+                                                                       NUMBER_OPTIONS])
+def test_every_number_option_has_a_bound_in_the_table(command: str, option: str, kind: str) -> None:
+    bound = OPTION_BOUNDS.get(option)
+    assert bound is not None, f"`compress {command} {option}` takes a number but compress.bounds.OPTION_BOUNDS has " \
+                              "no range for it (or an explicit reason why it needs none)"
+    if bound.unbounded:
+        assert len(bound.unbounded) > 20, "say why the option needs no range"
+        return
+    assert bound.low < bound.high and math.isfinite(bound.high)
+
+
+def _refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from compress.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return int(stopped.value.code or 0), lines[0]
+
+
+BOUNDED = [(c, o, k) for c, o, k in NUMBER_OPTIONS if not OPTION_BOUNDS[o].unbounded]
+
+
+@pytest.mark.parametrize("command, option, kind", BOUNDED, ids=[f"{c} {o}" for c, o, _ in BOUNDED])
+def test_the_command_line_refuses_what_the_table_refuses_before_any_work(
+        command: str, option: str, kind: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Just past either end (NaN and infinity for floats) is one line, exit 2, before the command runs: the
+    other required arguments are not even given. The ends themselves pass (the command then misses them)."""
+    bound = OPTION_BOUNDS[option]
+    step = 1 if kind == "int" else max(bound.high * 1e-6, 1e-9)
+    outside = [bound.low - step, bound.high + step, bound.high * 1000 + 1]
+    outside = [int(v) if kind == "int" else v for v in outside] + ([NAN, INF, -INF] if kind == "float" else [])
+    for value in outside:
+        code, line = _refusal([command, option, str(value)], capsys)
+        assert code == 2 and line.startswith(f"error: {option} must be "), (value, line)
+    for value in (bound.low, bound.high):
+        if (value == bound.low and bound.above) or (value == bound.high and bound.below):
+            continue
+        text = str(int(value)) if kind == "int" else repr(float(value))
+        code, line = _refusal([command, option, text], capsys)
+        assert code == 2 and "Missing" in line and f"{option} must be" not in line, (value, line)
+
+
+def test_export_threads_of_a_million_are_refused_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, line = _refusal(["export", "model.safetensors", "--target", "cpu", "--threads", "1000000"], capsys)
+    assert (code, line) == (2, "error: --threads must be at least 1 and at most 1024, got 1000000")

@@ -242,3 +242,80 @@ def test_simulated_full_disk_in_the_onnx_exporter(tmp_path: Path, checkpoint: Pa
         export_command(checkpoint, tmp_path / "export", ["onnx"], progress=False)
     assert not isinstance(caught.value, ExportError) and "--exporter" not in str(caught.value)
     assert not (tmp_path / "export").exists()
+
+
+# ---------------------------------------------------------------- OpenVINO IR (issue 23, item 4)
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet8 as ONNX: its IR weights take about 301 KB."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    torch.onnx.export(create_model("resnet8", 10, 1, 28).eval(), (torch.zeros(1, 1, 28, 28),), str(path),
+                      input_names=["input"], dynamo=False)
+    return path
+
+
+def _openvino() -> Any:
+    return pytest.importorskip("openvino", reason="writing OpenVINO IR needs openvino (pip install "
+                                                  "'compress-edge[openvino]')")
+
+
+def _identity_quantizer(model: Any, calibration: Any, options: Any) -> Any:
+    return model  # the INT8 IR's writer is under test, not NNCF
+
+
+def test_openvino_ir_on_a_full_disk_is_one_line(small_disk: Callable[[int], Path], onnx_model: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real 200 KB filesystem: OpenVINO's writer fails with "basic_ios::clear", not with ENOSPC."""
+    _openvino()
+    from compress.export.openvino import OpenVinoOptions, build_int8_irs, convert_onnx, export_openvino
+
+    disk = small_disk(200)
+    with pytest.raises(DiskFull, match=rf"^disk full: writing '{disk}/ir/\.openvino-[^/]+/model\.xml' needs about "
+                                       r"30\d\.\d KB \(.+ free there\); free up space"):
+        export_openvino(onnx_model, disk / "ir")
+    assert list((disk / "ir").iterdir()) == []  # nothing staged or half-written is left
+    monkeypatch.setattr("compress.export.openvino.quantize_nncf", _identity_quantizer)
+    with pytest.raises(DiskFull, match=rf"^disk full: writing '{disk}/model\.int8-nncf\.xml' needs about 30\d\.\d KB"):
+        build_int8_irs(convert_onnx(onnx_model), disk, OpenVinoOptions(int8=("nncf",)),
+                       torch.zeros(1, 1, 28, 28).numpy(), None, "0" * 64)
+
+
+def _failed_stream(model: Any, path: str, compress_to_fp16: bool = False) -> None:
+    Path(path).with_suffix(".bin").write_bytes(b"\0" * 1000)
+    raise RuntimeError("Exception from src/core/src/pass/serialize.cpp:1375:\nbasic_ios::clear: iostream error")
+
+
+@pytest.mark.parametrize("route", ["fp32", "fp16", "nncf"])
+def test_simulated_full_disk_in_the_openvino_writer(route: str, onnx_model: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated: ``openvino.save_model`` fails as it does on a full disk, and 10 KB are free."""
+    ov = _openvino()
+    from compress.export.openvino import OpenVinoOptions, build_int8_irs, convert_onnx, export_openvino
+
+    model = convert_onnx(onnx_model)
+    monkeypatch.setattr(ov, "save_model", _failed_stream)
+    monkeypatch.setattr("compress.artifacts.free_bytes", lambda path: 10_000)
+    monkeypatch.setattr("compress.export.openvino.quantize_nncf", _identity_quantizer)
+    size = r"1[45]\d\.\d KB" if route == "fp16" else r"30\d\.\d KB"
+    with pytest.raises(DiskFull, match=rf"^disk full: writing '.+/model(\.int8-nncf)?\.xml' needs about {size} "
+                                       r"\(9\.8 KB free there\)") as caught:
+        if route == "nncf":
+            build_int8_irs(model, tmp_path, OpenVinoOptions(int8=("nncf",)), torch.zeros(1, 1, 28, 28).numpy(),
+                           None, "0" * 64)
+        else:
+            export_openvino(onnx_model, tmp_path / "ir", OpenVinoOptions(weights=route))
+    assert "\n" not in str(caught.value) and "basic_ios" not in str(caught.value)
+
+
+def test_a_failed_openvino_stream_with_space_left_is_one_line_too(onnx_model: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ov = _openvino()
+    from compress.errors import ConfigError
+    from compress.export.openvino import export_openvino
+
+    monkeypatch.setattr(ov, "save_model", _failed_stream)
+    with pytest.raises(ConfigError, match=r"^cannot write '.+/model\.xml' \(the writer's stream failed with .+ free\): "
+                                          r"check that the folder is writable$"):
+        export_openvino(onnx_model, tmp_path / "ir")

@@ -13,8 +13,10 @@ machine; 3,000 each ran clean when the harness was written).
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -186,7 +188,8 @@ def number_case(rng: random.Random, folder: Path) -> tuple[list[str], str]:
 def test_number_options_accept_or_refuse_in_one_line(sentinels: None, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     codes = run_cases(number_case, tmp_path, capsys, seed_base=0)
-    assert codes.get(0, 0) > 0 and codes.get(1, 0) > CASES // 3, f"a fuzzer that tests one outcome only: {codes}"
+    refused = codes.get(1, 0) + codes.get(2, 0)  # 2: out of compress.bounds.OPTION_BOUNDS, refused as it is read
+    assert codes.get(0, 0) > 0 and refused > CASES // 3, f"a fuzzer that tests one outcome only: {codes}"
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -296,3 +299,105 @@ def test_the_unchanged_recipes_are_accepted(sentinels: None, tmp_path: Path,
     for recipe in RECIPES:
         code, output = invoke(["run", str(recipe), "--out", str(tmp_path / recipe.stem), "--no-progress"], capsys)
         assert code == 0, f"{recipe.name}: {output}"
+
+
+# ------------------------------------------------------------------------------ --set values (issue 23)
+
+SET_VALUES = ["[" * 5000 + "]" * 5000, "[" * 40 + "1" + "]" * 40, "9" * 5001, "9" * 31, "x" * 120_000, "x" * 16_385,
+              ".nan", ".inf", "-.inf", "1e400", "{a: 1, a: 2}", "[1, 8", "{", "&a [*a, *a]", "*a", "null", "~", "",
+              "!!python/object/apply:os.system ['true']", "'\x00'", "\x00", "\ufeff", "[1, 8]", "{exporter: dynamo}",
+              "0", "-1", "4", "2.5", "true", "'007'", "resnet8", "fashion-mnist", "[]", "{}"]
+
+
+def set_case(rng: random.Random, folder: Path) -> tuple[list[str], str]:
+    source = rng.choice(RECIPES)
+    paths = [p for p in _paths(yaml.safe_load(source.read_text())) if p]
+    overrides = []
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(paths)
+        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+        kind = rng.random()
+        if kind < 0.1:
+            overrides.append(key)  # no "=": a usage error
+        elif kind < 0.2:
+            overrides.append(rng.choice([key + "s", key + "..x", "[0]" + key, key.upper(), "x" * 5000]) + "=1")
+        else:
+            overrides.append(f"{key}={rng.choice(SET_VALUES)}")
+    args = ["run", str(source), "--out", str(folder / "out"), "--no-progress"]
+    for override in overrides:
+        args += ["--set", override]
+    return args, f"{source.name} " + " ".join(f"--set {o[:60]!r}" for o in overrides)
+
+
+def test_set_values_run_or_refuse_in_one_line(sentinels: None, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    codes = run_cases(set_case, tmp_path, capsys, seed_base=20_000)
+    assert codes.get(0, 0) > 0 and codes.get(1, 0) > 0 and codes.get(2, 0) > 0, \
+        f"a fuzzer that tests one outcome only: {codes}"
+
+
+# ------------------------------------------------------------------------------ --baseline files (issue 23)
+
+def _report() -> dict[str, Any]:
+    """A real report.json's content, as `compress validate --out` writes it."""
+    from compress.validate.accuracy import AccuracyResult
+    from compress.validate.latency import LatencyStats
+    from compress.validate.results import StageResult, ValidationResult
+
+    stats = [LatencyStats(1, 1, 20, 2.0, 2.0, 2.5, 2.7, 1.8, 3.0, 500.0)]
+    stages = {"student": StageResult("student", "model.safetensors", "pytorch", latency=stats,
+                                     accuracy=AccuracyResult(100, 90.0, 99.0, 100.0, 0.0))}
+    return ValidationResult("student", stages, environment={"cpu": "test"},
+                            data={"name": "fashion-mnist", "samples": 100}).to_dict()
+
+
+REPORT = _report()
+BASELINE_TEXT = ["[" * 200_000 + "]" * 200_000, "[" * 65 + "]" * 65, "NaN", "Infinity", "-Infinity", "1e999",
+                 "9" * 5001, "9" * 31, '"' + "x" * 100_000 + '"', "[]", "{}", "null", "true", '"\\ud800"', "{",
+                 '{"a": 1, "a": 2}']
+
+
+def _mutated_report(rng: random.Random) -> str:
+    text = json.dumps(REPORT, indent=rng.choice([None, 2]))
+    kind = rng.random()
+    if kind < 0.5:  # a value replaced by hostile JSON text
+        spots = [m.start() for m in re.finditer(r": ", text)]
+        at = rng.choice(spots) + 2
+        end = at + max(1, re.match(r'"[^"]*"|[^,}\]]+|\{|\[', text[at:]).end() if text[at] not in "{[" else 1)
+        return text[:at] + rng.choice(BASELINE_TEXT) + text[end:]
+    if kind < 0.7:  # a key repeated
+        return text.replace('"reference": "student"', '"reference": "student", "reference": "int8"', 1)
+    if kind < 0.85:
+        return text[:rng.randrange(len(text))]  # cut short
+    return rng.choice(BASELINE_TEXT)
+
+
+def baseline_case(rng: random.Random, folder: Path) -> tuple[list[str], str]:
+    path = folder / "report.json"
+    kind = rng.random()
+    if kind < 0.05:
+        os.mkfifo(path)
+        what = "a FIFO"
+    elif kind < 0.1:
+        path.mkdir()
+        what = "a folder"
+    elif kind < 0.15:
+        with open(path, "wb") as f:
+            f.truncate(rng.choice([17 << 20, 69 << 20]))  # sparse
+        what = f"a {path.stat().st_size >> 20} MiB file"
+    elif kind < 0.2:
+        path.write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))))
+        what = "random bytes"
+    else:
+        path.write_text(_mutated_report(rng))
+        what = f"a mutated report ({path.stat().st_size} bytes)"
+    args = ["validate", TEACHER, "--no-latency", "--baseline", str(path)]
+    if rng.random() < 0.5:
+        args += ["--max-top1-drop-vs-baseline", rng.choice(["1", "0.5", "nan", "200"])]
+    return args, f"--baseline {what}: {path}"
+
+
+def test_baselines_are_read_or_refused_in_one_line(sentinels: None, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    codes = run_cases(baseline_case, tmp_path, capsys, seed_base=30_000)
+    assert codes.get(0, 0) > 0 and codes.get(1, 0) > CASES // 3, f"a fuzzer that tests one outcome only: {codes}"

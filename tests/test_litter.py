@@ -218,7 +218,7 @@ CRAFTED: dict[str, tuple[Any, Any, str]] = {
     "epoch without history": (lambda r: r.update(epoch=3), None, r"history does not hold one metrics row for each "
                                                                  r"of the 3 completed epochs"),
     "best from the future": (lambda r: r.update(best=[50.0, 7]), None, r"best \[50\.0, 7\] is not a top-1"),
-    "best NaN": (lambda r: r.update(best=[float("nan"), 1]), None, r"best \[nan, 1\]"),
+    "best NaN": (lambda r: r.update(best=[float("nan"), 1]), None, r"record at best\[0\]: NaN is not a finite number"),
     "no skeleton": (lambda r: r.pop("skeleton"), None, r"cannot resume .+ \(KeyError: 'skeleton'\)"),
     "momentum of another shape": (None, replaced("optim.", torch.zeros(3)),
                                   r"optimizer 'momentum_buffer' is \[3\] for a parameter of \[16, 1, 3, 3\]"),

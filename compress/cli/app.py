@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from compress import logs
+from compress.bounds import check_option
 from compress.errors import EXIT_CODES, UsageError
 
 logger = logs.get_logger("compress.cli")  # one logger for every command module
@@ -24,7 +25,38 @@ class _Interrupt(Exception):
         self.stop = stop
 
 
+def number_params(command: Any) -> list[Any]:
+    """The options of a (typer-built) command that take an int or a float, counted flags included."""
+    return [p for p in command.params if p.bare_type() in ("int", "float")]
+
+
+def long_name(param: Any) -> str:
+    return max(param.opts, key=len)
+
+
+def _bounded(command: Any) -> Any:
+    """``command`` with every number option checked against ``compress.bounds.OPTION_BOUNDS`` as it is read:
+    an out-of-range value is refused before the command runs (and before any other check)."""
+    for param in number_params(command):
+        if getattr(param, "_bounded", False):
+            continue
+        inner = param.callback
+
+        def check(ctx: Any, p: Any, value: Any, inner: Any = inner) -> Any:
+            if value is not None and not getattr(p, "count", False):
+                check_option(long_name(p), value)
+            return inner(ctx, p, value) if inner is not None else value
+
+        param.callback = check
+        param._bounded = True  # type: ignore[attr-defined]
+    return command
+
+
 class _Commands(TyperGroup):
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        return _bounded(command) if command is not None else None
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)

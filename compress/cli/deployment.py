@@ -95,6 +95,9 @@ def validate(
     from compress.data import DataConfig
     from compress.validate import GateSpec, artifact_names, check_gates, gate_table, read_result, render_markdown, write_report
 
+    from compress.validate.ci_report import check_gate_outputs
+
+    check_gate_outputs(junit, summary)  # before minutes of work, not after
     given = {gate: value for gate, value in thresholds.items() if value is not None}
     needs_baseline = [name for name in given if GATES[name].baseline]
     if needs_baseline and baseline is None:

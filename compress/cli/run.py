@@ -31,7 +31,9 @@ def run(
     A failed gate of any stage prints a table and exits 3, once every artifact and report is written."""
     from compress.pipeline import load_recipe, run_pipeline
     from compress.validate import check_gates
+    from compress.validate.ci_report import check_gate_outputs
 
+    check_gate_outputs(junit, summary)  # before hours of work, not after
     result = run_pipeline(load_recipe(recipe, overrides), out=out, from_stage=from_stage, until_stage=until_stage, force=force,
                           progress=_progress(progress), raise_on_failed_gates=False)
     gates = result.validation.gates if result.validation is not None else []

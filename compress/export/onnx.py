@@ -25,6 +25,7 @@ from compress.artifacts import atomic_path, write_sidecar
 from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import CheckpointError, ConfigError, ExportError, MissingDependency
 from compress.export.base import ExportSource, StepResult
+from compress.structured import parse_json
 
 if TYPE_CHECKING:  # torch is imported by the functions that use it: the backend table stays light to import
     import torch
@@ -206,7 +207,7 @@ def read_metadata(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in props.items():
         if key in (META_PREPROCESSING, META_ARCHITECTURE):
-            out[key] = json.loads(value)
+            out[key] = parse_json(value, f"'{onnx_path}' metadata {key}", fix="re-export the model")
         elif key.startswith("compress."):
             out[key] = value
     return out

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from compress.artifacts import sha256_file, write_sidecar
+from compress.artifacts import sha256_file, write_sidecar, writing
 from compress.errors import ConfigError, ExportError, MissingDependency
 from compress.export.base import ExportSource, StepResult
 from compress.export.onnx import INPUT_NAME, ParityReport, check_parity, load_onnx
@@ -188,8 +188,20 @@ def convert_onnx(onnx_path: Path) -> Any:
     return model
 
 
+def ir_bytes(model: Any, compress_to_fp16: bool) -> int | None:
+    """About how many bytes the IR's weights file will take (None when the model cannot say)."""
+    try:
+        weights = sum(op.get_byte_size() for op in model.get_ops() if op.get_type_name() == "Constant")
+    except Exception:  # noqa: BLE001 - only an estimate for a message: an older openvino may lack the call
+        return None
+    return weights // 2 if compress_to_fp16 else weights
+
+
 def save_ir(model: Any, xml_path: Path, compress_to_fp16: bool) -> Path:
-    require_openvino().save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
+    """Write ``model`` as ``xml_path`` + its ``.bin``. OpenVINO reports a full disk as a failed C++ stream
+    ("basic_ios::clear"): ``writing`` makes that, like every other failed write, one line naming the path."""
+    with writing(xml_path, ir_bytes(model, compress_to_fp16)):
+        require_openvino().save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return xml_path
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from compress.bounds import MAX_BATCH, MAX_DURATION_S, MAX_IMAGES, MAX_THREADS, check_range
 from compress.errors import ConfigError, ExportError, MissingDependency
 from compress.export.backends import BACKENDS
 from compress.export.base import within_gate
@@ -45,15 +46,15 @@ class TargetOptions:
     def validate(self) -> None:
         if self.device not in TARGETS:
             raise ConfigError(f"unknown target '{self.device}': choose {' or '.join(TARGETS)}")
-        if not self.batch_sizes or min(self.batch_sizes) < 1 or len(set(self.batch_sizes)) != len(self.batch_sizes):
+        if not self.batch_sizes or len(set(self.batch_sizes)) != len(self.batch_sizes):
             raise ConfigError(f"target batch sizes must be distinct numbers >= 1, got {list(self.batch_sizes)}")
-        for name in ("threads", "eval_images", "rounds"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"target {name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.max_top1_drop < 100:
-            raise ConfigError(f"target max_top1_drop must be in [0, 100) points, got {self.max_top1_drop}")
-        if not self.block_s > 0:
-            raise ConfigError(f"target block_s must be positive, got {self.block_s}")
+        for size in self.batch_sizes:
+            check_range("target batch sizes", size, 1, MAX_BATCH)
+        check_range("target threads", self.threads, 1, MAX_THREADS)
+        check_range("target eval_images", self.eval_images, 1, MAX_IMAGES)
+        check_range("target rounds", self.rounds, 1, 1000)
+        check_range("target max_top1_drop", self.max_top1_drop, 0, 100, below=True, hint=" points")
+        check_range("target block_s", self.block_s, 0, MAX_DURATION_S, above=True, hint=" s")
 
     def images_needed(self) -> tuple[int, int]:
         return self.eval_images, 0

@@ -20,14 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from compress.artifacts import atomic_path, sha256_file, write_sidecar
-from compress.bounds import MAX_BATCH, MAX_IMAGES, check_range
+from compress.artifacts import atomic_path, sha256_file, write_sidecar, writing
+from compress.bounds import MAX_BATCH, MAX_IMAGES, MAX_WORKSPACE_MB, check_range
 from compress.errors import ConfigError, DeviceError, ExportError, MissingDependency
 from compress.export.base import ExportSource, Machine, StepResult
 from compress.export.onnx import INPUT_NAME, input_channels, load_onnx, read_metadata, require_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
-MAX_WORKSPACE_MB = 2**20  # 1 TiB: more than any GPU has
 
 
 @dataclass(frozen=True)
@@ -166,7 +165,8 @@ def _prepare_onnx(onnx_path: Path, precision: str, major: int, work: Path) -> tu
         from compress.export.fp16 import convert_to_fp16
 
         path = work / "model.fp16.onnx"
-        onnx.save(convert_to_fp16(model), str(path))
+        with writing(path):  # a scratch file: a full disk or a bad folder is one line like any artifact's
+            onnx.save(convert_to_fp16(model), str(path))
         return path, True
     # TensorRT 11 is always strongly typed; on 10.x fp32 and Q/DQ graphs build either way, and the
     # weakly typed path lets the FP16/INT8 flags act.

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from compress.artifacts import read_sidecar, sha256_file, write_json
+from compress.artifacts import read_json, read_sidecar, sha256_file, write_json
 from compress.data import DataConfig
-from compress.errors import CheckpointError, ConfigError
+from compress.errors import CheckpointError, CompressError, ConfigError
 from compress.pipeline.fields import plain
 from compress.pipeline.spec import PipelineSpec
 from compress.record import METRICS_FILE, MODEL_FILE, STATE_FILE
@@ -69,8 +69,8 @@ def digest(obj: Any) -> str:
 def read_record(path: Path) -> dict[str, Any] | None:
     """A record, or None when it is missing or unreadable (a stage that never finished)."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        record = read_json(path)
+    except CompressError:
         return None
     return record if isinstance(record, dict) else None
 

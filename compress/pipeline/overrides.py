@@ -16,11 +16,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from compress.errors import ConfigError
+from compress.bounds import shown
+from compress.errors import ConfigError, UsageError
 from compress.pipeline.fields import join, kind_of
+from compress.pipeline.yaml_io import parse_yaml, shorten
 
 _PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")  # "teachers[0]", "epochs"
 _EXAMPLE = "e.g. --set distill.train.epochs=4"
+MAX_VALUE_CHARS = 16_384  # characters of one --set value: a recipe value is a word, a number or a short list
 
 
 @dataclass(frozen=True)
@@ -34,26 +37,23 @@ class Override:
 
     @classmethod
     def parse(cls, text: str) -> "Override":
-        import yaml
-
         key, equals, value_text = text.partition("=")
         key = key.strip()
-        if not equals or not key:
-            raise ConfigError(f"--set '{text}': expected KEY=VALUE, {_EXAMPLE}")
+        if not equals or not key:  # the command line itself is wrong: a usage error, as for click's own
+            raise UsageError(shorten(f"--set '{text}': expected KEY=VALUE, {_EXAMPLE}"))
+        if len(value_text) > MAX_VALUE_CHARS:  # not quoted back: a recipe value is a word, a number or a short list
+            raise ConfigError(f"--set {shown(key, 80)}: a value of {len(value_text):,} characters, more than the "
+                              f"{MAX_VALUE_CHARS:,} a setting needs; put long values in the recipe file")
         steps: list[str | int] = []
         for part in key.split("."):
             match = _PART.match(part)
             if match is None:
-                raise ConfigError(f"--set '{text}': '{key}' is not a key path: names joined by '.', list items as "
-                                  f"[N], e.g. distill.train.epochs or teachers[0].train.epochs")
+                raise ConfigError(shorten(f"--set '{text}': '{key}' is not a key path: names joined by '.', list "
+                                          "items as [N], e.g. distill.train.epochs or teachers[0].train.epochs"))
             steps.append(match.group(1))
             steps += [int(index) for index in re.findall(r"\[(\d+)\]", match.group(2))]
-        try:
-            value = yaml.safe_load(value_text)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"--set {key}: '{value_text}' is not a YAML value ({problem}); quote text, write "
-                              "lists as [1, 8] and mappings as {key: value}") from None
+        # the parser and limits of a recipe file: depth, digits, finite numbers, duplicate keys
+        value = parse_yaml(value_text, f"--set {key}", lines=False)
         return cls(text, key, tuple(steps), value)
 
     def covers(self, path: str) -> bool:

@@ -5,10 +5,14 @@ line), recurses once per nesting level (3,000 ``[`` end in a RecursionError), ra
 on a 5,000-digit number, expands aliases without limit ("billion laughs") and takes whatever bytes it
 is given. Here a recipe is refused unless:
 
-- it is at most 1 MiB of UTF-8 (a byte-order mark is fine), or UTF-16/32 with a byte-order mark;
+- it is a regular file (``compress.structured.read_bytes``: a FIFO is refused, not waited on) of at most
+  1 MiB of UTF-8 (a byte-order mark is fine), or UTF-16/32 with a byte-order mark;
 - it nests at most 32 levels, counting what aliases expand to, and expands to at most 100,000 values;
 - each key appears once per mapping (merge keys, ``<<: *defaults``, still override as YAML says);
-- each whole number has at most 30 digits.
+- each whole number has at most 30 digits (``.inf`` and ``.nan`` are left to each setting's range check,
+  which names the key).
+
+The same parser reads a ``compress run --set`` value (``parse_yaml``), with the same limits.
 
 Values quoted back in messages are cut short (a 50 MB value is not echoed whole).
 """
@@ -22,12 +26,12 @@ from typing import Any
 import yaml
 
 from compress.bounds import shown
-from compress.errors import ConfigError
+from compress.errors import StructuredFileError
+from compress.structured import MAX_DIGITS, read_bytes
 
 MAX_BYTES = 2**20
 MAX_DEPTH = 32
 MAX_VALUES = 100_000
-MAX_DIGITS = 30
 MAX_MESSAGE = 400  # characters of an error message; longer ones lose their middle
 
 # UTF-32's marks first: UTF-32-LE's begins with UTF-16-LE's
@@ -126,34 +130,37 @@ def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"recipe '{path}' does not exist: see pipelines/ for examples") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe '{path}': {exc.strerror}") from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError(f"recipe '{path}' is larger than {MAX_BYTES // 2**20} MiB: a recipe is a few KB of "
-                          "settings; is it the right file?")
-    return data
+        return read_bytes(path, f"recipe '{path}'", max_bytes=MAX_BYTES)
+    except StructuredFileError as exc:
+        if not path.exists():
+            raise StructuredFileError(f"recipe '{path}' does not exist: see pipelines/ for examples") from None
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise StructuredFileError(f"recipe '{path}' is larger than {MAX_BYTES // 2**20} MiB: a recipe is a few KB "
+                                      "of settings; is it the right file?") from None
+        raise exc from None
 
 
 def _decode(data: bytes, path: Path) -> str:
     encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
     if encoding == "utf-8" and b"\x00" in data:
-        raise ConfigError(f"{path}: holds NUL bytes: it is UTF-16/32 without a byte-order mark, or not text; "
+        raise StructuredFileError(f"{path}: holds NUL bytes: it is UTF-16/32 without a byte-order mark, or not text; "
                           "save it as UTF-8")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not {encoding.removesuffix('-sig').upper()} text (byte {exc.start}: "
+        raise StructuredFileError(f"{path}: not {encoding.removesuffix('-sig').upper()} text (byte {exc.start}: "
                           f"{data[exc.start:exc.start + 1]!r}): save the recipe as UTF-8") from None
 
 
 def read_recipe_yaml(path: str | Path) -> Any:
-    """The plain data (mappings, lists, text, numbers) of the recipe file at ``path``, or a ConfigError."""
+    """The plain data (mappings, lists, text, numbers) of the recipe file at ``path``, or a one-line error."""
     path = Path(path)
-    text = _decode(_read_bytes(path), path)
+    return parse_yaml(_decode(_read_bytes(path), path), str(path))
+
+
+def parse_yaml(text: str, where: str, lines: bool = True) -> Any:
+    """``text`` (a recipe, or one ``--set`` value) read as YAML within the limits above; errors start with
+    ``where`` and, with ``lines``, the line."""
     try:
         loader = RecipeLoader(text)  # already reads the text: refuses control characters
         try:
@@ -161,10 +168,11 @@ def read_recipe_yaml(path: str | Path) -> Any:
         finally:
             loader.dispose()
     except RecipeRefused as exc:
-        raise ConfigError(shorten(f"{path}{_line(exc)}: {exc.problem}")) from None
+        raise StructuredFileError(shorten(f"{where}{_line(exc) if lines else ''}: {exc.problem}")) from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(shorten(f"{path}{_line(exc)}: not valid YAML ({problem})")) from None
+        at = _line(exc) if lines else ""
+        raise StructuredFileError(shorten(f"{where}{at}: not valid YAML ({problem})")) from None
 
 
 def _line(exc: yaml.YAMLError) -> str:
@@ -172,4 +180,5 @@ def _line(exc: yaml.YAMLError) -> str:
     return f": line {mark.line + 1}" if mark is not None else ""
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_DIGITS", "MAX_VALUES", "RecipeLoader", "read_recipe_yaml", "shorten"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_DIGITS", "MAX_VALUES", "RecipeLoader", "parse_yaml", "read_recipe_yaml",
+           "shorten"]

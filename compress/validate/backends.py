@@ -8,7 +8,6 @@ lives here. ``open_backend`` picks the backend from the file type.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from compress.artifacts import sidecar_path
-from compress.errors import CheckpointError, ConfigError, DeviceError, MissingDependency
+from compress.artifacts import MAX_SIDECAR_BYTES, read_json, sidecar_path
+from compress.errors import CheckpointError, CompressError, ConfigError, DeviceError, MissingDependency
 from compress.export.backends import all_suffixes, artifact_files, backend_for_file
 from compress.record import resolve_checkpoint
 
@@ -148,9 +147,10 @@ def _read_sidecar_quietly(path: Path) -> dict[str, Any]:
     """The sidecar for metadata only (hash checks belong to the loaders, which honour --trust)."""
     side = sidecar_path(path)
     try:
-        return json.loads(side.read_text()) if side.exists() else {}
-    except (OSError, json.JSONDecodeError):
+        record = read_json(side, MAX_SIDECAR_BYTES) if side.exists() else {}
+    except CompressError:
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _onnx_size_and_parameters(path: Path) -> tuple[int, int | None]:

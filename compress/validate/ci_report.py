@@ -14,8 +14,7 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Mapping, Sequence
 
-from compress.artifacts import atomic_write_text
-from compress.errors import ConfigError
+from compress.artifacts import atomic_write_text, check_output_file, writing
 from compress.validate.gates import describe
 from compress.validate.results import GateResult
 
@@ -91,18 +90,24 @@ def markdown_summary(suites: Suites, title: str = "compress gates") -> str:
 
 def append_summary(path: str | os.PathLike[str], suites: Suites, title: str = "compress gates") -> None:
     """Append the summary to ``path`` (GitHub gives each step's summary file in ``$GITHUB_STEP_SUMMARY``)."""
-    with open(path, "a", encoding="utf-8") as handle:
+    with writing(path), open(path, "a", encoding="utf-8") as handle:
         handle.write(markdown_summary(suites, title))
+
+
+def check_gate_outputs(junit: str | os.PathLike[str] | None = None,
+                       summary: str | os.PathLike[str] | None = None) -> None:
+    """Refuse a ``--junit``/``--summary`` path that cannot be written before the validation runs, not after."""
+    for option, path, example in (("--junit", junit, "gates.xml"), ("--summary", summary, "summary.md")):
+        if path is not None:
+            check_output_file(path, option, example)
 
 
 def publish_gates(suites: Suites, junit: str | os.PathLike[str] | None = None,
                   summary: str | os.PathLike[str] | None = None, name: str = "compress gates") -> None:
     """Write what ``compress validate/run --junit FILE --summary FILE`` asked for: the JUnit file (replaced)
-    and the Markdown summary (appended, as ``$GITHUB_STEP_SUMMARY`` expects)."""
-    try:
-        if junit is not None:
-            write_junit(junit, suites, name)
-        if summary is not None:
-            append_summary(summary, suites, name)
-    except OSError as exc:
-        raise ConfigError(f"cannot write '{exc.filename}' ({exc.strerror}): choose a writable path") from None
+    and the Markdown summary (appended, as ``$GITHUB_STEP_SUMMARY`` expects). A path that cannot be written
+    is one line naming it (``compress.artifacts.write_error``)."""
+    if junit is not None:
+        write_junit(junit, suites, name)
+    if summary is not None:
+        append_summary(summary, suites, name)

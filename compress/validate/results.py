@@ -6,13 +6,13 @@ so both directions are kept exact.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from compress.errors import ConfigError
+from compress.structured import read_json
 
 from compress.validate.accuracy import AccuracyResult
 from compress.validate.latency import LatencyStats, find_stats
@@ -117,12 +117,8 @@ def read_result(path: str | os.PathLike[str], what: str = "baseline") -> Validat
     """The validation result stored in a ``report.json`` (``compress validate --out``, ``compress run``) or a
     pipeline's ``validate/validation.json``; one-line errors for a missing or foreign file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{what} '{path}' does not exist: pass the report.json of an earlier run") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{what} '{path}' is not a readable JSON report ({exc})") from None
+    data = read_json(path, f"{what} '{path}'", fix="pass the report.json that `compress validate --out` or "
+                                                   "`compress run` wrote")
     try:
         return ValidationResult.from_dict(data)
     except (KeyError, TypeError, AttributeError) as exc:

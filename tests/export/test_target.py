@@ -133,7 +133,10 @@ def test_the_target_gate_bounds_the_int8_backends_own_gates() -> None:
     (TargetOptions(batch_sizes=(1, 1)), "distinct numbers >= 1"),
     (TargetOptions(batch_sizes=()), "distinct numbers >= 1"),
     (TargetOptions(threads=0), "target threads must be at least 1"),
-    (TargetOptions(max_top1_drop=-1), "max_top1_drop must be in"),
+    (TargetOptions(max_top1_drop=-1), "max_top1_drop must be at least 0 and below 100 points, got -1"),
+    (TargetOptions(threads=1_000_000), "target threads must be at least 1 and at most 1024, got 1000000"),
+    (TargetOptions(batch_sizes=(1, 10**7)), "target batch sizes must be at least 1 and at most 65536, got 10000000"),
+    (TargetOptions(max_top1_drop=float("nan")), "max_top1_drop must be at least 0 and below 100 points, got nan"),
 ])
 def test_bad_target_options(options: TargetOptions, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from compress.cli import main
-from compress.errors import ConfigError
+from compress.errors import ConfigError, UsageError
 from compress.pipeline import load_recipe
 from compress.pipeline.overrides import Override
 
@@ -99,7 +99,7 @@ def test_an_invalid_value_is_refused_as_in_the_file(recipe: Path, given: str, me
     ("=4", "--set '=4': expected KEY=VALUE"),
     ("distill..epochs=3", "--set 'distill..epochs=3': 'distill..epochs' is not a key path"),
     ("teachers[x].model=a", "'teachers[x].model' is not a key path"),
-    ("validate.batch_sizes=[1,8", "--set validate.batch_sizes: '[1,8' is not a YAML value"),
+    ("validate.batch_sizes=[1,8", "--set validate.batch_sizes: not valid YAML (expected ',' or ']'"),
     ("teachers[3].train.epochs=2", "--set teachers[3].train.epochs: 'teachers' has 1 item(s), the last is teachers[0]"),
     ("teachers.train.epochs=2", "--set teachers.train.epochs: 'teachers' is a list: name an item, e.g. "
                                 "teachers[0].train"),
@@ -138,3 +138,41 @@ def test_the_command_line_reports_a_bad_set_in_one_line(recipe: Path, capsys: py
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: --set distill.train.epoch=4: distill.train.epoch: unknown key (did you mean 'epochs'?)"
+
+
+# ---------------------------------------------------------------- issue 23: a --set value meets a recipe file's limits
+
+@pytest.mark.parametrize("given, message", [
+    ("validate.batch_sizes=" + "[" * 5000 + "1" + "]" * 5000,
+     r"^--set validate\.batch_sizes: values nested deeper than 32 levels: a recipe needs a handful$"),
+    ("distill.train.epochs=" + "9" * 5001, r"^--set distill\.train\.epochs: a whole number of 5001 digits: no recipe "
+                                           r"value needs more than 30$"),
+    ("name=" + "x" * 120_000, r"^--set 'name': a value of 120,000 characters, more than the 16,384 a setting needs; "
+                              r"put long values in the recipe file$"),
+    ("validate.duration_s=.nan", r"^--set validate\.duration_s=\.nan: validate\.duration_s: expected number, got a "
+                                 r"number nan$"),
+    ("distill.train.lr=-.inf", r"^--set distill\.train\.lr=-\.inf: distill\.train\.lr: expected number, got a number "
+                               r"-inf$"),
+    ("export.onnx={exporter: dynamo, exporter: torchscript}",
+     r"^--set export\.onnx: key 'exporter' appears twice in one mapping"),
+], ids=["5000 brackets", "5001 digits", "120 KB string", "nan", "-inf", "duplicate key"])
+def test_a_set_value_meets_the_limits_of_a_recipe_value(recipe: Path, given: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_recipe(recipe, [given])
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300  # one line, the value not echoed whole
+
+
+def test_a_set_without_a_value_is_a_usage_error(recipe: Path) -> None:
+    with pytest.raises(UsageError, match=r"^--set 'distill\.train\.epochs': expected KEY=VALUE") as caught:
+        load_recipe(recipe, ["distill.train.epochs"])
+    assert caught.value.exit_code == 2
+    with pytest.raises(UsageError, match=r"^--set 'x{30}.+ characters left out"):  # a huge KEY is cut short
+        load_recipe(recipe, ["x" * 100_000])
+
+
+def test_a_set_without_a_value_exits_2_on_the_command_line(recipe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(recipe), "--set", "distill.train.epochs"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: --set 'distill.train.epochs': expected KEY=VALUE, e.g. --set "
+                                               "distill.train.epochs=4")

@@ -93,7 +93,7 @@ def test_read_result_reads_a_report_and_says_what_is_wrong_with_other_files(fixe
     with pytest.raises(ConfigError, match=r"is not a compress report \(no 'reference' field\)"):
         read_result(tmp_path / "other.json")
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(ConfigError, match=r"is not a readable JSON report"):
+    with pytest.raises(ConfigError, match=r"^baseline '.*broken\.json' is not valid JSON \(Expecting"):
         read_result(tmp_path / "broken.json")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from compress.validate.ci_report import append_summary, junit_xml, markdown_summary, write_junit
+import pytest
+
+from compress.errors import ConfigError
+from compress.validate.ci_report import append_summary, junit_xml, markdown_summary, publish_gates, write_junit
 from compress.validate.results import GateResult
 
 PASS = GateResult("onnx", "min_agreement", 99.9, 100.0, "pass", 0.1, unit="%")
@@ -61,3 +65,43 @@ def test_markdown_summary_table_and_verdict(tmp_path: Path) -> None:
     summary.write_text("earlier step\n")
     append_summary(summary, {"ci": [PASS]})
     assert summary.read_text().startswith("earlier step\n### compress gates")
+
+
+# ------------------------------------------------------------ output paths (issue 23, item 8): checked first, named
+
+
+def _one_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from compress.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in captured.err and captured.out == "", captured.err
+    return int(stopped.value.code or 0), lines[0]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_gate_output_that_cannot_be_written_is_refused_before_any_work(command: str, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The validated model and the recipe do not even exist: the output paths are checked first."""
+    first = [command, str(tmp_path / ("never-opened.onnx" if command == "validate" else "never-read.yaml"))]
+    code, line = _one_error(first + ["--junit", str(tmp_path)], capsys)
+    assert (code, line) == (1, f"error: --junit '{tmp_path}' is a folder: name a file, e.g. '{tmp_path}/gates.xml'")
+    (tmp_path / "notes.txt").write_text("x")
+    code, line = _one_error(first + ["--summary", str(tmp_path / "notes.txt" / "summary.md")], capsys)
+    assert line == f"error: --summary '{tmp_path}/notes.txt/summary.md': '{tmp_path}/notes.txt' is a file, not a " \
+                   "folder; choose another path"
+
+
+def test_a_summary_on_dev_full_names_dev_full() -> None:
+    with pytest.raises(ConfigError, match=r"^cannot write '/dev/full' \(No space left on device\): choose a writable "
+                                          r"path$"):
+        publish_gates({"run": [PASS]}, summary="/dev/full")
+
+
+def test_a_junit_path_that_is_a_folder_names_the_user_s_path_not_a_temporary_one(tmp_path: Path) -> None:
+    """Called from Python (no up-front check): the atomic write still names the path it was given."""
+    with pytest.raises(ConfigError, match=rf"^cannot write '{tmp_path}' \(Is a directory\): choose a writable path$"):
+        publish_gates({"run": [PASS]}, junit=tmp_path)
+    assert os.listdir(tmp_path) == []  # its temporary file is gone too
