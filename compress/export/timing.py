@@ -11,6 +11,7 @@ benchmark (``compress.validate.latency``) and the reports all use it.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -83,6 +84,16 @@ def interleaved(
             round_p50[name].append(float(np.median(block)))
             sleep(pause_s)
     return {name: latency_stats(samples[name], batch, threads) for name in names}, round_p50
+
+
+def speed_words(latency_ratio: float, variant: str, baseline: str) -> str:
+    """A latency ratio (variant / baseline) in words that say which way it divides:
+    0.67 -> "INT8 is 1.49x faster than fp32 (latency INT8/fp32 0.67)"."""
+    if not math.isfinite(latency_ratio) or latency_ratio <= 0:
+        return f"latency {variant}/{baseline} not measured"
+    how = (f"{1 / latency_ratio:.2f}x faster than" if latency_ratio < 1 else
+           f"{latency_ratio:.2f}x slower than" if latency_ratio > 1 else "as fast as")
+    return f"{variant} is {how} {baseline} (latency {variant}/{baseline} {latency_ratio:.2f})"
 
 
 def ratio(round_p50: dict[str, list[float]], variant: str, baseline: str) -> float:

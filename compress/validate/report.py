@@ -102,7 +102,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _stage_label(stage: StageResult) -> str:
     if stage.engine == "onnxruntime":
         return f"ONNX Runtime ({stage.provider})"
-    return {"pytorch": "PyTorch eager", "tensorrt": "TensorRT"}.get(stage.engine, stage.engine or "–")
+    return {"pytorch": "PyTorch eager", "tensorrt": "TensorRT", "openvino": "OpenVINO"}.get(stage.engine,
+                                                                                           stage.engine or "–")
+
+
+# Where a point's number goes, in points from it: stages close in latency and accuracy (int8 and
+# openvino_int8 often sit on top of each other) get different corners, so their labels never cover each other.
+LABEL_OFFSETS = ((6, 5), (6, -12), (-13, 5), (-13, -12))
 
 
 def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str, Any]] | None = None,
@@ -233,10 +239,12 @@ def _latency_panel(ax: Any, result: ValidationResult, batch_size: int | None) ->
         plotted_batch = point.batch_size
         latencies.append(point.p90_ms)
         top1.append(stage.accuracy.top1)
+        # the point carries a number, the legend its name: long names next to close points would overlap
+        number = str(len(top1))
         ax.scatter(point.p90_ms, stage.accuracy.top1, s=70, marker=markers.get(stage.engine, "o"),
-                   color=f"C{i}", label=f"{stage.name} ({_stage_label(stage)})", zorder=3)
-        ax.annotate(stage.name, (point.p90_ms, stage.accuracy.top1), textcoords="offset points", xytext=(6, 5),
-                    fontsize=8)
+                   color=f"C{i}", label=f"{number}: {stage.name}, {_stage_label(stage)}", zorder=3)
+        ax.annotate(number, (point.p90_ms, stage.accuracy.top1), textcoords="offset points",
+                    xytext=LABEL_OFFSETS[(len(top1) - 1) % len(LABEL_OFFSETS)], fontsize=8, fontweight="bold")
     threads = sorted({s.threads for st in result.stages.values() for s in st.latency if s.threads is not None})
     where = f"batch {plotted_batch}" + (f", CPU threads {threads[-1]}" if threads else "")
     ax.set_xlabel(f"p90 latency (ms, {where})")
