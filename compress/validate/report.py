@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from compress.artifacts import atomic_path, json_text, output_folder, sweep_litter
 from compress.errors import CheckpointError, MissingDependency
 from compress.validate.gates import describe, format_value
-from compress.validate.latency import LatencyStats
+from compress.validate.latency import MAX_DRIFT, LatencyStats
 from compress.validate.regime import LabelCounts, TeacherFacts, describe_regime, label_counts  # noqa: F401 (re-exported)
 from compress.validate.results import StageResult, ValidationResult
 
@@ -144,11 +144,14 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
             speed = s.speedup_at(st.batch_size, st.threads)
             lat_rows.append([s.name, str(st.batch_size), "–" if st.threads is None else str(st.threads),
                              _num(st.mean_ms, ".3f"), _num(st.p50_ms, ".3f"), _num(st.p90_ms, ".3f"),
-                             _num(st.p99_ms, ".3f"), _num(st.throughput, ".1f"), _num(speed, ".2f", "x"), str(st.runs)])
+                             _num(st.p99_ms, ".3f"), _num(st.spread, ".2f"), _num(st.drift, ".2f", "x"),
+                             _num(st.throughput, ".1f"), _num(speed, ".2f", "x"), str(st.runs)])
     if lat_rows:
         out += ["", "## Latency (ms) and throughput (images/s)", "",
-                f"Measured in one run, engines interleaved; speed-up = {result.reference} p50 / stage p50.", ""]
-        out.append(_table(["stage", "batch", "threads", "mean", "p50", "p90", "p99", "img/s",
+                f"Measured in one run, engines interleaved in blocks; speed-up = {result.reference} p50 / stage p50 "
+                f"(a stage is {result.reference}'s latency divided by its own times faster). Drift: slowest over "
+                f"fastest block p50; above {MAX_DRIFT:g}x a speed-up is not trusted.", ""]
+        out.append(_table(["stage", "batch", "threads", "mean", "p50", "p90", "p99", "p90/p50", "drift", "img/s",
                            f"speed-up vs {result.reference}", "runs"], lat_rows))
 
     if distillation:
@@ -162,7 +165,8 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
         out += ["", "## Gates", ""]
         gate_rows = []
         for g in result.gates:
-            status = {"pass": "✅ pass", "fail": "❌ fail"}.get(g.status, f"⏭ skipped: {g.reason}")
+            status = {"pass": "✅ pass", "fail": "❌ fail"}.get(g.status, "⏭ skipped")
+            status += "".join(f": {text}" for text in (g.reason, g.note) if text).replace("|", "/")
             gate_rows.append([g.stage, g.gate, _gate_value(g.value, g.unit), _gate_value(g.threshold, g.unit),
                               "–" if g.margin is None else f"{g.margin:+.3g}", status])
         out.append(_table(["stage", "gate", "value", "threshold", "margin", "status"], gate_rows))

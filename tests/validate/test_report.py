@@ -30,7 +30,7 @@ def test_markdown_tables_from_fixed_numbers(fixed_result):
     assert "| student | PyTorch eager | 90.00% | 99.50% | 100.00% | 0.00e+00 | 390.6 KB | 98.0 k |" in text
     assert "| onnx | ONNX Runtime (cpu) | 89.90% | 99.50% | 99.95% | 3.00e-05 | 380.9 KB | 98.0 k |" in text
     assert "| trt | – | skipped: TensorRT engine needs an NVIDIA GPU and none is visible here |" in text
-    assert "| onnx | 32 | 2 | 16.000 | 16.000 | 18.000 | 19.800 | 2000.0 | 2.50x | 20 |" in text
+    assert "| onnx | 32 | 2 | 16.000 | 16.000 | 18.000 | 19.800 | – | – | 2000.0 | 2.50x | 20 |" in text
     assert "| method | teacher | student | top1 |" in text and "| kd | resnet32x4 | resnet8x4 | 88.25 |" in text
     assert "| int8 | max_top1_drop | 1.50 pt | 1.00 pt | -0.5 | ❌ fail |" in text
     assert "| trt | max_top1_drop | – | 1.00 pt | – | ⏭ skipped: TensorRT engine needs" in text
