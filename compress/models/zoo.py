@@ -87,6 +87,11 @@ def canonical_name(name: str) -> str:
         return canonical
     if name.startswith("python:"):
         raise ConfigError(f"'{name}' is a model from user code: build it in Python with compress.model(factory, ...)")
+    from compress.weights import SHIPPED
+
+    if name.strip().lower() in SHIPPED:
+        raise ConfigError(f"'{name}' is a trained checkpoint shipped with compress, not an architecture: use it as "
+                          f"a teacher (--teacher {name}, or {{checkpoint: {name}}} in a recipe)")
     return MODELS.canonical(name)
 
 

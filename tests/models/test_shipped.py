@@ -77,3 +77,16 @@ def test_no_shipped_recipe_example_or_doc_names_the_old_path() -> None:
     assert {p.name for p in recipes} >= {"fashion_mnist.yaml", "fashion_mnist_ci.yaml"}
     assert json.loads((ROOT / "compress" / "weights" / f"{NAME}.safetensors.json").read_text())["file"] == \
         f"{NAME}.safetensors"
+
+
+def test_the_name_used_as_an_architecture_says_how_to_use_it() -> None:
+    from compress.errors import ConfigError
+    from compress.pipeline.spec import parse_recipe
+
+    raw = {"data": {"name": "fashion-mnist"}, "teachers": [{"model": NAME, "train": {"epochs": 1}}],
+           "distill": {"student": "resnet8"}}
+    with pytest.raises(ConfigError, match=r"^teachers\[0\]\.model: 'fashion-mnist-resnet20' is a trained checkpoint "
+                                          r"shipped with compress, not an architecture: use it as a teacher "
+                                          r"\(--teacher fashion-mnist-resnet20, or \{checkpoint: "
+                                          r"fashion-mnist-resnet20\} in a recipe\)$"):
+        parse_recipe(raw)
