@@ -15,7 +15,7 @@ of the deployed ATSC against the student alone, KD and SimKD, the teacher's top-
 training images/s, as JSON and Markdown. Finished runs in --work are reused, so an interrupted record
 continues where it stopped.
 
-    python benchmarks/distill_regimes.py --teacher-checkpoint pipelines/weights/fashion-mnist-resnet20.safetensors \
+    python benchmarks/distill_regimes.py --teacher-checkpoint compress/weights/fashion-mnist-resnet20.safetensors \
         --train-limit 20000 --epochs 1 --seeds 0 1 2 --work /tmp/regimes --out benchmarks/results/distill_regimes_cpu
 """
 

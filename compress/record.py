@@ -32,12 +32,20 @@ SUMMARY_FILE = "summary.json"  # the finished run: scores, speed, wall time, wha
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint file a user means: a training run's folder stands for its ``model.safetensors``.
+    """The checkpoint file a user means: a training run's folder stands for its ``model.safetensors``, and
+    the name of a checkpoint shipped with compress (``fashion-mnist-resnet20``) for that file, unless a file
+    or folder of that name exists here.
 
     Nothing is checked here; whatever reads the file reports a missing one with its own context.
     """
+    from compress.weights import shipped_path
+
     path = Path(path)
-    return path / MODEL_FILE if path.is_dir() else path
+    if path.is_dir():
+        return path / MODEL_FILE
+    if not path.exists() and len(path.parts) == 1:  # a bare name, not a path
+        return shipped_path(path.name) or path
+    return path
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._canonical: dict[str, str] = {}  # normalized key -> canonical name
+        self._aliases: dict[str, tuple[str, ...]] = {}  # canonical name -> its aliases, as registered
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -37,6 +38,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} name '{key}' clashes with '{self._canonical[norm]}'")
             self._canonical[norm] = name
         self._entries[name] = obj
+        self._aliases[name] = aliases
 
     def canonical(self, name: str) -> str:
         norm = normalize(name)
@@ -50,6 +52,11 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]
+
+    def aliases(self, name: str) -> tuple[str, ...]:
+        """The other names ``name`` was registered with (for listings; any spelling that differs only in
+        case, '-' and '_' is accepted too)."""
+        return self._aliases.get(self.canonical(name), ())
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -7,6 +7,7 @@ output folder as it was.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
@@ -17,13 +18,13 @@ from compress.artifacts import sha256_file
 from compress.data import DataBundle, DataConfig, load_data
 from compress.distill import METHODS, DistillConfig, build_method, deployed_cost, format_cost
 from compress.distill.base import Supervised
-from compress.errors import ConfigError
+from compress.errors import ConfigError, UsageError
 from compress.logs import get_logger
 from compress.models import ClassifierModel, ModelSpec, build_model, canonical_name, make_spec
 from compress.models.weights import load_weights
 from compress.output_folder import check_output_path
 from compress.parallel import DistContext
-from compress.record import CheckpointRecord, RunInfo, resolve_checkpoint
+from compress.record import MODEL_FILE, CheckpointRecord, RunInfo, resolve_checkpoint
 from compress.train import FitResult, TrainConfig, evaluate, fit
 from compress.train_config import resolve_device, seed_everything
 
@@ -59,7 +60,58 @@ def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, dist: DistC
     channels_last = train_cfg.channels_last if train_cfg.channels_last is not None else device.type == "cuda"
     train_cfg.channels_last = channels_last
     data = load_data(data_cfg, device=device, channels_last=channels_last, rank=dist.rank, world_size=dist.world_size)
+    # always said: a default dataset picked silently is how an ImageNet teacher met Fashion-MNIST
+    dist.main_only(logger.info)(f"data: {data.info.name}, {data.train.num_samples:,} training and "
+                                f"{data.val.num_samples:,} validation images, {data.num_classes} classes, "
+                                f"{data.image_size} px, {data.preprocessing.channels} channel(s)")
     return device, data
+
+
+DEFAULT_DATA = "fashion-mnist"  # what `compress distill` trains on when --data is not given
+IMAGENET_WEIGHTS = ("imagenet", "pretrained", "torchvision")  # the names load_weights reads as torchvision's
+
+
+def _imagenet_teacher(name: str, weights: str | None) -> bool:
+    """Whether a teacher's weights are ImageNet's: named so, or a torchvision zoo model (whose only weights
+    are ImageNet's) given without a file."""
+    if weights is not None:
+        return weights.lower() in IMAGENET_WEIGHTS or (name.startswith("timm:") and not Path(weights).exists())
+    if _teacher_checkpoint(name) is not None:
+        return False
+    from compress.models.zoo import MODELS, TORCHVISION_PREFIX
+
+    bare = name.removeprefix(TORCHVISION_PREFIX)
+    return bare in MODELS and not MODELS.get(bare).cifar_style
+
+
+def default_data(teachers: Sequence[str], teacher_weights: Sequence[str]) -> str:
+    """The dataset when none is given: Fashion-MNIST, unless a teacher is an ImageNet model, which needs the
+    user's images (training it against 28 px grey Fashion-MNIST would run, and mean nothing)."""
+    for i, name in enumerate(teachers):
+        weights = teacher_weights[i] if i < len(teacher_weights) else None
+        if _imagenet_teacher(name, weights):
+            weights_hint = "" if weights else " (and --teacher-weights imagenet or FILE)"
+            raise UsageError(f"teacher '{name}' is an ImageNet model but no --data was given (the default, "
+                             f"{DEFAULT_DATA}, is 28 px grey): pass your images, e.g. --data imagefolder "
+                             f"--data-dir DIR{weights_hint}")
+    return DEFAULT_DATA
+
+
+def _label(value: str) -> str:
+    """A model or teacher as a folder-name part: a checkpoint by its file stem or run folder."""
+    path = Path(value)
+    if path.suffix == ".safetensors":
+        value = path.parent.name if path.name == MODEL_FILE else path.stem
+    elif len(path.parts) > 1:
+        value = path.name
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", value).strip("-.") or "model"
+
+
+def default_out(student: str, teachers: Sequence[str]) -> Path:
+    """Where `compress distill` writes when --out is not given: runs/<student>-from-<teacher>[+<teacher>],
+    or runs/<student>-alone without a teacher."""
+    source = "-from-" + "+".join(_label(t) for t in teachers) if teachers else "-alone"
+    return Path("runs") / (_label(student) + source)
 
 
 def train_teacher_run(model_name: str, data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, *,
@@ -248,4 +300,5 @@ def _distill_run(student_arg: ModelArg, teachers: list[ModelArg], teacher_weight
                log=log)
 
 
-__all__ = ["train_teacher_run", "distill_run", "load_teacher", "prepare", "data_record", "check_output_path"]
+__all__ = ["DEFAULT_DATA", "train_teacher_run", "distill_run", "default_data", "default_out", "load_teacher", "prepare",
+           "data_record", "check_output_path"]

@@ -16,7 +16,7 @@ from compress.errors import CheckpointError, ConfigError
 from compress.models.user import reference_of
 
 ROOT = Path(__file__).resolve().parents[1]
-TEACHER = ROOT / "pipelines" / "weights" / "fashion-mnist-resnet20.safetensors"
+TEACHER = ROOT / "compress" / "weights" / "fashion-mnist-resnet20.safetensors"
 SMALL = {"epochs": 1, "train_limit": 256, "val_limit": 128, "batch_size": 64, "device": "cpu"}
 
 

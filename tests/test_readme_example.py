@@ -21,8 +21,7 @@ def readme_example() -> str:
 
 def test_your_own_model_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     pytest.importorskip("onnxruntime")
-    (tmp_path / "pipelines").symlink_to(ROOT / "pipelines")  # the example's teacher, by its relative path
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # an empty folder: the example's teacher is the shipped one, by name
     namespace = {"__name__": "__main__"}
     exec(compile(readme_example(), "README.md", "exec"), namespace)
     result, report = namespace["result"], namespace["report"]

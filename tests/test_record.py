@@ -11,7 +11,7 @@ from compress.errors import CheckpointError
 from compress.record import (MODEL_FILE, CheckpointRecord, RunInfo, RunSummary, Scores, resolve_checkpoint,
                              training_fields)
 
-SHIPPED = Path(__file__).resolve().parents[1] / "pipelines" / "weights" / "fashion-mnist-resnet20.safetensors"
+SHIPPED = Path(__file__).resolve().parents[1] / "compress" / "weights" / "fashion-mnist-resnet20.safetensors"
 
 
 def test_the_shipped_teachers_record_reads_typed_and_writes_back_byte_for_byte() -> None:

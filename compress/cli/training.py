@@ -75,14 +75,14 @@ def train_teacher(
 @_with_method_options(after="preset")
 def distill(
     student: str = typer.Option(..., "--student", "-s", help="Student model, e.g. mobilenetv2, resnet8x4."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: model.safetensors (deployable student) + JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder: model.safetensors (deployable student) + JSON (default: runs/STUDENT-from-TEACHER)."),
     teacher: list[str] = typer.Option([], "--teacher", "-t", help="Teacher model name or checkpoint (file or train-teacher folder); repeat for several teachers."),
     teacher_weights: list[str] = typer.Option([], "--teacher-weights", help="Weights per --teacher, same order: a file, or 'imagenet'."),
     method: str = typer.Option("atsc", "--method", help="atsc (default), simkd, kd or none (see `compress list methods`); the options below name the methods they apply to."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Recipe: cifar100, imagenet or fashion-mnist (default: by dataset)."),
     strict: bool = typer.Option(False, "--strict", help="Stop when an adapted teacher keeps less than 1 - --teacher-drop-limit of its top-1."),
     teacher_margin: Optional[float] = typer.Option(None, "--teacher-margin", hidden=True),  # --teacher-drop-limit's old name
-    data: str = typer.Option("fashion-mnist", "--data", "-d", help=DATA_HELP),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=DATA_HELP + " Required with an ImageNet teacher."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the dataset files."),
     download: bool = typer.Option(False, "--download", help="Download the dataset when missing (needs internet)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default: the preset's)."),
@@ -121,7 +121,13 @@ def distill(
     from compress.parallel import DistContext
     from compress import api
     from compress.train import TrainConfig
+    from compress.workflows import default_data, default_out
 
+    if data is None:
+        data = default_data(teacher, teacher_weights)  # refuses an ImageNet teacher on the 28 px default
+    if out is None:
+        out = default_out(student, teacher)
+        logger.info(f"output folder: {out} (pass --out to choose)")
     training, method_defaults, preset_name = resolve_preset(preset, data, {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "schedule": schedule,
         "milestones": _ints(milestones, "--milestones") or None, "warmup_epochs": warmup})

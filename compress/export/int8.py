@@ -18,6 +18,7 @@ from compress.export.base import ExportImages, ExportSource, StepResult
 from compress.export.onnx import input_channels
 from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, compare_int8, quantize_int8
 from compress.export.sensitivity import FallbackOptions, float_layers_latency, quantize_with_fallback
+from compress.export.timing import speed_words
 
 
 @dataclass
@@ -64,8 +65,9 @@ def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepR
     else:
         fallback = _quantize_within_gate(onnx_path, path, images, options, source, timing)
     report = compare_int8(onnx_path, path, images.val_x, images.val_y, **timing)
-    source.log(f"int8: top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%}, latency ratio "
-               + ", ".join(f"batch {b}: {v['int8_over_fp32']:.2f}x" for b, v in report.latency.items()))
+    source.log(f"int8: top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%}; "
+               + ", ".join(f"batch {b}: {speed_words(v['int8_over_fp32'], 'INT8', 'fp32')}"
+                           for b, v in report.latency.items()))
     floats = f", {len(fallback['float_layers'])} layer(s) kept in float" if fallback.get("float_layers") else ""
     return StepResult([path], {"int8": {**report.to_dict(), **({"fallback": fallback} if fallback else {})}},
                       f"model.int8.onnx, top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%} on "

@@ -125,7 +125,8 @@ def require_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError:
-        raise MissingDependency("tensorrt", "trt", "building TensorRT engines") from None
+        # the package alone is not enough: an engine is built on, and for, the NVIDIA GPU it will run on
+        raise MissingDependency("tensorrt", "trt", "building TensorRT engines, which also needs an NVIDIA GPU") from None
     return tensorrt
 
 

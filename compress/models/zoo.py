@@ -45,13 +45,13 @@ def _features_classifier_prefixes(n_classifier_layers: int) -> tuple[tuple[str, 
 for _name, _builder in (("resnet18", tvm.resnet18), ("resnet34", tvm.resnet34), ("resnet50", tvm.resnet50), ("resnet101", tvm.resnet101)):
     MODELS.add(_name, ZooEntry(partial(tv.resnet, _builder), "torchvision-resnet", False, _RESNET_PREFIXES))
 MODELS.add("mobilenet_v2", ZooEntry(partial(tv.features_classifier, tvm.mobilenet_v2), "mobilenet", False,
-                                    _features_classifier_prefixes(2)))
+                                    _features_classifier_prefixes(2)), "mobilenetv2")
 MODELS.add("mobilenet_v3_small", ZooEntry(partial(tv.features_classifier, tvm.mobilenet_v3_small), "mobilenet", False,
-                                          _features_classifier_prefixes(4)))
+                                          _features_classifier_prefixes(4)), "mobilenetv3-small")
 MODELS.add("mobilenet_v3_large", ZooEntry(partial(tv.features_classifier, tvm.mobilenet_v3_large), "mobilenet", False,
-                                          _features_classifier_prefixes(4)))
+                                          _features_classifier_prefixes(4)), "mobilenetv3-large")
 MODELS.add("efficientnet_b0", ZooEntry(partial(tv.features_classifier, tvm.efficientnet_b0), "efficientnet", False,
-                                       _features_classifier_prefixes(2)))
+                                       _features_classifier_prefixes(2)), "efficientnet-b0")
 MODELS.add("shufflenet_v2_x1_0", ZooEntry(partial(tv.shufflenet, tvm.shufflenet_v2_x1_0), "shufflenet", False,
                                           _SHUFFLE_PREFIXES), "shufflenetv2")
 
@@ -87,6 +87,11 @@ def canonical_name(name: str) -> str:
         return canonical
     if name.startswith("python:"):
         raise ConfigError(f"'{name}' is a model from user code: build it in Python with compress.model(factory, ...)")
+    from compress.weights import SHIPPED
+
+    if name.strip().lower() in SHIPPED:
+        raise ConfigError(f"'{name}' is a trained checkpoint shipped with compress, not an architecture: use it as "
+                          f"a teacher (--teacher {name}, or {{checkpoint: {name}}} in a recipe)")
     return MODELS.canonical(name)
 
 
@@ -98,13 +103,20 @@ def source_of(name: str) -> str:
 
 
 def model_listing() -> list[tuple[str, str, str]]:
-    """(name, where it comes from, family) for `compress list models`; timm's models are too many to list."""
+    """(name, where it comes from, family and aliases) for `compress list models`; timm's models are too many
+    to list. The checkpoints shipped with compress follow, as teachers usable by name (with their top-1)."""
     from compress.models.timm_zoo import timm_version
+    from compress.weights import shipped_listing
 
-    rows = [(name, source_of(name), MODELS.get(name).family) for name in MODELS.names()]
+    rows = []
+    for name in MODELS.names():
+        aliases = MODELS.aliases(name)
+        note = f" (also: {', '.join(aliases)})" if aliases else ""
+        rows.append((name, source_of(name), MODELS.get(name).family + note))
     version = timm_version()
     timm_note = f"timm {version} installed" if version else "needs: pip install 'compress-edge[timm]'"
-    return rows + [("timm:<any timm model name>", "timm", timm_note)]
+    shipped = [(name, "shipped", summary) for name, summary in shipped_listing()]
+    return rows + [("timm:<any timm model name>", "timm", timm_note)] + shipped
 
 
 def make_spec(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,

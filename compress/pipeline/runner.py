@@ -104,7 +104,8 @@ def _preflight(spec: PipelineSpec) -> None:
     for i, t in enumerate(spec.teachers):
         if t.checkpoint and not teacher_checkpoint(t.checkpoint).is_file():
             raise ConfigError(f"teachers[{i}].checkpoint: '{t.checkpoint}' does not exist (relative paths are from "
-                              "the current folder): train it first or fix the path")
+                              "the current folder; shipped checkpoints go by name, see `compress list models`): "
+                              "train it first or fix the path")
     baseline = spec.validation.baseline
     if baseline and not Path(baseline).is_file():
         raise ConfigError(f"validate.baseline: '{baseline}' does not exist (relative paths are from the current "

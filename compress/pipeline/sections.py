@@ -20,7 +20,7 @@ from compress.errors import ConfigError
 from compress.export.backends import BACKENDS, built_from_message
 from compress.export.target import TargetOptions, gated_options, target_backends
 from compress.pipeline.fields import checked, convert, join, mapping, plain, read_fields, unknown_keys
-from compress.validate.gates import Gates, parse_gates, uses_baseline
+from compress.validate.gates import Gates, check_requested, parse_gates, uses_baseline
 from compress.validate.latency import LatencyConfig
 
 REFERENCE = "student"  # the fp32 PyTorch student: what every exported artifact is compared with
@@ -113,6 +113,10 @@ class ValidationSpec:
                     hint = f"did you mean '{close[0]}'? " if close and close[0] != stage else ""
                     raise ConfigError(f"{path}.gates.{stage}: not a stage this recipe validates ({hint}"
                                       f"it validates {', '.join(built)})")
+        # a gate the recipe asks for must be judgeable on what it validates and times
+        checked(join(path, "gates"), lambda: check_requested(spec.parsed_gates, list(built), REFERENCE,
+                                                             batch_sizes=spec.batch_sizes, threads=spec.threads,
+                                                             baseline=bool(spec.baseline)))
         return spec
 
     def to_dict(self) -> dict[str, Any]:

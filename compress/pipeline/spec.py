@@ -80,7 +80,7 @@ class TeacherSpec:
     """One teacher: a zoo model trained here (``train``), or given weights, or an existing checkpoint."""
 
     model: str | None = None  # zoo name, timm:NAME or torchvision:NAME
-    checkpoint: str | None = None  # a model.safetensors (or a run folder holding one)
+    checkpoint: str | None = None  # a model.safetensors, a run folder holding one, or a shipped name (fashion-mnist-resnet20)
     weights: str | None = None  # a weights file or 'imagenet'; with `train`, the initialisation
     train: TrainSpec | None = None  # train it here: its keys > the preset's > the defaults below
     label_smoothing: float = 0.0  # of the teacher's cross-entropy while it trains here, in [0, 1)

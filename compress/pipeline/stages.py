@@ -301,11 +301,30 @@ def _report_inputs(run: RunContext) -> dict[str, Any]:
             "data": run.spec.data_dict()}  # the regime sentence describes it
 
 
+def _teacher_top1(run: RunContext) -> float | None:
+    """The best teacher's recorded top-1 (a given checkpoint's, or one trained here): the sanity gate says how
+    far below it the student is. Teachers given as zoo weights have no record."""
+    from compress.errors import CompressError
+    from compress.record import CheckpointRecord
+
+    scores = []
+    for t in (run.records.get("teacher") or {}).get("info", {}).get("teachers", []):
+        if t.get("weights") is None:
+            try:
+                metrics = CheckpointRecord.read(run.path(t["name"]), verify=False).metrics
+            except CompressError:
+                continue
+            if metrics is not None:
+                scores.append(metrics.top1)
+    return max(scores, default=None)
+
+
 def judged_validation(run: RunContext) -> Any:
     """The measurements of the validate stage with the recipe's gates judged on them (and on its baseline)."""
     from compress.validate import ValidationResult, evaluate_gates, read_result
 
     result = ValidationResult.from_dict(read_json(run.output_of("validate", "validation.json")))
+    result.teacher_top1 = _teacher_top1(run)
     path = run.spec.validation.baseline
     baseline = read_result(path, "validate.baseline") if path else None
     result.gates = evaluate_gates(result, run.spec.validation.parsed_gates, baseline)

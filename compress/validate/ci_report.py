@@ -82,7 +82,7 @@ def markdown_summary(suites: Suites, title: str = "compress gates") -> str:
         lines += ["| suite | stage | gate | value | threshold | margin | status |", "|---|---|---|---|---|---|---|"]
         for suite_name, suite in suites.items():
             for g in suite:
-                status = _STATUS_MARK[g.status] + (f": {g.reason}" if g.status == "skipped" and g.reason else "")
+                status = _STATUS_MARK[g.status] + "".join(f": {text}" for text in (g.reason, g.note) if text)
                 lines.append(f"| {suite_name} | {g.stage} | `{g.gate}` | {_cell(g, g.value)} | {_cell(g, g.threshold)} "
                              f"| {_cell(g, g.margin, signed=True)} | {status.replace('|', '/')} |")
     return "\n".join(lines) + "\n"

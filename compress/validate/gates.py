@@ -10,6 +10,15 @@ a speed-up is a ratio within one run, so a baseline from another machine still c
 
 ``GATES`` is the table of gate kinds; recipe keys, ``GateSpec`` keywords and the ``compress validate``
 options come from it, so a new gate is one entry there (its unit, direction and how it reads a result).
+
+Gates mean something or say why not:
+- a gate with a ``default`` (``min_above_chance``: the model must beat guessing) is judged on every stage
+  that ran, the reference included, unless a spec sets it; a threshold of 0 turns it off;
+- a speed-up measured on timings too dispersed to compare (``compress.export.timing.unreliable``) fails
+  with the reason instead of passing on noise;
+- a gate that cannot be judged on what was asked (a relative gate with only the reference, a latency gate
+  at a batch size not timed or without timing, a baseline gate without a baseline) is refused before the
+  work by ``check_requested``, with one line naming the gate and what it needs.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from compress.errors import ConfigError, GateFailed
+from compress.errors import ConfigError, GateFailed, UsageError
+from compress.export.timing import unreliable
 from compress.validate.results import GateResult, StageResult, ValidationResult
 
 _EPS = 1e-9  # 999/1000 agreement is 99.9%, whatever the float rounding says
@@ -49,10 +59,30 @@ class GateInputs:
     point: LatencyPoint
     baseline: StageResult | None = None
     baseline_missing: str = ""  # why ``baseline`` is None
+    num_classes: int | None = None  # of the validation data: chance is 100 / num_classes percent
+    teacher_top1: float | None = None  # the (best) teacher's recorded top-1, when known
 
 
 def _top1(x: GateInputs) -> Reading:
     return (x.stage.accuracy.top1, "") if x.stage.accuracy is not None else (None, "accuracy was not measured")
+
+
+def _above_chance(x: GateInputs) -> Reading:
+    if x.num_classes is None:
+        return None, "the number of classes was not recorded"
+    top1 = _top1(x)
+    return (top1[0] - 100.0 / x.num_classes, "") if top1[0] is not None else top1
+
+
+def _chance_note(x: GateInputs) -> str:
+    """Chance, and how far below its teacher the stage is when the teacher's top-1 is known."""
+    if x.num_classes is None or x.stage.accuracy is None:
+        return ""
+    note = f"chance {100.0 / x.num_classes:.2f}%"
+    if x.teacher_top1 is not None:
+        gap = x.teacher_top1 - x.stage.accuracy.top1
+        note += f"; {abs(gap):.2f} pt {'below' if gap >= 0 else 'above'} the teacher ({x.teacher_top1:.2f}%)"
+    return note
 
 
 def _top1_drop(x: GateInputs) -> Reading:
@@ -76,6 +106,15 @@ def _p90_ms(x: GateInputs) -> Reading:
 def _speedup(x: GateInputs) -> Reading:
     speedup = x.stage.speedup_at(x.point.batch_size, x.point.threads)
     return (speedup, "") if speedup is not None else (None, f"no speed-up measured at {x.point}")
+
+
+def _speedup_trust(x: GateInputs) -> str:
+    """Why this speed-up cannot be trusted (the stage's or the reference's p50 unstable), or ""."""
+    for side in (x.reference, x.stage):
+        why = unreliable(side.name, side.latency, x.point.batch_size, x.point.threads)
+        if why:
+            return f"not meaningful: {why}; rerun on a quieter machine or with a longer duration"
+    return ""
 
 
 def _top1_drop_vs_baseline(x: GateInputs) -> Reading:
@@ -109,22 +148,36 @@ class Gate:
     help: str  # the command-line option's help
     relative: bool = False  # compares with the reference stage: not judged on the reference itself
     baseline: bool = False  # compares with a stored report (``--baseline``)
+    latency: bool = False  # reads the timings at the spec's (batch size, threads)
+    default: float | None = None  # judged on every stage at this threshold unless set; 0 turns it off
+    trust: Callable[[GateInputs], str] | None = None  # why a value read cannot be trusted (the gate fails)
+    note: Callable[[GateInputs], str] | None = None  # context shown next to the verdict
 
 
 GATES: dict[str, Gate] = {gate.name: gate for gate in (
     Gate("min_top1", "%", at_least=True, percent=True, read=_top1, help="top-1 floor, percent."),
+    # Chance + 10 points, not a multiple of chance: 2x chance is out of reach with 2 classes (100 %) and
+    # means nothing with 1,000 (0.2 %), while 10 points above guessing is what any trained model clears and
+    # a collapsed or mis-exported one does not. On small validation sets it stays clear of luck: a model
+    # that guesses among 3 classes on 300 images scores 33.3 +- 2.7 %, so 43.3 % is nearly 4 standard
+    # deviations away (10 classes on 100 images: 10 +- 3 %).
+    Gate("min_above_chance", "pt", at_least=True, percent=True, read=_above_chance, default=10.0,
+         note=_chance_note, help="top-1 points above chance (100 / classes); judged on every stage at 10 unless "
+                                 "set, 0 turns it off."),
     Gate("max_top1_drop", "pt", at_least=False, percent=True, read=_top1_drop, relative=True,
          help="top-1 drop vs the reference, points."),
     Gate("min_agreement", "%", at_least=True, percent=True, read=_agreement, relative=True,
          help="top-1 agreement with the reference, percent."),
-    Gate("max_p90_ms", "ms", at_least=False, percent=False, read=_p90_ms, help="p90 latency at batch 1, ms."),
-    Gate("min_speedup", "x", at_least=True, percent=False, read=_speedup, relative=True,
-         help="speed-up vs the reference at batch 1, measured in the same run."),
+    Gate("max_p90_ms", "ms", at_least=False, percent=False, read=_p90_ms, latency=True,
+         help="p90 latency at batch 1, ms."),
+    Gate("min_speedup", "x", at_least=True, percent=False, read=_speedup, relative=True, latency=True,
+         trust=_speedup_trust, help="speed-up vs the reference at batch 1, measured in the same run; fails when "
+                                    "either side's p50 moved more than 2x between timing blocks."),
     Gate("max_top1_drop_vs_baseline", "pt", at_least=False, percent=True, read=_top1_drop_vs_baseline,
          baseline=True, help="top-1 drop vs the same stage in the --baseline report, points (default 1.0 "
                              "with --baseline)."),
     Gate("max_speedup_loss_vs_baseline", "%", at_least=False, percent=True, read=_speedup_loss_vs_baseline,
-         relative=True, baseline=True, help="share of the --baseline report's speed-up over the reference that "
+         relative=True, baseline=True, latency=True, trust=_speedup_trust, help="share of the --baseline report's speed-up over the reference that "
                                             "may be lost, percent (default 10 with --baseline)."),
 )}
 # The baseline gates judged when a baseline is given and no baseline gate is set.
@@ -196,11 +249,12 @@ def parse_gates(data: Mapping[str, Any] | None, where: str = "gates") -> Gates |
 
 
 def gates_by_stage(gates: Gates | None, stages: list[str], reference: str) -> dict[str, GateSpec]:
-    """One ``GateSpec`` applies to every stage but the reference; a mapping names stages explicitly."""
+    """One ``GateSpec`` applies to every stage but the reference (to the reference when it is the only stage);
+    a mapping names stages explicitly."""
     if gates is None:
         return {}
-    if isinstance(gates, GateSpec):
-        return {name: gates for name in stages if name != reference}
+    if isinstance(gates, GateSpec):  # with the reference alone, it is the one stage judged
+        return {name: gates for name in stages if name != reference} or {reference: gates}
     unknown = [name for name in gates if name not in stages]
     if unknown:
         close = difflib.get_close_matches(unknown[0], stages, n=1)
@@ -251,9 +305,63 @@ def check_baseline_data(result: ValidationResult, baseline: ValidationResult) ->
                           f"run on {now['samples']} {now['name']}: validate on the same data (--data, --val-limit)")
 
 
+def check_requested(gates: Gates | None, stages: list[str], reference: str, *, batch_sizes: Sequence[int],
+                    threads: Sequence[int], latency: bool = True, baseline: bool = False) -> None:
+    """Refuse, before any work, a gate that could only be skipped: one line naming the gate and what it needs."""
+    for stage, spec in gates_by_stage(gates, stages, reference).items():
+        for name, _ in spec.values:
+            gate, option = GATES[name], "--" + name.replace("_", "-")
+            if gate.relative and stage == reference:
+                if len(stages) == 1:
+                    raise UsageError(f"gate {name} compares a model with a reference, but '{stage}' is the only one "
+                                     f"validated: pass the reference too (the PyTorch checkpoint first, e.g. "
+                                     f"compress validate model.safetensors model.onnx) or drop {option}")
+                raise UsageError(f"gate {name} is set on '{stage}', which is the reference it compares with: set "
+                                 "it on another stage")
+            if gate.baseline and not baseline:
+                raise UsageError(f"gate {name} compares with a stored report: give one (--baseline REPORT.json, "
+                                 "validate.baseline in a recipe)")
+            if gate.latency and not latency:
+                raise UsageError(f"gate {name} needs latency measurements: drop --no-latency or {option}")
+            if gate.latency and spec.batch_size not in batch_sizes:
+                raise UsageError(f"gate {name} looks at batch {spec.batch_size}, which is not timed (batch sizes "
+                                 f"{', '.join(map(str, batch_sizes))}): add it to the batch sizes")
+            if gate.latency and spec.threads is not None and spec.threads not in threads:
+                raise UsageError(f"gate {name} looks at {spec.threads} threads, which are not timed (threads "
+                                 f"{', '.join(map(str, threads))}): add them to the thread counts")
+
+
+def num_classes_of(result: ValidationResult) -> int | None:
+    """The class count of the validation data: recorded, or read from the class names of older reports."""
+    recorded = result.data.get("num_classes")
+    if isinstance(recorded, int) and recorded >= 2:
+        return recorded
+    names = (result.data.get("preprocessing") or {}).get("class_names") or []
+    return len(names) if len(names) >= 2 else None
+
+
+def _wanted(name: str, stage: StageResult, spec: GateSpec | None, common: Mapping[str, float]) -> list[tuple[str, float, bool]]:
+    """(gate, threshold, is a default) for one stage, in table order: its spec's gates, then the gates with a
+    default it does not set (not on a stage that did not run); a defaulted gate at 0 is off."""
+    given = spec.thresholds if spec is not None else {}
+    out = []
+    for gate in GATES.values():
+        if gate.name in given:
+            threshold, default = given[gate.name], False
+        elif gate.default is not None and not stage.skipped:
+            threshold, default = common.get(gate.name, gate.default), True
+        else:
+            continue
+        if gate.default is not None and threshold == 0:
+            continue  # the off switch
+        out.append((gate.name, threshold, default))
+    return out
+
+
 def evaluate_gates(result: ValidationResult, gates: Gates | None,
                    baseline: ValidationResult | None = None) -> list[GateResult]:
-    """Judge every configured gate of every stage; baseline gates read the same stage of ``baseline``.
+    """Judge every configured gate of every stage, and the gates with a default (``min_above_chance``) on every
+    stage that ran; baseline gates read the same stage of ``baseline``.
 
     A baseline given without any baseline gate judges ``BASELINE_DEFAULTS`` on every stage but the reference."""
     reference = result.stages[result.reference]
@@ -262,12 +370,17 @@ def evaluate_gates(result: ValidationResult, gates: Gates | None,
     if baseline is not None:
         check_baseline_data(result, baseline)
         specs = with_baseline_defaults(specs, list(result.stages), result.reference)
+    common = gates.thresholds if isinstance(gates, GateSpec) else {}
+    classes = num_classes_of(result)
     out: list[GateResult] = []
-    for name, spec in specs.items():
-        stage = result.stages[name]
-        threads = spec.threads if spec.threads is not None else (measured_threads[-1] if measured_threads else None)
-        inputs = GateInputs(stage, reference, LatencyPoint(spec.batch_size, threads), *_baseline_stage(baseline, name))
-        for gate_name, threshold in spec.values:
+    for name in [*specs, *(n for n in result.stages if n not in specs)]:
+        stage, spec = result.stages[name], specs.get(name)
+        batch = spec.batch_size if spec is not None else 1
+        threads = spec.threads if spec is not None and spec.threads is not None else \
+            (measured_threads[-1] if measured_threads else None)
+        inputs = GateInputs(stage, reference, LatencyPoint(batch, threads), *_baseline_stage(baseline, name),
+                            num_classes=classes, teacher_top1=result.teacher_top1)
+        for gate_name, threshold, default in _wanted(name, stage, spec, common):
             gate = GATES[gate_name]
             if stage.skipped:
                 value, why = None, stage.reason
@@ -276,11 +389,18 @@ def evaluate_gates(result: ValidationResult, gates: Gates | None,
             else:
                 value, why = gate.read(inputs)
             if value is None:
-                out.append(GateResult(name, gate_name, threshold, None, "skipped", reason=why, unit=gate.unit))
+                if not default:  # a default that cannot be read here (no class count recorded) is not asked for
+                    out.append(GateResult(name, gate_name, threshold, None, "skipped", reason=why, unit=gate.unit))
+                continue
+            note = gate.note(inputs) if gate.note is not None else ""
+            distrust = gate.trust(inputs) if gate.trust is not None else ""
+            if distrust:  # a number from noise: not a pass, whatever it is
+                out.append(GateResult(name, gate_name, threshold, value, "fail", reason=distrust, unit=gate.unit,
+                                      note=note))
                 continue
             margin = value - threshold if gate.at_least else threshold - value
             status = "pass" if margin >= -_EPS else "fail"
-            out.append(GateResult(name, gate_name, threshold, value, status, margin, unit=gate.unit))
+            out.append(GateResult(name, gate_name, threshold, value, status, margin, unit=gate.unit, note=note))
     return out
 
 
@@ -299,10 +419,13 @@ def describe(g: GateResult) -> str:
     """``onnx min_agreement 97.10% < 99.90% (short by 2.80%)`` - one gate in words."""
     if g.status == "skipped":
         return f"{g.stage} {g.gate}: skipped: {g.reason}"
+    note = f" ({g.note})" if g.note else ""
+    if g.reason:  # failed although the number alone would pass: it cannot be trusted
+        return f"{g.stage} {g.gate} {format_value(g.value, g.unit)} {g.reason}{note}"
     at_least = GATES[g.gate].at_least
     op = (">=" if at_least else "<=") if g.status == "pass" else ("<" if at_least else ">")
     by = f" (by {format_value(abs(g.margin or 0.0), g.unit)})" if g.status == "fail" else ""
-    return f"{g.stage} {g.gate} {format_value(g.value, g.unit)} {op} {format_value(g.threshold, g.unit)}{by}"
+    return f"{g.stage} {g.gate} {format_value(g.value, g.unit)} {op} {format_value(g.threshold, g.unit)}{by}{note}"
 
 
 def gate_table(results: list[GateResult], statuses: tuple[str, ...] = ("fail",)) -> str:
@@ -311,7 +434,7 @@ def gate_table(results: list[GateResult], statuses: tuple[str, ...] = ("fail",))
     for g in results:
         if g.status not in statuses:
             continue
-        status = f"skipped: {g.reason}" if g.status == "skipped" else g.status
+        status = f"{g.status}: {g.reason}" if g.reason else g.status
         margin = "-" if g.margin is None else ("+" if g.margin >= 0 else "-") + format_value(abs(g.margin), g.unit)
         rows.append((g.stage, g.gate, format_value(g.value, g.unit), format_value(g.threshold, g.unit), margin, status))
     if len(rows) == 1:

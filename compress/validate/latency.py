@@ -20,7 +20,7 @@ import numpy as np
 
 from compress.bounds import MAX_BATCH, MAX_DURATION_S, MAX_SEED, MAX_THREADS, check_range, shown, within
 from compress.errors import ConfigError
-from compress.export.timing import LatencyStats, latency_stats
+from compress.export.timing import MAX_DRIFT, LatencyStats, latency_stats, unreliable  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from compress.validate.backends import Backend
@@ -117,21 +117,24 @@ def benchmark(backends: Sequence[Backend], input_shape: tuple[int, ...], cfg: La
             if not active:
                 continue
             times: dict[str, list[float]] = {b.name: [] for b in active}
+            blocks: dict[str, list[float]] = {b.name: [] for b in active}  # each block's p50, ms: the drift
             runs = _split(cfg.runs, cfg.blocks) if cfg.runs is not None else [None] * cfg.blocks
             for block in range(cfg.blocks):
-                for backend in active:
+                for backend in active:  # the reference is one of them: timed in the same blocks as the others
                     backend.set_threads(threads if backend.uses_threads else None)
                     n = runs[block]
                     if n == 0:
                         continue
-                    times[backend.name] += time_runs(lambda: backend.predict_logits(x), warmup=cfg.warmup, runs=n,
-                                                     duration_s=cfg.duration_s / cfg.blocks,
-                                                     min_runs=cfg.min_runs, timer=timer)
+                    timed = time_runs(lambda: backend.predict_logits(x), warmup=cfg.warmup, runs=n,
+                                      duration_s=cfg.duration_s / cfg.blocks, min_runs=cfg.min_runs, timer=timer)
+                    times[backend.name] += timed
+                    blocks[backend.name].append(1000.0 * float(np.median(timed)))
                     if cfg.pause_s > 0 and len(active) > 1:
                         sleep(cfg.pause_s)
             for backend in active:
-                results[backend.name].append(
-                    latency_stats(times[backend.name], batch, threads if backend.uses_threads else None))
+                results[backend.name].append(latency_stats(times[backend.name], batch,
+                                                           threads if backend.uses_threads else None,
+                                                           blocks[backend.name]))
     return results
 
 

@@ -22,7 +22,7 @@ from compress.errors import ConfigError, DeviceError
 from compress.export.backends import backend_for_file
 from compress.validate.accuracy import evaluate_backends
 from compress.validate.backends import Backend, RunnerFactory, StageSkipped, deploy_load, open_backend
-from compress.validate.gates import Gates, evaluate_gates, gates_by_stage
+from compress.validate.gates import Gates, check_requested, evaluate_gates, gates_by_stage
 from compress.validate.latency import LatencyConfig, benchmark, environment_record, speedups
 from compress.validate.results import StageResult, ValidationResult
 
@@ -143,6 +143,9 @@ def validate_artifacts(
     _check_names(artifacts, reference, providers, gates)
     cfg = latency or LatencyConfig(batch_sizes=tuple(batch_sizes), threads=tuple(threads), duration_s=duration_s)
     cfg.validate()
+    # a gate asked for is judged, or refused now: never a run that "passes" with the gate skipped
+    check_requested(gates, list(artifacts), reference, batch_sizes=cfg.batch_sizes, threads=cfg.threads,
+                    latency=measure_latency, baseline=baseline is not None)
 
     # The reference first: it must run here, and it fixes the input channels when the data does not.
     try:
@@ -166,8 +169,8 @@ def validate_artifacts(
         reference=reference,
         stages=stages,
         environment=environment_record().to_dict(),
-        data={"name": bundle.info.name, "samples": judged_on.num_samples, "preprocessing": expected,
-              **({"shift": data.shift, "shift_seed": data.shift_seed} if data.shift else {})},
+        data={"name": bundle.info.name, "samples": judged_on.num_samples, "num_classes": bundle.num_classes,
+              "preprocessing": expected, **({"shift": data.shift, "shift_seed": data.shift_seed} if data.shift else {})},
         # lists, not tuples: the record reads back from JSON unchanged
         latency_config={k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
         if measure_latency else {},

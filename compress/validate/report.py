@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from compress.artifacts import atomic_path, json_text, output_folder, sweep_litter
 from compress.errors import CheckpointError, MissingDependency
 from compress.validate.gates import describe, format_value
-from compress.validate.latency import LatencyStats
+from compress.validate.latency import MAX_DRIFT, LatencyStats
 from compress.validate.regime import LabelCounts, TeacherFacts, describe_regime, label_counts  # noqa: F401 (re-exported)
 from compress.validate.results import StageResult, ValidationResult
 
@@ -110,7 +110,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _stage_label(stage: StageResult) -> str:
     if stage.engine == "onnxruntime":
         return f"ONNX Runtime ({stage.provider})"
-    return {"pytorch": "PyTorch eager", "tensorrt": "TensorRT"}.get(stage.engine, stage.engine or "–")
+    return {"pytorch": "PyTorch eager", "tensorrt": "TensorRT", "openvino": "OpenVINO"}.get(stage.engine,
+                                                                                           stage.engine or "–")
+
+
+# Where a point's number goes, in points from it: stages close in latency and accuracy (int8 and
+# openvino_int8 often sit on top of each other) get different corners, so their labels never cover each other.
+LABEL_OFFSETS = ((6, 5), (6, -12), (-13, 5), (-13, -12))
 
 
 def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str, Any]] | None = None,
@@ -146,11 +152,14 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
             speed = s.speedup_at(st.batch_size, st.threads)
             lat_rows.append([s.name, str(st.batch_size), "–" if st.threads is None else str(st.threads),
                              _num(st.mean_ms, ".3f"), _num(st.p50_ms, ".3f"), _num(st.p90_ms, ".3f"),
-                             _num(st.p99_ms, ".3f"), _num(st.throughput, ".1f"), _num(speed, ".2f", "x"), str(st.runs)])
+                             _num(st.p99_ms, ".3f"), _num(st.spread, ".2f"), _num(st.drift, ".2f", "x"),
+                             _num(st.throughput, ".1f"), _num(speed, ".2f", "x"), str(st.runs)])
     if lat_rows:
         out += ["", "## Latency (ms) and throughput (images/s)", "",
-                f"Measured in one run, engines interleaved; speed-up = {result.reference} p50 / stage p50.", ""]
-        out.append(_table(["stage", "batch", "threads", "mean", "p50", "p90", "p99", "img/s",
+                f"Measured in one run, engines interleaved in blocks; speed-up = {result.reference} p50 / stage p50 "
+                f"(a stage is {result.reference}'s latency divided by its own times faster). Drift: slowest over "
+                f"fastest block p50; above {MAX_DRIFT:g}x a speed-up is not trusted.", ""]
+        out.append(_table(["stage", "batch", "threads", "mean", "p50", "p90", "p99", "p90/p50", "drift", "img/s",
                            f"speed-up vs {result.reference}", "runs"], lat_rows))
 
     if distillation:
@@ -164,7 +173,8 @@ def render_markdown(result: ValidationResult, distillation: Sequence[Mapping[str
         out += ["", "## Gates", ""]
         gate_rows = []
         for g in result.gates:
-            status = {"pass": "✅ pass", "fail": "❌ fail"}.get(g.status, f"⏭ skipped: {g.reason}")
+            status = {"pass": "✅ pass", "fail": "❌ fail"}.get(g.status, "⏭ skipped")
+            status += "".join(f": {text}" for text in (g.reason, g.note) if text).replace("|", "/")
             gate_rows.append([g.stage, g.gate, _gate_value(g.value, g.unit), _gate_value(g.threshold, g.unit),
                               "–" if g.margin is None else f"{g.margin:+.3g}", status])
         out.append(_table(["stage", "gate", "value", "threshold", "margin", "status"], gate_rows))
@@ -241,10 +251,12 @@ def _latency_panel(ax: Any, result: ValidationResult, batch_size: int | None) ->
         plotted_batch = point.batch_size
         latencies.append(point.p90_ms)
         top1.append(stage.accuracy.top1)
+        # the point carries a number, the legend its name: long names next to close points would overlap
+        number = str(len(top1))
         ax.scatter(point.p90_ms, stage.accuracy.top1, s=70, marker=markers.get(stage.engine, "o"),
-                   color=f"C{i}", label=f"{stage.name} ({_stage_label(stage)})", zorder=3)
-        ax.annotate(stage.name, (point.p90_ms, stage.accuracy.top1), textcoords="offset points", xytext=(6, 5),
-                    fontsize=8)
+                   color=f"C{i}", label=f"{number}: {stage.name}, {_stage_label(stage)}", zorder=3)
+        ax.annotate(number, (point.p90_ms, stage.accuracy.top1), textcoords="offset points",
+                    xytext=LABEL_OFFSETS[(len(top1) - 1) % len(LABEL_OFFSETS)], fontsize=8, fontweight="bold")
     threads = sorted({s.threads for st in result.stages.values() for s in st.latency if s.threads is not None})
     where = f"batch {plotted_batch}" + (f", CPU threads {threads[-1]}" if threads else "")
     ax.set_xlabel(f"p90 latency (ms, {where})")

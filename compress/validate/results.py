@@ -65,8 +65,9 @@ class GateResult:
     value: float | None
     status: str  # "pass" | "fail" | "skipped"
     margin: float | None = None  # headroom in the gate's unit: >= 0 passes, < 0 failed by that much
-    reason: str = ""  # for skipped gates
+    reason: str = ""  # why a gate was skipped, or why its value cannot be trusted (it then fails)
     unit: str = ""
+    note: str = ""  # context for the reader: chance, the distance to the teacher
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +81,7 @@ class ValidationResult:
     environment: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # dataset name, samples, preprocessing
     latency_config: dict[str, Any] = field(default_factory=dict)
+    teacher_top1: float | None = None  # the best teacher's recorded top-1, when known (the pipeline knows it)
 
     @property
     def failures(self) -> list[GateResult]:
@@ -99,6 +101,7 @@ class ValidationResult:
             "environment": self.environment,
             "data": self.data,
             "latency_config": self.latency_config,
+            "teacher_top1": self.teacher_top1,
         }
 
     @classmethod
@@ -110,6 +113,7 @@ class ValidationResult:
             environment=data.get("environment", {}),
             data=data.get("data", {}),
             latency_config=data.get("latency_config", {}),
+            teacher_top1=data.get("teacher_top1"),
         )
 
 

@@ -17,7 +17,7 @@ from compress.models import (ARCHITECTURES, Branch, ClassifierModel, SharedHeadS
                              build_projector, create_model)
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "pipelines" / "weights" / "fashion-mnist-resnet20.safetensors"
+SHIPPED = ROOT / "compress" / "weights" / "fashion-mnist-resnet20.safetensors"
 PREP = Preprocessing(mean=(0.5,), std=(0.5,), image_size=16, channels=1, source_channels=1)
 
 # The spec of a shared-head student as the code before the move wrote it (a distilled resnet8 from a resnet20,

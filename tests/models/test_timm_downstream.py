@@ -16,7 +16,7 @@ import compress  # noqa: E402
 from compress.deployable import load_deployable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-TEACHER = ROOT / "pipelines" / "weights" / "fashion-mnist-resnet20.safetensors"
+TEACHER = ROOT / "compress" / "weights" / "fashion-mnist-resnet20.safetensors"
 STUDENT = "timm:mobilenetv3_small_050"
 
 

@@ -144,7 +144,8 @@ def test_validate_baseline_passes_on_the_same_models_and_fails_on_a_better_basel
     drop, loss = gates["onnx", "max_top1_drop_vs_baseline"], gates["onnx", "max_speedup_loss_vs_baseline"]
     assert drop["status"] == "fail" and drop["value"] == pytest.approx(3.0) and drop["threshold"] == 1.0
     assert loss["status"] == "fail" and 95.0 < loss["value"] < 100.0 and loss["threshold"] == 10.0
-    assert err.strip().splitlines()[-1].startswith("error: 2 of 2 gates did not pass (2 failed): onnx "
+    # 4 gates: the two baseline gates and the sanity gate (min_above_chance) on each model
+    assert err.strip().splitlines()[-1].startswith("error: 2 of 4 gates did not pass (2 failed): onnx "
                                                   "max_top1_drop_vs_baseline 3.00 pt > 1.00 pt (by 2.00 pt)")
 
 

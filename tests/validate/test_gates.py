@@ -142,5 +142,5 @@ def test_the_command_line_has_one_option_per_gate():
 
     assert [option.name for option in GATE_OPTIONS] == list(GATES)
     assert [option.default.param_decls[0] for option in GATE_OPTIONS] == [
-        "--min-top1", "--max-top1-drop", "--min-agreement", "--max-p90-ms", "--min-speedup",
+        "--min-top1", "--min-above-chance", "--max-top1-drop", "--min-agreement", "--max-p90-ms", "--min-speedup",
         "--max-top1-drop-vs-baseline", "--max-speedup-loss-vs-baseline"]

@@ -30,7 +30,7 @@ def test_markdown_tables_from_fixed_numbers(fixed_result):
     assert "| student | PyTorch eager | 90.00% | 99.50% | 100.00% | 0.00e+00 | 390.6 KB | 98.0 k |" in text
     assert "| onnx | ONNX Runtime (cpu) | 89.90% | 99.50% | 99.95% | 3.00e-05 | 380.9 KB | 98.0 k |" in text
     assert "| trt | – | skipped: TensorRT engine needs an NVIDIA GPU and none is visible here |" in text
-    assert "| onnx | 32 | 2 | 16.000 | 16.000 | 18.000 | 19.800 | 2000.0 | 2.50x | 20 |" in text
+    assert "| onnx | 32 | 2 | 16.000 | 16.000 | 18.000 | 19.800 | – | – | 2000.0 | 2.50x | 20 |" in text
     assert "| method | teacher | student | top1 |" in text and "| kd | resnet32x4 | resnet8x4 | 88.25 |" in text
     assert "| int8 | max_top1_drop | 1.50 pt | 1.00 pt | -0.5 | ❌ fail |" in text
     assert "| trt | max_top1_drop | – | 1.00 pt | – | ⏭ skipped: TensorRT engine needs" in text
@@ -244,3 +244,27 @@ def test_regime_in_markdown_and_json(fixed_result, tmp_path):
     assert "## Distillation methods\n\n" + regime + "\n\n| run |" in paths.markdown.read_text()
     # a report without a comparison still says it, under the data line
     assert "\n\n" + regime + "\n\n## Stages" in render_markdown(fixed_result, regime=regime)
+
+
+def test_png_labels_of_close_stages_do_not_overlap(fixed_result):
+    """int8 and openvino_int8 often sit at the same latency and accuracy: each point gets a number in its own
+    corner, and the legend names it."""
+    import matplotlib.pyplot as plt
+
+    from compress.validate.results import StageResult
+
+    twin = fixed_result.stages["int8"]
+    fixed_result.stages["openvino_int8"] = StageResult("openvino_int8", "model.int8.xml", "openvino",
+                                                       accuracy=twin.accuracy, latency=twin.latency)
+    fig = report_figure(fixed_result)
+    try:
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        labels = [t for t in ax.texts if t.get_text().isdigit()]
+        assert [t.get_text() for t in labels] == ["1", "2", "3", "4"]
+        boxes = [t.get_window_extent() for t in labels]
+        assert not boxes[2].overlaps(boxes[3])  # int8 and openvino_int8, on the same point
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend[2:] == ["3: int8, ONNX Runtime (cpu)", "4: openvino_int8, OpenVINO"]
+    finally:
+        plt.close(fig)
