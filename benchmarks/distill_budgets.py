@@ -358,7 +358,7 @@ class Record:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--record", choices=sorted(RECORD_ARMS), default="budgets")
-    parser.add_argument("--teacher", default=str(ROOT / "pipelines/weights/fashion-mnist-resnet20.safetensors"),
+    parser.add_argument("--teacher", default="fashion-mnist-resnet20",
                         help="the strong clean teacher (a checkpoint)")
     parser.add_argument("--teacher-model", default="resnet20", help="its architecture (for the two-stage baseline)")
     parser.add_argument("--student", default="resnet8")
