@@ -138,3 +138,19 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line_and_130() -> None:
         child.kill()
     assert child.returncode == 130
     assert stderr.splitlines() == ["error: interrupted: compress stopped while starting; run the same command again"]
+
+
+def test_startup_benchmark_writes_a_sane_record(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_startup_bench", ROOT / "benchmarks" / "cli_startup.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    record = bench.main(["--tree", f"here={ROOT}", "--runs", "1", "--note", "test", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "cli_startup_cpu.json").read_text())
+    assert saved == json.loads(json.dumps(record)) and saved["cpu"] and saved["note"] == "test"
+    assert [r["command"] for r in saved["results"]] == ["compress " + " ".join(c) for c in bench.COMMANDS]
+    assert all(r["wall_s_median"] > 0 and r["peak_rss_mib_median"] > 10 for r in saved["results"])
+    table = (tmp_path / "cli_startup_cpu.md").read_text()
+    assert table.startswith("# CLI start-up") and "| `compress --version` |" in table

@@ -115,6 +115,7 @@ class SharedClassifierMethod(Method):
 
 
 class SimKD(SharedClassifierMethod):
+    """SimKD: teachers frozen, the feature MSE alone (registered in ``methods.METHODS``)."""
 
     def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel],
                  config: SharedHeadConfig | None = None, image_size: int | tuple[int, int] | None = None) -> None:
