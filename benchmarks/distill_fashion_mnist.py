@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compress.artifacts import environment, write_json  # noqa: E402
 from compress.data import DataConfig  # noqa: E402
 from compress.distill import DistillConfig  # noqa: E402
-from compress.distill.atsc import GUARD_DEFAULTS, REFERENCE_GUARDS  # noqa: E402
+from compress.distill.configs import GUARD_DEFAULTS, REFERENCE_GUARDS  # noqa: E402
 from compress.train import TrainConfig  # noqa: E402
 from compress.workflows import distill_run, train_teacher_run  # noqa: E402
 

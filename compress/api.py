@@ -21,23 +21,30 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
-from torch import nn
-
 from compress.errors import ConfigError
-from compress.models.user import FactoryArg, allow_factories, user_model
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads with the first call, not with ``import compress``
+    from torch import nn
+
     from compress.data import DataConfig
     from compress.distill import DistillConfig
+    from compress.models.base import ClassifierModel
+    from compress.models.split import SplitArg
+    from compress.models.user import FactoryArg
     from compress.train import FitResult, TrainConfig
     from compress.validate.results import ValidationResult
 
-# a dataset name, a DataConfig (a UserData too), a (train, val) pair of torch Datasets/DataLoaders, or one of them
-DataArg = Union[str, "DataConfig", Sequence[Any], Any]
-ModelArg = Union[str, nn.Module]
-Factories = Union[FactoryArg, Sequence[FactoryArg], None]
+    # a dataset name, a DataConfig (a UserData too), a (train, val) pair of torch Datasets/DataLoaders, or one of them
+    DataArg = Union[str, DataConfig, Sequence[Any], Any]
+    ModelArg = Union[str, nn.Module]
+    Factories = Union[FactoryArg, Sequence[FactoryArg], None]
 
-model = user_model  # compress.model(factory, split=None, **kwargs): a user model that checkpoints can rebuild
+
+def model(factory: FactoryArg, split: SplitArg = None, **kwargs: Any) -> ClassifierModel:
+    """``factory(**kwargs)`` as a classifier that checkpoints can rebuild (``compress.models.user.user_model``)."""
+    from compress.models.user import user_model
+
+    return user_model(factory, split, **kwargs)
 
 
 def _data_config(data: DataArg, overrides: Mapping[str, Any]) -> DataConfig:
@@ -147,6 +154,8 @@ def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequenc
         data = _data_config(calibration, {})
     else:
         _check_recorded_data(checkpoint)
+    from compress.models.user import allow_factories
+
     with allow_factories(_factories(model_factory)):
         return export_command(checkpoint, Path(out) if out is not None else folder / "export", list(build), options,
                               target=target, data_dir=data_dir, trust=trust, progress=progress, data=data)
@@ -179,6 +188,8 @@ def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist
     ``ValidationResult``). Returns the
     ``ValidationResult``; ``compress.validate.check_gates(result.gates)`` raises on a failed gate."""
     from compress.validate import validate_artifacts
+
+    from compress.models.user import allow_factories
 
     names = {name: str(path) for name, path in artifacts.items()}
     if not names:

@@ -433,7 +433,7 @@ def environment() -> dict[str, str]:
         mod = sys.modules.get(module)
         if mod is not None:
             env[module] = str(getattr(mod, "__version__", "?"))
-    from compress import __version__
+    from compress.version import __version__
 
     env["compress"] = __version__
     return env

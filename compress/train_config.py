@@ -6,13 +6,13 @@ import math
 import os
 import random
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from compress.bounds import MAX_EPOCHS, MAX_LR, MAX_SEED, check_range, shown, within
 from compress.errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:  # the config is read without torch (the command line, recipes); the functions below load it
+    import torch
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 MAX_LOG_EVERY = 1_000_000  # steps between log lines
@@ -68,6 +68,8 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -80,6 +82,8 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bf16 when asked for (GPU or CPU) or on a GPU by default; None for fp32."""
     if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
         return None
+    import torch
+
     return torch.bfloat16
 
 
@@ -91,6 +95,9 @@ def cpu_bf16_native() -> bool:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

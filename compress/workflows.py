@@ -16,7 +16,8 @@ from torch import nn
 
 from compress.artifacts import sha256_file
 from compress.data import DataBundle, DataConfig, load_data
-from compress.distill import METHODS, DistillConfig, build_method, deployed_cost, format_cost
+from compress.distill import METHODS, DistillConfig, build_method
+from compress.models.cost import deployed_cost, format_cost
 from compress.distill.base import Supervised
 from compress.errors import ConfigError, UsageError
 from compress.logs import get_logger
@@ -216,7 +217,7 @@ def _check_saveable(method_name: str, student: ClassifierModel, teachers: list[C
     from compress.models.base import check_recordable
 
     check_recordable(student)
-    if issubclass(METHODS.get(method_name), SharedClassifierMethod):
+    if issubclass(METHODS.get(method_name).load(), SharedClassifierMethod):
         for teacher in teachers:
             check_recordable(teacher)
 

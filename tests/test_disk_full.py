@@ -237,7 +237,9 @@ def test_simulated_full_disk_in_the_onnx_exporter(tmp_path: Path, checkpoint: Pa
         path.write_bytes(b"\0" * 1000)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("compress.export.onnx._export_to", export_to)
+    from compress.export import onnx  # compress.export is the API function; the package is imported
+
+    monkeypatch.setattr(onnx, "_export_to", export_to)
     with pytest.raises(DiskFull, match=r"model\.onnx' needs more than the 1000 B written") as caught:
         export_command(checkpoint, tmp_path / "export", ["onnx"], progress=False)
     assert not isinstance(caught.value, ExportError) and "--exporter" not in str(caught.value)

@@ -46,11 +46,11 @@ def sentinels(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stop accepted commands where their real work would start; run from the repository root."""
     import compress.deployable
     import compress.pipeline.runner
-    import compress.validate.measure
     import compress.workflows
+    from compress.validate import measure  # compress.validate is the API function; the package is imported
 
     monkeypatch.setattr(compress.workflows, "load_data", _accept)  # train-teacher, distill
-    monkeypatch.setattr(compress.validate.measure, "open_backend", _accept)  # validate
+    monkeypatch.setattr(measure, "open_backend", _accept)  # validate
     monkeypatch.setattr(compress.deployable, "load_deployable", _accept)  # export
     monkeypatch.setattr(compress.pipeline.runner, "_run_stages", _accept)  # run
     monkeypatch.chdir(ROOT)

@@ -3,7 +3,9 @@
 The import graph is built from every ``import`` statement in ``compress/`` and ``deploy/`` (module level,
 inside functions and under ``TYPE_CHECKING`` alike: a delayed import that breaks a cycle at run time still
 ties the two modules together), with an edge to the module actually named (``from a.b import c`` points at
-``a.b.c`` when that is a module, else at ``a.b``).
+``a.b.c`` when that is a module, else at ``a.b``), and, for ``from PACKAGE import ...``, to the package
+itself: the names are looked up in its ``__init__``, which must have run (and a package ``__init__`` that
+imports its submodules then closes a cycle with each of them).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def _imports(path: Path, name: str, known: dict[str, Path]) -> set[str]:
             for alias in node.names:
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if candidate in known else base)
+            if base in known and known[base].name == "__init__.py":
+                found.add(base)  # the names come through the package's __init__
     return found
 
 
@@ -112,3 +116,28 @@ def test_find_cycle_reports_a_cycle() -> None:
 def test_no_import_cycles() -> None:
     cycle = _find_cycle(_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_graph_sees_imports_through_a_package_init(tmp_path: Path) -> None:
+    # ``from compress.export import onnx`` reads compress/export/__init__.py even though onnx is a module
+    probe = tmp_path / "probe.py"
+    probe.write_text("from compress.export import onnx\nfrom compress.models.zoo import MODELS\n")
+    assert _imports(probe, "compress.models.probe", _modules()) == {
+        "compress.export", "compress.export.onnx", "compress.models.zoo"}
+
+
+def test_a_cycle_through_a_package_init_fails() -> None:
+    # compress/models/__init__.py names zoo (for type checkers); zoo importing from the package closes a cycle
+    graph = _graph()
+    graph["compress.models.zoo"] = graph["compress.models.zoo"] | {"compress.models"}
+    assert _find_cycle(graph) is not None
+
+
+def test_no_submodule_imports_its_own_package() -> None:
+    """A module of a subpackage never imports from that subpackage's ``__init__`` (``from compress.export import
+    onnx`` inside compress/export/): it names the module it needs (``from compress.export.onnx import ...``).
+    (The top-level packages' ``__init__`` files are the public API their modules may read.)"""
+    modules = _modules()
+    bad = {f"{mod} imports {dep}" for mod, deps in _graph().items() for dep in deps
+           if modules[mod].name != "__init__.py" and "." in dep and mod.rsplit(".", 1)[0] == dep}
+    assert not bad, "a submodule imports its own package's __init__:\n" + "\n".join(sorted(bad))

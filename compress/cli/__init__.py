@@ -8,7 +8,10 @@ one-line form), 3 a gate failed, 130 interrupted by Ctrl-C.
 
 Modules: ``app`` (the typer app and its global options), ``options`` (option tables and help shared by
 commands), ``listing`` (list, schema), ``training`` (train-teacher, distill), ``deployment`` (export,
-validate), ``run`` (run). Importing them registers their commands on ``app``.
+validate), ``run`` (run). Importing them registers their commands on ``app``; they import no torch (nor
+onnx, openvino, timm): the options come from torch-free tables, and each command imports its library code
+when it runs, so --help, completion and usage errors answer at once. The console script
+(``compress.__main__:main``) imports this package only once Ctrl-C during that import is handled.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        from compress import __version__
+        from compress.version import __version__
 
         typer.echo(f"compress {__version__}")
         raise typer.Exit()
@@ -101,6 +101,6 @@ def common_options(
         logs.configure(logs.level_for(verbose, quiet), log_file)
     except OSError as exc:
         raise UsageError(f"--log-file: cannot write '{log_file}' ({exc.strerror}): choose a writable path") from None
-    from compress import __version__
+    from compress.version import __version__
 
     logger.debug(f"compress {__version__}, command {ctx.invoked_subcommand}, Python {sys.version.split()[0]}")

@@ -1,4 +1,5 @@
-"""`compress list` and `compress schema`: what is registered, and the recipe's keys."""
+"""`compress list` and `compress schema`: what is registered, and the recipe's keys (all read from
+torch-free tables: both answer without loading torch)."""
 
 from __future__ import annotations
 
@@ -26,18 +27,18 @@ def _listing(what: ListWhat) -> list[tuple[str, str]]:
 
         return [(name, f"{source:12s} {family}") for name, source, family in model_listing()]
     if what is ListWhat.datasets:
-        from compress.data import DATASETS
+        from compress.data.config import DATASETS
 
         return [(name, DATASETS.get(name).description) for name in DATASETS.names()]
     if what is ListWhat.methods:
-        from compress.distill import METHODS
+        from compress.distill.methods import METHODS
 
         return [(name, METHODS.get(name).summary) for name in METHODS.names()]
     if what is ListWhat.projectors:
-        from compress.distill import PROJECTORS
+        from compress.models.projector_kinds import PROJECTORS
 
         return [(name, "") for name in PROJECTORS.names()]
-    from compress.distill import PRESETS
+    from compress.distill.config import PRESETS
 
     return [(name, PRESETS.get(name).get("description", "")) for name in PRESETS.names()]
 

@@ -115,9 +115,9 @@ def _setting_option(name: str, info: SettingInfo) -> inspect.Parameter:
 
 
 def _with_method_options(after: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Adds one option per method setting (``compress.distill.settings_table``) after the option
+    """Adds one option per method setting (``compress.distill.config.settings_table``) after the option
     ``after``; the values the user gave reach the command as ``settings`` (name -> value)."""
-    from compress.distill import settings_table
+    from compress.distill.config import settings_table  # torch-free: the config classes, not the methods
 
     table = {name: info for name, info in settings_table().items() if info.follows is None}
 

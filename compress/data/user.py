@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from compress.data import DataBundle, DataConfig, DatasetInfo
+from compress.data.config import DataConfig, DatasetInfo
+from compress.data.loading import DataBundle
 from compress.data.loaders import convert_channels, uint8_affine
 from compress.data.preprocessing import Preprocessing
 from compress.errors import ConfigError, DataError

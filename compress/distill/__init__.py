@@ -1,70 +1,46 @@
-"""Distillation methods behind one contract (``base.Method``), one file each.
+"""Distillation methods behind one contract (``base.Method``), one module each.
 
-A method file holds the class, its config dataclass and its registration at the class
-(``@METHODS.register(name)``). Every module of this package is imported here, so a new method is one
-new file. ``build_method(config, student, teachers)`` is the single factory.
+``methods.METHODS`` is the table of methods (name -> class, settings, summary), ``configs.py`` their
+settings; both torch-free, so the command line and the recipe schema read them without torch. The
+names below load from their modules on first use (``compress._lazy``). ``build_method(config,
+student, teachers)`` (``build.py``) is the single factory.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from typing import TYPE_CHECKING
 
-from compress.distill.atsc import ATSC, ATSCConfig
-from compress.distill.base import METHODS, Method, StepOutput, Supervised, SupervisedConfig
-from compress.distill.config import (PRESETS, DistillConfig, resolve_preset, scaled_lr, settings_table,
-                                     training_defaults)
-from compress.distill.kd import KD, KDConfig
-from compress.distill.settings import MethodConfig
-from compress.distill.simkd import SharedHeadConfig, SimKD
-from compress.errors import ConfigError
-from compress.models import (PROJECTORS, ClassifierModel, Projector, SharedHeadStudent, build_projector, deployed_cost,
-                             format_cost)
+from compress._lazy import lazy_names
 
-for _module in pkgutil.iter_modules(__path__):  # registers the methods of files not imported above
-    importlib.import_module(f"{__name__}.{_module.name}")
+if TYPE_CHECKING:
+    from compress.distill.atsc import ATSC
+    from compress.distill.base import Method, StepOutput, Supervised
+    from compress.distill.build import build_method, check_teachers
+    from compress.distill.config import (PRESETS, DistillConfig, resolve_preset, scaled_lr, settings_table,
+                                         training_defaults)
+    from compress.distill.configs import ATSCConfig, KDConfig, SharedHeadConfig, SupervisedConfig
+    from compress.distill.kd import KD
+    from compress.distill.methods import METHODS
+    from compress.distill.settings import MethodConfig
+    from compress.distill.simkd import SimKD
+    from compress.models.cost import deployed_cost, format_cost
+    from compress.models.projector import Projector, build_projector
+    from compress.models.projector_kinds import PROJECTORS
+    from compress.models.shared_head import SharedHeadStudent
 
-
-def check_teachers(student: ClassifierModel, teachers: list[ClassifierModel]) -> None:
-    """Teachers must share the student's label space and input images, and be distinct modules."""
-    for i, teacher in enumerate(teachers):
-        who = f"teacher {i + 1} ({teacher.spec.name})"
-        if teacher.num_classes != student.num_classes:
-            raise ConfigError(f"{who} has {teacher.num_classes} classes but the student ({student.spec.name}) has "
-                              f"{student.num_classes}: all teachers must share the student's label space")
-        if teacher.in_channels != student.in_channels:
-            raise ConfigError(f"{who} takes {teacher.in_channels}-channel images but the student "
-                              f"({student.spec.name}) takes {student.in_channels}: all teachers must take the same input")
-        for j, other in enumerate(teachers[:i]):
-            if other is teacher:
-                raise ConfigError(f"teachers {j + 1} and {i + 1} are the same module object: pass separate copies")
-        if teacher is student:
-            raise ConfigError(f"{who} is the student module itself: pass a separate teacher")
-
-
-def build_method(config: DistillConfig, student: ClassifierModel, teachers: list[ClassifierModel],
-                 image_size: int | tuple[int, int] | None = None) -> Method:
-    """The method ``config.method`` on ``student`` with ``teachers`` (ignored by ``none``).
-
-    Shared-classifier methods align feature maps at the first batch; pass ``image_size`` to resolve it
-    now (so ``deployable().architecture()`` works before training). Teachers are modified in place:
-    KD/SimKD freeze them, ATSC makes them trainable.
-    """
-    method = METHODS.get(config.method)
-    if method.needs_teachers:
-        if not teachers:
-            raise ConfigError(f"method '{config.method}' needs at least one teacher (--teacher NAME)")
-        check_teachers(student, teachers)
-    return method.from_config(config.settings, student, list(teachers), image_size)
-
-
-__all__ = [
-    "ATSC", "ATSCConfig", "KD", "KDConfig", "METHODS", "PRESETS", "PROJECTORS", "DistillConfig", "Method",
-    "MethodConfig", "Projector", "SharedHeadConfig", "SharedHeadStudent", "SimKD", "StepOutput", "Supervised",
-    "SupervisedConfig", "build_method", "build_projector", "check_teachers", "deployed_cost", "format_cost",
-    "resolve_preset", "scaled_lr", "settings_table", "training_defaults",
-]
-
-from compress._callable import make_callable  # noqa: E402
-
-make_callable(__name__, "distill")  # compress.distill(student, teachers, data, ...) is compress.api.distill
+__getattr__, __all__ = lazy_names(__name__, {
+    "atsc": ("ATSC",),
+    "base": ("Method", "StepOutput", "Supervised"),
+    "build": ("build_method", "check_teachers"),
+    "config": ("PRESETS", "DistillConfig", "resolve_preset", "scaled_lr", "settings_table", "training_defaults"),
+    "configs": ("ATSCConfig", "KDConfig", "SharedHeadConfig", "SupervisedConfig"),
+    "kd": ("KD",),
+    "methods": ("METHODS",),
+    "settings": ("MethodConfig",),
+    "simkd": ("SimKD",),
+    # the models that distillation builds, named here too
+    "compress.models.cost": ("deployed_cost", "format_cost"),
+    "compress.models.projector": ("Projector", "build_projector"),
+    "compress.models.projector_kinds": ("PROJECTORS",),
+    "compress.models.shared_head": ("SharedHeadStudent",),
+})

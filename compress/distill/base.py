@@ -4,11 +4,8 @@
 returns the module that is evaluated, exported and shipped. Optional hooks let a method act around
 the optimizer step (e.g. ATSC's bias refinement) without the loop knowing which method it runs.
 
-Methods register themselves by name at the class, with their typed settings::
-
-    @METHODS.register("kd", "hinton")
-    class KD(Method):
-        config_class = KDConfig  # a MethodConfig dataclass: the settings, their docs and bounds
+Methods are registered by name in ``methods.METHODS`` with their typed settings (``configs.py``), so
+the command line knows them without importing this module (torch).
 """
 
 from __future__ import annotations
@@ -20,9 +17,10 @@ import torch
 from torch import nn
 
 from compress.data.labels import labeled_ce
-from compress.distill.settings import MethodConfig, setting
-from compress.models import ClassifierModel
-from compress.registry import Registry
+from compress.distill.configs import SupervisedConfig
+from compress.distill.methods import METHODS
+from compress.distill.settings import MethodConfig
+from compress.models.base import ClassifierModel
 
 
 @dataclass
@@ -35,6 +33,7 @@ class StepOutput:
 class Method(nn.Module):
     """Base class. Subclasses own every module they train and decide what is deployed."""
 
+    # What ``METHODS.register`` reads from a class registered from Python (built-ins: ``methods.py``).
     summary: ClassVar[str] = ""  # one line for `compress list methods`
     config_class: ClassVar[type[MethodConfig]] = MethodConfig  # its settings
     needs_teachers: ClassVar[bool] = True
@@ -96,20 +95,9 @@ class Method(nn.Module):
         return {}
 
 
-METHODS: Registry[type[Method]] = Registry("method")
-
-
-@dataclass
-class SupervisedConfig(MethodConfig):
-    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", low=0.0, high=0.999)
-
-
-@METHODS.register("none", "scratch")
 class Supervised(Method):
     """Plain cross-entropy training of one model: teachers, and the 'none' distillation baseline."""
 
-    summary = "the student alone with cross-entropy (baseline)"
-    config_class = SupervisedConfig
     needs_teachers = False
     uses_unlabeled = False
     label_terms = ("ce",)

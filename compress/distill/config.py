@@ -8,8 +8,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from compress.data import DATASETS
-from compress.distill.base import METHODS
+from compress.data.config import DATASETS
+from compress.distill.methods import METHODS
 from compress.distill.settings import MethodConfig, Rule, setting_fields
 from compress.errors import ConfigError
 from compress.registry import Registry

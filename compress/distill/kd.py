@@ -6,15 +6,13 @@ several teachers the soft targets are the mean of their softened probabilities.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from compress.distill.base import METHODS, Method, StepOutput
+from compress.distill.base import Method, StepOutput
+from compress.distill.configs import KDConfig
 from compress.distill.losses import kd_loss, mean_soft_targets
-from compress.distill.settings import MethodConfig, setting
-from compress.models import ClassifierModel
+from compress.models.base import ClassifierModel
 
 
 def freeze(teacher: ClassifierModel) -> ClassifierModel:
@@ -23,17 +21,7 @@ def freeze(teacher: ClassifierModel) -> ClassifierModel:
     return teacher.eval()
 
 
-@dataclass
-class KDConfig(MethodConfig):
-    temperature: float = setting(4.0, "temperature T of the soft targets", low=0.0, above=True)
-    ce_weight: float = setting(0.1, "weight of the label cross-entropy", low=0.0)
-    kl_weight: float = setting(0.9, "weight of the T^2 KL term", low=0.0)
-
-
-@METHODS.register("kd", "hinton")
 class KD(Method):
-    summary = "Hinton KD: CE + T^2 KL to the (mean) softened teacher probabilities; teachers frozen"
-    config_class = KDConfig
     label_terms = ("ce",)
 
     def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel],

@@ -10,18 +10,18 @@ settings of the projector and the feature MSE (``SharedHeadConfig``, which ATSC'
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from compress.distill.base import METHODS, Method, StepOutput
+from compress.distill.base import Method, StepOutput
+from compress.distill.configs import SharedHeadConfig
 from compress.distill.kd import freeze
 from compress.distill.losses import feature_mse
-from compress.distill.settings import MethodConfig, setting
-from compress.models import (PROJECTORS, Branch, ClassifierModel, SharedHeadStudent, align_maps, build_projector,
-                             feature_size)
+from compress.models.base import ClassifierModel
+from compress.models.projector import build_projector
+from compress.models.shared_head import Branch, SharedHeadStudent, align_maps, feature_size
 from compress.parallel import all_reduce_sum_
 
 
@@ -39,16 +39,6 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 def _stack_mean(values: list[torch.Tensor]) -> torch.Tensor:
     return values[0] if len(values) == 1 else torch.stack(values).mean(0)
-
-
-@dataclass
-class SharedHeadConfig(MethodConfig):
-    """SimKD's settings, shared by every shared-classifier method."""
-
-    projector: str = setting("bottleneck", "projector kind: bottleneck (reference), depthwise, pointwise or linear",
-                             names=PROJECTORS)
-    factor: int = setting(2, "projector bottleneck factor r (C_t / r channels)", low=1)
-    beta: float = setting(1.0, "weight of the feature MSE", low=0.0)
 
 
 class SharedClassifierMethod(Method):
@@ -124,10 +114,8 @@ class SharedClassifierMethod(Method):
         return {"feature_mse": float((stats["mse"] / stats["count"].clamp(min=1)).mean())}
 
 
-@METHODS.register("simkd")
 class SimKD(SharedClassifierMethod):
-    summary = "SimKD: projector + frozen teacher classifier, feature MSE (Chen et al. 2022); teachers frozen"
-    config_class = SharedHeadConfig
+    """SimKD: teachers frozen, the feature MSE alone (registered in ``methods.METHODS``)."""
 
     def __init__(self, student: ClassifierModel, teachers: list[ClassifierModel],
                  config: SharedHeadConfig | None = None, image_size: int | tuple[int, int] | None = None) -> None:

@@ -13,32 +13,36 @@ from pathlib import Path
 
 from compress.artifacts import sha256_file, sidecar_path
 from compress.errors import ConfigError
-from compress.export import int8, onnx, openvino, openvino_int8, tensorrt
+from compress.export.int8 import Int8Options, int8_step
+from compress.export.onnx import OnnxOptions, onnx_step
+from compress.export.openvino import OpenVinoIrOptions, openvino_step, require_openvino
+from compress.export.openvino_int8 import OpenVinoInt8Options, openvino_int8_step, require_int8_libraries
+from compress.export.tensorrt import TensorRTOptions, machine, require_tensorrt, tensorrt_step
 from compress.export.base import ExportBackend
 
 BACKENDS: dict[str, ExportBackend] = {backend.name: backend for backend in (
     ExportBackend("onnx", stage="export-onnx", artifact="model.onnx", suffixes=(".onnx",), engine="onnxruntime",
                   flag="onnx", help="Write model.onnx (fp32), checked against PyTorch.",
-                  options=onnx.OnnxOptions, step=onnx.onnx_step, default=True),
+                  options=OnnxOptions, step=onnx_step, default=True),
     ExportBackend("int8", stage="int8", artifact="model.int8.onnx", suffixes=(".int8.onnx",), engine="onnxruntime",
                   flag="int8", help="Also write model.int8.onnx (ONNX Runtime static INT8, QDQ).",
-                  options=int8.Int8Options, step=int8.int8_step, built_from=("onnx",)),
+                  options=Int8Options, step=int8_step, built_from=("onnx",)),
     ExportBackend("openvino", stage="openvino", artifact="model.xml", suffixes=(".xml",), engine="openvino",
                   flag="openvino", help="Also write OpenVINO IR model.xml + model.bin (fp32), checked against PyTorch.",
-                  options=openvino.OpenVinoIrOptions, step=openvino.openvino_step, built_from=("onnx",),
-                  preflight=openvino.require_openvino, companions=(".bin",)),
+                  options=OpenVinoIrOptions, step=openvino_step, built_from=("onnx",),
+                  preflight=require_openvino, companions=(".bin",)),
     ExportBackend("openvino_int8", stage="openvino-int8", artifact="model.int8.xml",
                   suffixes=(".int8.xml", ".int8-nncf.xml", ".int8-qdq.xml"),
                   engine="openvino", flag="openvino-int8",
                   help="Also write OpenVINO INT8 model.int8.xml: NNCF and our QDQ model both measured, the better "
                        "one kept.",
-                  options=openvino_int8.OpenVinoInt8Options, step=openvino_int8.openvino_int8_step,
-                  built_from=("onnx", "int8"), preflight=openvino_int8.require_int8_libraries, companions=(".bin",)),
+                  options=OpenVinoInt8Options, step=openvino_int8_step,
+                  built_from=("onnx", "int8"), preflight=require_int8_libraries, companions=(".bin",)),
     ExportBackend("tensorrt", stage="tensorrt", artifact="model.plan", suffixes=(".plan", ".engine", ".trt"),
                   engine="tensorrt", flag="trt",
                   help="Also build a TensorRT engine model.plan (needs an NVIDIA GPU + TensorRT).",
-                  options=tensorrt.TensorRTOptions, step=tensorrt.tensorrt_step, built_from=("onnx",),
-                  cpu_threads=False, preflight=tensorrt.require_tensorrt, machine=tensorrt.machine),
+                  options=TensorRTOptions, step=tensorrt_step, built_from=("onnx",),
+                  cpu_threads=False, preflight=require_tensorrt, machine=machine),
 )}
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from compress import __version__
+from compress.version import __version__
 from compress.artifacts import atomic_path, write_sidecar
 from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import CheckpointError, ConfigError, ExportError, MissingDependency

@@ -1,8 +1,8 @@
 """Deployable modules rebuilt from their architecture spec, whatever trained them.
 
 A deployable module implements ``architecture() -> dict``: a JSON spec with a ``type``. Each type has a
-builder registered in ``ARCHITECTURES`` (``@ARCHITECTURES.register(type)``) next to the module it
-builds, so loading a checkpoint needs the models package only, never the method that trained it.
+builder in ``ARCHITECTURES`` (``@ARCHITECTURES.register(type)``, or the module that holds it, loaded when a
+checkpoint names it), so loading a checkpoint needs the models package only, never the method that trained it.
 
 A spec comes from a file anyone can write (a matching hash only proves that the file and its sidecar
 belong together), so ``build_architecture`` checks it is small before building anything, and can build
@@ -12,6 +12,7 @@ on the ``meta`` device: shapes without memory, to compare with the weights file 
 from __future__ import annotations
 
 import contextlib
+from importlib import import_module
 from typing import Any, Callable
 
 import torch
@@ -36,6 +37,19 @@ MAX_SPEC_TEXT = 200  # characters of any string: names and kinds
 def build_classifier(arch: dict[str, Any]) -> nn.Module:
     """A zoo model: ``{"type": "classifier", "model": ModelSpec fields}``."""
     return build_model(ModelSpec.from_dict(arch["model"]))
+
+
+def _builder_in(module: str, function: str) -> Callable[[dict[str, Any]], nn.Module]:
+    """The builder ``function`` of ``module``, imported when a checkpoint names its type (the module imports
+    this one: a registration there would need it imported before any checkpoint loads)."""
+
+    def build(arch: dict[str, Any]) -> nn.Module:
+        return getattr(import_module(module), function)(arch)  # type: ignore[no-any-return]
+
+    return build
+
+
+ARCHITECTURES.add("shared_head", _builder_in("compress.models.shared_head", "build_shared_head"))
 
 
 def architecture_of(module: nn.Module) -> dict[str, Any]:

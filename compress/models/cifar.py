@@ -82,14 +82,8 @@ def wide_resnet(spec: ModelSpec, depth: int, widen: int) -> ClassifierModel:
     return ClassifierModel(spec, nn.Sequential(*layers), pooled_head(cin, spec.num_classes), cin)
 
 
-VGG_CONFIGS: dict[str, list[list[int]]] = {
-    "vgg8": [[64], [128], [256], [512], [512]],
-    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
-    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
-}
-
-
 def cifar_vgg(spec: ModelSpec, config: list[list[int]]) -> ClassifierModel:
+    """A CIFAR VGG; ``config``: the convolution widths of each stage (``compress.models.zoo.VGG_CONFIGS``)."""
     layers: list[nn.Module] = []
     cin = spec.in_channels
     for stage, widths in enumerate(config):

@@ -3,8 +3,8 @@
 ``SharedHeadStudent`` = student backbone ``S`` + for each teacher k a projector ``P_k`` and that
 teacher's (adapted) head ``g_k``; ``logits = (1/K) sum_k g_k(GAP(P_k(align_k(S(x)))))``. The student's own
 head is not part of it. Its ``architecture()`` spec rebuilds it without the teachers' backbones, and its
-builder is registered here, so export and validation load it like any other deployable module without
-importing the methods that train it.
+builder (``build_shared_head``, named in ``architecture.ARCHITECTURES``) lives here, so export and validation
+load it like any other deployable module without importing the methods that train it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.errors import ConfigError
-from compress.models.architecture import ARCHITECTURES
 from compress.models.base import ClassifierModel, ModelSpec
 from compress.models.projector import Projector, build_projector
 from compress.models.zoo import build_model
@@ -92,7 +91,6 @@ def _materialise(spec: ModelSpec) -> ClassifierModel:
         return build_model(spec)
 
 
-@ARCHITECTURES.register("shared_head")
 def build_shared_head(arch: dict[str, Any]) -> SharedHeadStudent:
     """The student of ``SharedHeadStudent.architecture()``, without the teachers' backbones."""
     device = "meta" if torch.get_default_device().type == "meta" else "cpu"  # meta: shapes only (a check)

@@ -8,13 +8,14 @@ imagenet`` for the default tag, or e.g. ``a1_in1k``) that timm fetches (online u
 from __future__ import annotations
 
 import difflib
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from compress.errors import CheckpointError, ConfigError, MissingDependency, UnknownNameError
-from compress.models.base import ClassifierModel, ModelSpec
-from compress.models.wrapped import wrap_module
+
+if TYPE_CHECKING:  # torch is imported by what builds a model, not by the names (the zoo's table imports this)
+    import torch
+
+    from compress.models.base import ClassifierModel, ModelSpec
 
 PREFIX = "timm:"
 
@@ -28,12 +29,14 @@ def _timm() -> Any:
 
 
 def timm_version() -> str | None:
-    """The installed timm's version, or None (for `compress list models`)."""
+    """The installed timm's version, or None (for `compress list models`: read from its metadata, since
+    importing timm loads torch)."""
+    from importlib import metadata
+
     try:
-        import timm
-    except ImportError:
+        return metadata.version("timm")
+    except metadata.PackageNotFoundError:
         return None
-    return str(timm.__version__)
 
 
 def canonical_timm_name(name: str) -> str:
@@ -52,6 +55,8 @@ def canonical_timm_name(name: str) -> str:
 
 def build_timm(spec: ModelSpec) -> ClassifierModel:
     """A randomly initialised timm model cut into our contract."""
+    from compress.models.wrapped import wrap_module
+
     timm = _timm()
     bare = spec.name[len(PREFIX):]
     module = timm.create_model(bare, pretrained=False, num_classes=spec.num_classes, in_chans=spec.in_channels)

@@ -7,9 +7,8 @@ RGB stems are folded into it when weights are loaded (see ``compress.models.weig
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import nn
+from torchvision import models as tvm
 
 from compress.models.base import ClassifierModel, ModelSpec
 
@@ -32,8 +31,8 @@ def _pool_head(*layers: nn.Module) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *layers)
 
 
-def resnet(builder: Callable[..., nn.Module], spec: ModelSpec) -> ClassifierModel:
-    m = builder(num_classes=spec.num_classes)
+def resnet(spec: ModelSpec, builder: str) -> ClassifierModel:
+    m = getattr(tvm, builder)(num_classes=spec.num_classes)
     if spec.small_input:
         m.conv1 = nn.Conv2d(spec.in_channels, 64, 3, 1, 1, bias=False)
         m.maxpool = nn.Identity()
@@ -50,16 +49,16 @@ def _stem_first_conv(m: nn.Module, spec: ModelSpec) -> None:
         m.features[0][0] = _replace_conv(stem, spec.in_channels, 1 if spec.small_input else None)
 
 
-def features_classifier(builder: Callable[..., nn.Module], spec: ModelSpec) -> ClassifierModel:
+def features_classifier(spec: ModelSpec, builder: str) -> ClassifierModel:
     """mobilenet_v2/v3, efficientnet: ``features`` then pool then ``classifier``."""
-    m = builder(num_classes=spec.num_classes)
+    m = getattr(tvm, builder)(num_classes=spec.num_classes)
     _stem_first_conv(m, spec)
     first_linear = next(layer for layer in m.classifier if isinstance(layer, nn.Linear))
     return ClassifierModel(spec, m.features, _pool_head(*m.classifier), first_linear.in_features)
 
 
-def shufflenet(builder: Callable[..., nn.Module], spec: ModelSpec) -> ClassifierModel:
-    m = builder(num_classes=spec.num_classes)
+def shufflenet(spec: ModelSpec, builder: str) -> ClassifierModel:
+    m = getattr(tvm, builder)(num_classes=spec.num_classes)
     if spec.small_input or spec.in_channels != 3:
         m.conv1[0] = _replace_conv(m.conv1[0], spec.in_channels, 1 if spec.small_input else None)
     if spec.small_input:

@@ -181,7 +181,7 @@ def _settings() -> dict[str, Schema]:
 def train_schema() -> Schema:
     from compress.distill.config import PRESETS
     from compress.pipeline.spec import TrainSpec
-    from compress.train import TrainConfig
+    from compress.train_config import TrainConfig
 
     own = properties(TrainSpec, exclude=("config",))
     own["preset"] = _described(own["preset"], _names(PRESETS))

@@ -32,7 +32,7 @@ from compress.pipeline.overrides import apply_overrides, parse_overrides
 from compress.pipeline.sections import REFERENCE, ExportSpec, ReportSpec, ValidationSpec
 from compress.pipeline.yaml_io import read_recipe_yaml, shorten
 from compress.record import MODEL_FILE
-from compress.train import TrainConfig
+from compress.train_config import TrainConfig
 
 
 # ------------------------------------------------------------------------------------------ sections

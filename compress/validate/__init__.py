@@ -5,14 +5,15 @@
     write_report(result, run_dir)          # report.json, report.md, report.png
     check_gates(result.gates)              # raises GateFailed (one line) if a gate failed
 
-The names below are imported from their modules on first use: the gate table (``gates``) is read when
-the command line is built, and that must not pull in torch.
+The names below are imported from their modules on first use (``compress._lazy``): the gate table
+(``gates``) is read when the command line is built, and that must not pull in torch.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from compress._lazy import lazy_names
 
 if TYPE_CHECKING:
     from compress.validate.accuracy import AccuracyResult, agreement, evaluate_backends, max_abs_diff, topk_accuracy
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
     from compress.validate.results import GateResult, StageResult, ValidationResult, read_result
 
-_MODULES = {
+__getattr__, __all__ = lazy_names(__name__, {
     "accuracy": ("AccuracyResult", "agreement", "evaluate_backends", "max_abs_diff", "topk_accuracy"),
     "ci_report": ("publish_gates",),
     "backends": ("Backend", "RuntimeBackend", "StageSkipped", "TorchBackend", "open_backend"),
@@ -33,17 +34,4 @@ _MODULES = {
     "measure": ("artifact_names", "validate_artifacts"),
     "report": ("ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"),
     "results": ("GateResult", "StageResult", "ValidationResult", "read_result"),
-}
-_HOME = {name: module for module, names in _MODULES.items() for name in names}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'compress.validate' has no attribute '{name}'")
-    return getattr(import_module(f"compress.validate.{_HOME[name]}"), name)
-
-
-from compress._callable import make_callable  # noqa: E402
-
-make_callable(__name__, "validate")  # compress.validate(artifacts, ...) is compress.api.validate
+})

@@ -57,7 +57,7 @@ def test_only_what_was_asked_for_is_shipped(checkpoint, tmp_path):
 def test_failure_leaves_nothing_half_written(checkpoint, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    import compress.export.tensorrt as tensorrt
+    from compress.export import tensorrt
     from compress.errors import ExportError
     from compress.export.backends import BACKENDS
 

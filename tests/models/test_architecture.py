@@ -77,7 +77,7 @@ def test_loading_a_checkpoint_imports_no_method(tmp_path: Path) -> None:
         "with torch.no_grad():\n"
         "    out = module(x).tolist()\n"
         "print(json.dumps({'type': record.architecture['type'], 'out': out,\n"
-        "                  'distill': sorted(m for m in sys.modules if m.startswith('compress.distill'))}))\n"
+        "                  'distill': sorted(m for m in sys.modules if m.startswith('compress.distill.'))}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])

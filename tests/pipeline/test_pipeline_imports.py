@@ -41,9 +41,8 @@ def test_no_private_names_cross_modules(folder: str) -> None:
 
 
 def test_the_backend_and_gate_tables_load_without_torch() -> None:
-    """The CLI reads both tables when it starts; torch would add seconds to anything that only needs them.
-    (``compress.cli`` itself imports torch: its distill options come from the methods' config classes,
-    which live with the methods.)"""
+    """The CLI reads both tables when it starts; torch would add seconds to anything that only needs them
+    (tests/test_cli_startup.py checks the whole command line)."""
     import subprocess
     import sys
 

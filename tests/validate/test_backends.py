@@ -87,7 +87,9 @@ def test_missing_gpu_runtime_skips_but_broken_file_fails(tiny_artifacts, monkeyp
     def no_gpu_runtime(*args, **kwargs):
         raise DeployError("ONNX Runtime here has no CUDAExecutionProvider: install onnxruntime-gpu")
 
-    monkeypatch.setattr("compress.validate.backends._check_gpu_runtime", lambda what: None)
+    from compress.validate import backends  # compress.validate is the API function; the package is imported
+
+    monkeypatch.setattr(backends, "_check_gpu_runtime", lambda what: None)
     with pytest.raises(StageSkipped, match="has no CUDAExecutionProvider"):
         open_backend("onnx_cuda", tiny_artifacts["onnx"], provider="cuda", load=no_gpu_runtime)
     with pytest.raises(CheckpointError, match="stage 'onnx': ONNX Runtime here has no"):
