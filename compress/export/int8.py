@@ -15,6 +15,7 @@ from typing import Any
 from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import ConfigError, ExportError
 from compress.export.base import ExportImages, ExportSource, StepResult
+from compress.export.memory import activation_bytes, calibration_bytes, check_fits
 from compress.export.onnx import input_channels
 from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, compare_int8, quantize_int8
 from compress.export.sensitivity import FallbackOptions, float_layers_latency, quantize_with_fallback
@@ -57,6 +58,7 @@ def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepR
     # a quick latency look in the pipeline: its validate stage times every artifact properly, interleaved
     timing: dict[str, Any] = {} if source.full_checks else {"batch_sizes": (1,), "rounds": 2}
     path = folder / "model.int8.onnx"
+    _check_memory(onnx_path, (options.method,) if options.max_top1_drop is None else CALIBRATION_METHODS)
     if options.max_top1_drop is None:
         source.log(f"quantizing to INT8 ({options.method}, {len(images.calibration)} calibration images) ...")
         quantize_int8(onnx_path, path, images.calibration, QuantConfig(method=options.method))
@@ -70,6 +72,18 @@ def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepR
     return StepResult([path], {"int8": {**report.to_dict(), **({"fallback": fallback} if fallback else {})}},
                       f"model.int8.onnx, top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%} on "
                       f"{report.n} images{floats}")
+
+
+def _check_memory(onnx_path: Path, methods: tuple[str, ...]) -> None:
+    """Calibration holds one batch's activations (``compress.export.quantize``): refuse up front a model
+    whose batch would not fit, rather than be killed by the kernel minutes later."""
+    per_image, batch = activation_bytes(onnx_path), QuantConfig().batch_size
+    histogram = [m for m in methods if m != "minmax"]
+    check_fits(calibration_bytes(per_image, batch, methods),
+               f"INT8 calibration ({', '.join(methods)}; {per_image / 2**20:.0f} MB of activations per image, "
+               f"batches of {batch})",
+               "calibrate with --calib-method minmax and no --int8-max-drop (entropy and percentile hold 3 copies "
+               "of a batch's activations)" if histogram else "free memory or export on a larger machine")
 
 
 def _quantize_within_gate(onnx_path: Path, path: Path, images: ExportImages, options: Int8Options,

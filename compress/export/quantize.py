@@ -31,6 +31,7 @@ import numpy as np
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
 from compress.errors import ConfigError, ExportError, MissingDependency
+from compress.export.memory import EVAL_BATCH
 from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session, set_metadata
 from compress.logs import get_logger
 
@@ -73,9 +74,6 @@ def _require_quantization() -> Any:
     except ImportError:
         raise MissingDependency("onnxruntime", "onnx", "INT8 quantization") from None
     return quantization
-
-
-EVAL_BATCH = 32  # images per inference call when scoring a model: what an evaluation holds at once
 
 
 class ImageBatches(Protocol):

@@ -100,3 +100,31 @@ def test_streamed_calibration_matches_the_same_images_in_one_array(wide_model, t
     for name in whole:  # min/max merged batch by batch are the min/max over all images
         np.testing.assert_array_equal(streamed[name], whole[name])
     assert stream.passes == 1  # one pass over the stream, one batch at a time
+
+
+def test_available_memory_is_read_from_meminfo(tmp_path):
+    from compress.export.memory import available_bytes
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:   23168944 kB\n")
+    assert available_bytes(meminfo) == 23168944 * 1024
+    meminfo.write_text("MemTotal: 1 kB\n")
+    assert available_bytes(meminfo) is None
+    assert available_bytes(tmp_path / "missing") is None
+
+
+def test_activation_bytes_count_every_float_tensor_of_one_image(wide_model):
+    from compress.export.memory import activation_bytes
+
+    # two convs and two ReLUs of 16 x 16 x 16 floats, then pooled (16), flattened (16) and the logits (4)
+    assert activation_bytes(wide_model) == 4 * (4 * 16 * 16 * 16 + 16 + 16 + 4)
+
+
+def test_check_fits_refuses_in_one_line():
+    from compress.errors import ConfigError
+    from compress.export.memory import GIB, check_fits
+
+    check_fits(2 * GIB, "x", "y", available=3 * GIB)
+    with pytest.raises(ConfigError, match=r"^calibration needs about 5\.0 GB of memory but only 3\.0 GB is "
+                                          r"available: lower --calibration$"):
+        check_fits(5 * GIB, "calibration", "lower --calibration", available=3 * GIB)
