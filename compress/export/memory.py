@@ -4,8 +4,9 @@ does not have it.
 Calibration and evaluation stream their images batch by batch (``compress.export.quantize``), so what still
 grows with a setting is (a) the images an export step holds as arrays (``--calibration`` training images and
 ``eval_images`` validation images) and (b) one calibration batch's activations: the entropy and percentile
-calibrators get every intermediate tensor of the batch back from ONNX Runtime and copy each once more while
-they fold it into a histogram, the min/max calibrator at most one inference's worth.
+calibrators get every intermediate tensor of the batch back from ONNX Runtime (which holds its own copy until
+the call returns) and fold them into histograms one tensor at a time; the min/max calibrator holds at most one
+inference's worth.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from compress.errors import ConfigError
 GIB = 1024 ** 3
 EVAL_BATCH = 32  # images per inference call when a model is scored: what an evaluation holds at once
 # bytes held per byte of one batch's activations, by calibration method (see the module docstring)
-ACTIVATION_COPIES = {"minmax": 1, "entropy": 3, "percentile": 3}
+ACTIVATION_COPIES = {"minmax": 1, "entropy": 2, "percentile": 2}
 MARGIN = 512 * 1024 ** 2  # the interpreter, torch, ONNX Runtime and the model itself
+CALIBRATION_BUDGET = GIB  # activations a calibration batch may hold, all copies together
 
 
 def available_bytes(meminfo: str | os.PathLike[str] = "/proc/meminfo") -> int | None:
@@ -35,13 +37,15 @@ def available_bytes(meminfo: str | os.PathLike[str] = "/proc/meminfo") -> int | 
 
 def activation_bytes(onnx_path: str | os.PathLike[str]) -> int:
     """Bytes of every float tensor one image produces inside the graph (shape inference, batch dimension 1);
-    weights, stored or made by ``Constant`` nodes, are not activations."""
+    weights, stored or made by ``Constant`` nodes, are not activations, nor BatchNorm outputs (folded away)."""
     import onnx
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path), load_external_data=False))
     floats = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.DOUBLE: 8}
     weights = {t.name for t in model.graph.initializer}
     weights |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    # quantization pre-processing folds BatchNorm into the convolution before it: those outputs never exist
+    weights |= {out for node in model.graph.node if node.op_type == "BatchNormalization" for out in node.output}
     total = 0
     for info in (*model.graph.value_info, *model.graph.output):
         tensor = info.type.tensor_type
@@ -59,6 +63,14 @@ def images_bytes(images: int, channels: int, image_size: int) -> int:
     """The float32 arrays an export reads its images into, counted twice: a loader's batches are
     concatenated into the array."""
     return MARGIN + 2 * images * channels * image_size * image_size * 4
+
+
+def calibration_batch(per_image_activations: int, methods: tuple[str, ...], largest: int = 32) -> int:
+    """The calibration batch: ``largest`` images, fewer for a model whose batch would hold more than
+    ``CALIBRATION_BUDGET`` of activations (32 images of a 224 px mobilenet_v2 are 1.6 GB, twice over for the
+    histogram calibrators). It depends on the model only, so a calibration is the same on every machine."""
+    per_batch_image = max(ACTIVATION_COPIES[m] for m in methods) * max(per_image_activations, 1)
+    return max(1, min(largest, CALIBRATION_BUDGET // per_batch_image))
 
 
 def calibration_bytes(per_image_activations: int, batch: int, methods: tuple[str, ...]) -> int:

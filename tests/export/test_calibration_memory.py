@@ -128,3 +128,14 @@ def test_check_fits_refuses_in_one_line():
     with pytest.raises(ConfigError, match=r"^calibration needs about 5\.0 GB of memory but only 3\.0 GB is "
                                           r"available: lower --calibration$"):
         check_fits(5 * GIB, "calibration", "lower --calibration", available=3 * GIB)
+
+
+def test_calibration_batch_keeps_a_batch_of_activations_within_the_budget():
+    from compress.export.memory import CALIBRATION_BUDGET, calibration_batch
+
+    mobilenet_224 = 50 * 2**20  # bytes of activations per image (measured on the exported graph)
+    assert calibration_batch(mobilenet_224, ("minmax",)) == 20
+    assert calibration_batch(mobilenet_224, ("minmax", "entropy", "percentile")) == 10  # histograms: 2 copies
+    assert 2 * 10 * mobilenet_224 <= CALIBRATION_BUDGET
+    assert calibration_batch(20_000, ("entropy",)) == 32  # a small model: the usual batch
+    assert calibration_batch(4 * CALIBRATION_BUDGET, ("minmax",)) == 1  # never less than one image
