@@ -8,6 +8,8 @@ epoch's checkpoints, so it never points past files that were not written (see ``
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,35 @@ from compress.record import STATE_FILE
 
 
 @dataclass(frozen=True)
+class EpochProgress:
+    """A save in the middle of an epoch: how far into epoch ``TrainingState.epoch + 1`` training got. The
+    loader resumes after ``step`` batches with what an uninterrupted run draws next (``BatchLoader.start_at``);
+    the running sums make the epoch's metrics those of the whole epoch."""
+
+    step: int  # batches done in the epoch
+    sums: tuple[float, float, float, float]  # this rank's loss sum, images, correct, labelled images
+    parts: dict[str, float]  # the method's named loss parts, summed over the steps
+    seconds: float  # training time spent in the epoch so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "sums": list(self.sums), "parts": self.parts, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EpochProgress:
+        step, sums, parts, seconds = data["step"], data["sums"], data["parts"], data["seconds"]
+        if not _whole(step) or step < 1:
+            raise ValueError(f"in_epoch step {step!r} is not a number of batches done")
+        if not (isinstance(sums, list) and len(sums) == 4 and all(_number(v) for v in sums)):
+            raise ValueError(f"in_epoch sums {sums!r} are not four numbers")
+        if not (isinstance(parts, dict) and all(isinstance(k, str) and _number(v) for k, v in parts.items())):
+            raise ValueError("in_epoch parts are not named numbers")
+        if not _number(seconds) or seconds < 0:
+            raise ValueError(f"in_epoch seconds {seconds!r} is not a duration")
+        return cls(step, (float(sums[0]), float(sums[1]), float(sums[2]), float(sums[3])),
+                   {k: float(v) for k, v in parts.items()}, float(seconds))
+
+
+@dataclass(frozen=True)
 class TrainingState:
     """The JSON part of the resume state: where the run stands and what it must stay the same as."""
 
@@ -30,10 +61,18 @@ class TrainingState:
     best_epoch: int
     fingerprint: dict[str, Any]  # RunInfo.fingerprint(): a resumed run must have the same
     train_config: dict[str, Any]
+    in_epoch: EpochProgress | None = None  # saved in the middle of epoch ``epoch + 1``; None at an epoch's end
 
     def to_dict(self, skeleton: dict[str, Any]) -> dict[str, Any]:
         return {"epoch": self.epoch, "history": self.history, "best": [self.best_top1, self.best_epoch],
-                "skeleton": skeleton, "fingerprint": self.fingerprint, "train_config": self.train_config}
+                "skeleton": skeleton, "fingerprint": self.fingerprint, "train_config": self.train_config,
+                **({"in_epoch": self.in_epoch.to_dict()} if self.in_epoch is not None else {})}
+
+    @property
+    def resumes_at(self) -> str:
+        """Where training goes on from this state, for a person: "epoch 3" or "epoch 3 after step 140"."""
+        after = f" after step {self.in_epoch.step}" if self.in_epoch is not None else ""
+        return f"epoch {self.epoch + 1}{after}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingState:
@@ -50,11 +89,28 @@ class TrainingState:
         fingerprint, train_config = data.get("fingerprint") or {}, data.get("train_config") or {}
         if not isinstance(fingerprint, dict) or not isinstance(train_config, dict):
             raise ValueError("fingerprint and train_config are not JSON objects")
-        return cls(epoch, history, float(best[0]), best[1], fingerprint, train_config)
+        in_epoch = EpochProgress.from_dict(data["in_epoch"]) if data.get("in_epoch") is not None else None
+        return cls(epoch, history, float(best[0]), best[1], fingerprint, train_config, in_epoch)
 
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_state_record(out_dir: Path) -> TrainingState | None:
+    """The JSON part of ``out_dir/state.safetensors`` (its header only, no tensors), or None if unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(out_dir / STATE_FILE), framework="pt") as f:
+            record = json.loads((f.metadata() or {})["record"])
+        return TrainingState.from_dict(record)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _rng_state() -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -35,7 +35,7 @@ from compress.logs import get_logger
 from compress.parallel import DistContext
 from compress.record import (BEST_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, SUMMARY_FILE, RunInfo, RunSummary,
                              Scores, training_fields)
-from compress.resume import TrainingState, load_training_state, save_training_state
+from compress.resume import EpochProgress, TrainingState, load_training_state, read_state_record, save_training_state
 from compress.step import StepForward, make_optimizer, step_forward, train_step
 from compress.train_config import COMPILE_MODES, TrainConfig, amp_dtype, lr_factor, resolve_device, seed_everything
 
@@ -124,13 +124,16 @@ def fit(
 
 
 def _interrupted(out: Path, epochs: int) -> Interrupted:
-    """What Ctrl-C left: the saved epochs are those in the metrics file (an epoch's files are saved together)."""
+    """What Ctrl-C left: the saved epochs are those in the metrics file (an epoch's files are saved together),
+    and the resume state says where ``--resume`` goes on (the middle of an epoch after a mid-epoch save)."""
     metrics = out / METRICS_FILE
     saved = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.exists() else 0
-    if not saved or not (out / STATE_FILE).exists():
+    state = read_state_record(out) if (out / STATE_FILE).exists() else None
+    if state is None or (not saved and state.in_epoch is None):
         return Interrupted(f"training in '{out}' stopped before its first epoch was saved")
-    kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
-    return Interrupted(f"training in '{out}' stopped in epoch {saved + 1} of {epochs}; {kept}", resumable=True)
+    kept = "no epoch is complete" if not saved else "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+    return Interrupted(f"training in '{out}' stopped in epoch {saved + 1} of {epochs}; {kept}; --resume goes on "
+                       f"from {state.resumes_at}", resumable=True)
 
 
 def _check_output(out: Path, data: DataBundle, resume: bool, dist: DistContext) -> None:
@@ -176,7 +179,8 @@ def _resume_or_begin(run: _Run, resume: bool) -> TrainingState:
     state = load_training_state(run.out, run.method, run.optimizer, run.fingerprint)
     if state.epoch >= run.cfg.epochs:
         raise ConfigError(f"'{run.out}' already finished {state.epoch} epochs; raise --epochs to train longer")
-    run.log(f"resuming from epoch {state.epoch} (best top-1 {state.best_top1:.2f}% at epoch {state.best_epoch})")
+    where = f"epoch {state.epoch}" if state.in_epoch is None else state.resumes_at
+    run.log(f"resuming from {where} (best top-1 {state.best_top1:.2f}% at epoch {state.best_epoch})")
     return state
 
 
@@ -189,7 +193,9 @@ def _train_epochs(run: _Run, state: TrainingState) -> FitResult:
     deployed = method.deployable()  # what export ships: evaluated and saved every epoch
     started, images, seconds = time.perf_counter(), 0, 0.0
     for epoch in range(state.epoch + 1, cfg.epochs + 1):  # 1-based: the epoch being trained
-        stats = train_one_epoch(run, batches, epoch)
+        begun, state = state.in_epoch, replace(state, in_epoch=None)
+        stats = train_one_epoch(run, batches, epoch, begun,
+                                save=lambda progress, done=state: _save_in_epoch(run, done, progress))
         images, seconds = images + stats.images, seconds + stats.seconds
         scores = evaluate(deployed, data.val, run.autocast, dist)
         extra = method.epoch_metrics(data.val)
@@ -211,17 +217,32 @@ def _train_epochs(run: _Run, state: TrainingState) -> FitResult:
     return _finish(run, state, time.perf_counter() - started, images / seconds if seconds else 0.0)
 
 
-def train_one_epoch(run: _Run, batches: BatchLoader, epoch: int) -> EpochStats:
-    """One pass over ``batches`` (``epoch`` counts from 1); per-step numbers stay on the device."""
+def train_one_epoch(run: _Run, batches: BatchLoader, epoch: int, begun: EpochProgress | None = None,
+                    save: Callable[[EpochProgress], None] | None = None) -> EpochStats:
+    """One pass over ``batches`` (``epoch`` counts from 1); per-step numbers stay on the device.
+
+    ``begun``: the epoch was saved after ``begun.step`` batches; training goes on from there with the same
+    batches, and sums, as an uninterrupted pass. ``save`` is called every ``cfg.save_every_s`` seconds of the
+    epoch with where it stands (never after its last step: the epoch's end saves everything)."""
     cfg, device, steps = run.cfg, run.device, len(batches)
     batches.set_epoch(epoch - 1)  # the epoch picks the shuffle and augmentation: a resumed run sees the same
+    first = begun.step if begun is not None else 0
+    if first >= steps:
+        raise ConfigError(f"the resume state is {first} steps into epoch {epoch}, which has {steps}: resume with "
+                          "the original data and --batch-size")
+    if first:
+        batches.start_at(first)
+    can_save = save is not None and cfg.save_every_s > 0 and hasattr(batches, "start_at")
     run.method.train()
-    sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss sum, images, correct, labelled images
-    bar = _ProgressBar(steps, f"epoch {epoch}/{cfg.epochs}", run.progress and run.dist.is_main,
-                       run.data.train.num_samples / steps)
-    started = time.perf_counter()
-    parts: dict[str, torch.Tensor] = {}
-    for step, (images, labels) in enumerate(batches, start=1):
+    # loss sum, images, correct, labelled images
+    sums = torch.tensor(begun.sums if begun is not None else (0.0,) * 4, device=device, dtype=torch.float64)
+    parts: dict[str, torch.Tensor] = {name: torch.tensor(value, device=device)
+                                      for name, value in (begun.parts if begun is not None else {}).items()}
+    bar = _ProgressBar(steps, epoch, cfg.epochs, run.progress and run.dist.is_main, run.data.train.num_samples / steps,
+                       run.log, first_step=first)
+    started = time.perf_counter() - (begun.seconds if begun is not None else 0.0)
+    saved_at = time.monotonic()
+    for step, (images, labels) in enumerate(batches, start=first + 1):
         lr = cfg.lr * lr_factor(cfg, epoch - 1 + (step - 1) / steps)
         output = train_step(run.method, run.optimizer, images, labels, lr, run.autocast, run.forward)
         loss = output.loss.detach().float()
@@ -230,11 +251,15 @@ def train_one_epoch(run: _Run, batches: BatchLoader, epoch: int) -> EpochStats:
                              ((output.logits.detach().argmax(1) == labels) & known).sum(), known.sum()]).to(torch.float64)
         for name, value in output.parts.items():
             parts[name] = parts.get(name, 0) + value.detach().float()
-        log_point = step % cfg.log_every == 0 or step == steps
-        if device.type == "cpu" or log_point:  # CPU: checking every step is free; GPU: a sync, so only here
+        if device.type == "cpu" or step % cfg.log_every == 0 or step == steps:  # GPU: a sync, so only now and then
             _stop_if_diverged(loss, output, epoch, step, run.out)
-        if log_point:
-            bar.show(step, sums)
+        bar.update(step, sums)  # by time: reads the sums (one host sync) only when it refreshes
+        if can_save and step < steps and time.monotonic() - saved_at >= cfg.save_every_s:
+            assert save is not None
+            loss_sum, count, correct, labeled = sums.tolist()
+            save(EpochProgress(step, (loss_sum, count, correct, labeled), {name: float(v) for name, v in parts.items()},
+                               time.perf_counter() - started))
+            saved_at = time.monotonic()
     bar.close()
     run.dist.all_reduce_sum(sums)
     for value in parts.values():  # per-rank means -> the mean over ranks (equal slices)
@@ -244,6 +269,15 @@ def train_one_epoch(run: _Run, batches: BatchLoader, epoch: int) -> EpochStats:
     loss_sum, count, correct, labeled = sums.tolist()
     return EpochStats(lr, loss_sum / count, 100 * correct / max(labeled, 1), int(count), seconds,
                       {name: float(value) / steps for name, value in parts.items()})
+
+
+def _save_in_epoch(run: _Run, state: TrainingState, progress: EpochProgress) -> None:
+    """The resume state in the middle of an epoch: only ``state.safetensors`` changes (the weights, optimizer
+    and RNG now, with how far the epoch got); the checkpoints and metrics stay those of the last whole epoch.
+    Under DDP the running sums are rank 0's (the epoch's training metrics then estimate the other ranks')."""
+    if run.dist.is_main:
+        with deferred_interrupt():  # Ctrl-C waits for the state file: it is replaced whole or not at all
+            save_training_state(run.out, run.method, run.optimizer, replace(state, in_epoch=progress))
 
 
 def _stop_if_diverged(loss: torch.Tensor, output: StepOutput, epoch: int, step: int, out: Path) -> None:
@@ -356,28 +390,66 @@ def _test_once(run: _Run) -> dict[str, float] | None:
         deployed.load_state_dict(last, strict=True)
 
 
-class _ProgressBar:
-    """A tqdm bar on a terminal; nothing on a pipe (per-epoch lines are printed either way)."""
+BAR_REFRESH_S = 2.0  # a terminal's progress bar is redrawn about this often
+LINE_EVERY_S = 30.0  # on a pipe (a CI log) a plain progress line about this often
 
-    def __init__(self, total: int, desc: str, enabled: bool, images_per_step: float) -> None:
+
+def duration(seconds: float) -> str:
+    """``45s``, ``1m20s``, ``14m``, ``2h05m``: precise where it is short, rounded where it is long."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class _ProgressBar:
+    """Where the epoch and the run stand, refreshed by time: a tqdm bar about every 2 s on a terminal, a plain
+    line about every 30 s on a pipe (CI), nothing when disabled (``-q``). Between refreshes only the clock is
+    read; a refresh reads the running sums once (one host sync on a GPU). The ETAs extrapolate the steps so far."""
+
+    def __init__(self, steps: int, epoch: int, epochs: int, enabled: bool, images_per_step: float,
+                 log: Callable[[str], None], *, first_step: int = 0, terminal: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.steps, self.epoch, self.epochs, self.images_per_step = steps, epoch, epochs, images_per_step
+        self.enabled, self.log, self.clock, self.first = enabled, log, clock, first_step
+        terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.every = BAR_REFRESH_S if terminal else LINE_EVERY_S
+        self.started = clock()
+        self.due = self.started + self.every
+        self.shown = first_step
         self.bar = None
-        self.images_per_step = images_per_step
-        self.shown, self.since = 0, time.perf_counter()
-        if enabled and sys.stderr.isatty():
+        if enabled and terminal:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(total=steps, initial=first_step, desc=f"epoch {epoch}/{epochs}", leave=False,
+                            dynamic_ncols=True, file=sys.stderr)
 
-    def show(self, steps: int, sums: torch.Tensor) -> None:
-        """Advance to ``steps`` done with the running (loss sum, images, correct, labelled) totals."""
-        if self.bar is None:
-            return  # no host sync for a bar nobody sees
+    def update(self, step: int, sums: torch.Tensor) -> None:
+        """``step`` batches of the epoch done, with the running (loss sum, images, correct, labelled) totals."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now < self.due:
+            return
+        self.due = now + self.every
         loss_sum, count, correct, labeled = sums.tolist()
-        rate = (steps - self.shown) * self.images_per_step / max(time.perf_counter() - self.since, 1e-9)
-        self.bar.update(steps - self.shown)
-        self.bar.set_postfix({"loss": f"{loss_sum / count:.3f}", "acc": f"{100 * correct / max(labeled, 1):.1f}",
-                              "img_s": f"{rate:.0f}"}, refresh=False)
-        self.shown, self.since = steps, time.perf_counter()
+        per_step = (now - self.started) / max(step - self.first, 1)
+        epoch_eta = (self.steps - step) * per_step
+        run_eta = epoch_eta + (self.epochs - self.epoch) * self.steps * per_step
+        rate = self.images_per_step / per_step if per_step > 0 else 0.0
+        loss, acc = loss_sum / max(count, 1), 100 * correct / max(labeled, 1)
+        if self.bar is not None:
+            self.bar.update(step - self.shown)
+            self.shown = step
+            self.bar.set_postfix({"loss": f"{loss:.3f}", "acc": f"{acc:.1f}", "img_s": f"{rate:.0f}",
+                                  "run_eta": duration(run_eta)})
+            return
+        self.log(f"epoch {self.epoch}/{self.epochs} step {step}/{self.steps} ({100 * step / self.steps:.0f}%) "
+                 f"{rate:.0f} img/s, loss {loss:.3f}, epoch ETA {duration(epoch_eta)}, run ETA {duration(run_eta)}")
 
     def close(self) -> None:
         if self.bar is not None:

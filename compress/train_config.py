@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the config is read without torch (the command line, recipes
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 MAX_LOG_EVERY = 1_000_000  # steps between log lines
+MAX_SAVE_EVERY_S = 7 * 24 * 3600  # a week between mid-epoch saves
 
 
 @dataclass
@@ -35,6 +36,9 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
     channels_last: bool | None = None  # default: on for GPU
     log_every: int = 50
+    # seconds of an epoch between resume states saved in its middle (only epochs longer than this get one);
+    # 0: only at the end of each epoch
+    save_every_s: float = 300.0
     compile: str = "off"  # off | default | reduce-overhead (adds CUDA graphs) | max-autotune: torch.compile the step
     strict: bool = False  # stop when the method reports a health warning (e.g. teacher collapse)
 
@@ -60,6 +64,7 @@ class TrainConfig:
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got '{self.compile}'")
         check_range("log-every", self.log_every, 1, MAX_LOG_EVERY)
+        check_range("save-every (seconds)", self.save_every_s, 0, MAX_SAVE_EVERY_S)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

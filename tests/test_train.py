@@ -228,3 +228,115 @@ def test_resume_refuses_a_run_with_other_settings_and_names_what_differs(tmp_pat
                                               r".*'label_smoothing': 0.1.*\); use the original settings"):
         fit(Supervised(create_model("resnet8", 10, 1)), data, TrainConfig(epochs=2), tmp_path / "r", resume=True,
             info=other, **QUIET)
+
+
+def _supervised_run(out: Path, stop_at_step: int | None = None, resume: bool = False,
+                    save_every_s: float = 1e-9) -> torch.nn.Module:
+    """resnet8 on augmented Fashion-MNIST (pad-crop + flip), one thread; a state saved after every step."""
+    torch.manual_seed(5 if not resume else 999)  # a resumed run must take everything from the state file
+    method = Supervised(create_model("resnet8", 10, 1))
+    data = load_data(DataConfig(batch_size=64, train_limit=640, val_limit=200, augment=True, seed=2))
+    if stop_at_step is not None:
+        calls = {"n": 0}
+        forward = method.forward
+
+        def counting(images: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == stop_at_step:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of a step
+            return forward(images, labels)
+
+        method.forward = counting  # type: ignore[method-assign]
+    cfg = TrainConfig(epochs=2, lr=0.05, seed=2, deterministic=True, warmup_epochs=0.5, save_every_s=save_every_s)
+    fit(method, data, cfg, out, resume=resume, **QUIET)
+    return method
+
+
+def test_resume_in_the_middle_of_an_epoch_gives_the_same_weights(tmp_path: Path, fmnist_available: Path) -> None:
+    """Issue 22: Ctrl-C in a long epoch loses at most ``save_every_s`` of it, and resuming from the mid-epoch
+    state gives bit-identical weights (10 steps per epoch: stopped in step 4 of epoch 2)."""
+    from compress.errors import Interrupted
+    from compress.resume import read_state_record
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        straight = _supervised_run(tmp_path / "straight", save_every_s=0)
+        with pytest.raises(Interrupted, match=r"stopped in epoch 2 of 2; epoch 1 is saved; --resume goes on from "
+                                              r"epoch 2 after step 3$"):
+            _supervised_run(tmp_path / "resumed", stop_at_step=10 + 4)
+        state = read_state_record(tmp_path / "resumed")
+        assert state is not None and state.epoch == 1 and state.in_epoch is not None and state.in_epoch.step == 3
+        assert state.in_epoch.sums[1] == 3 * 64  # images of the three steps done
+        resumed = _supervised_run(tmp_path / "resumed", resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    straight_rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    for row, reference in zip(rows, straight_rows):  # the epoch's sums carried across the interruption
+        assert row["train_loss"] == reference["train_loss"] and row["train_top1"] == reference["train_top1"]
+        assert row["val_top1"] == reference["val_top1"]
+    assert read_state_record(tmp_path / "resumed").in_epoch is None  # type: ignore[union-attr]
+
+
+def test_an_interruption_before_the_first_mid_epoch_save_says_so(tmp_path: Path, fmnist_available: Path) -> None:
+    from compress.errors import Interrupted
+
+    with pytest.raises(Interrupted, match=r"stopped before its first epoch was saved"):
+        _supervised_run(tmp_path / "r", stop_at_step=4, save_every_s=0)
+    with pytest.raises(Interrupted, match=r"stopped in epoch 1 of 2; no epoch is complete; --resume goes on from "
+                                          r"epoch 1 after step 2$"):
+        _supervised_run(tmp_path / "s", stop_at_step=3)
+
+
+def test_save_every_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"save-every \(seconds\) must be"):
+        TrainConfig(save_every_s=-1).validate()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_on_a_pipe_is_a_line_every_30_seconds(enabled: bool) -> None:
+    """Issue 22: progress refreshes by time, not by step count; on a pipe it is a plain line; -q hides it."""
+    from compress.train import _ProgressBar
+
+    clock, lines = _Clock(), []
+    bar = _ProgressBar(100, 2, 4, enabled, 32.0, lines.append, terminal=False, clock=clock)
+    sums = torch.tensor([2.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    for step in range(1, 101):
+        clock.now += 0.5  # 2 steps a second, 64 images a second
+        sums += torch.tensor([2.0 * 32, 32, 16, 32], dtype=torch.float64)
+        bar.update(step, sums)
+    bar.close()
+    if not enabled:
+        assert lines == []
+        return
+    assert len(lines) == 1  # 50 s: one line at 30 s
+    assert lines[0] == ("epoch 2/4 step 60/100 (60%) 64 img/s, loss 2.000, epoch ETA 20s, run ETA 2m00s"), lines
+
+
+def test_progress_lines_appear_during_training_on_a_pipe(tmp_path: Path, fmnist_available: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import compress.train as train
+
+    monkeypatch.setattr(train, "LINE_EVERY_S", 0.0)  # every step is due
+    for progress in (True, False):
+        lines: list[str] = []
+        torch.manual_seed(0)
+        fit(Supervised(create_model("resnet8", 10, 1)), small_data(256), TrainConfig(epochs=1),
+            tmp_path / str(progress), log=lines.append, progress=progress)
+        steps = [line for line in lines if " step " in line]
+        if progress:
+            assert [line.split(" (")[0] for line in steps] == [f"epoch 1/1 step {s}/4" for s in range(1, 5)]
+            assert all("img/s, loss" in line and "run ETA" in line for line in steps)
+        else:
+            assert steps == []

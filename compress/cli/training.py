@@ -11,6 +11,9 @@ from compress.cli.app import app, logger
 from compress.cli.options import (COMPILE_HELP, DATA_HELP, HOLDOUT_HELP, LABELS_PER_CLASS_HELP, SHIFT_HELP, SHIFT_SEED_HELP,
                                   SYNC_BN_HELP, WORKERS_HELP, _ints, _progress, _with_method_options)
 
+SAVE_EVERY_HELP = ("Seconds of an epoch between resume states saved in its middle (epochs shorter than this save "
+                   "only at their end); --resume then goes on from the last one with the same weights. 0: epoch ends only.")
+
 
 @app.command("train-teacher")
 def train_teacher(
@@ -48,7 +51,8 @@ def train_teacher(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
     compile_mode: str = typer.Option("off", "--compile", help=COMPILE_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last saved state."),
+    save_every: float = typer.Option(300.0, "--save-every", help=SAVE_EVERY_HELP),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -59,7 +63,8 @@ def train_teacher(
 
     cfg = TrainConfig(epochs=epochs, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                       schedule=schedule, milestones=_ints(milestones, "--milestones"), warmup_epochs=warmup,
-                      seed=seed, deterministic=deterministic, device=device, amp=amp, compile=compile_mode)
+                      seed=seed, deterministic=deterministic, device=device, amp=amp, compile=compile_mode,
+                      save_every_s=save_every)
     data_cfg = DataConfig(name=data, data_dir=data_dir, download=download, batch_size=batch_size,
                           train_limit=train_limit, val_limit=val_limit, image_size=image_size, channels=channels,
                           seed=seed, workers=workers, labels_per_class=labels_per_class, label_fraction=label_fraction,
@@ -111,6 +116,7 @@ def distill(
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU), bf16 or off."),
     compile_mode: str = typer.Option("off", "--compile", help=COMPILE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    save_every: float = typer.Option(300.0, "--save-every", help=SAVE_EVERY_HELP),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     settings: Optional[dict[str, Any]] = None,
@@ -134,7 +140,7 @@ def distill(
     batch = int(training.pop("batch_size", 128))
     cfg = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", ())), "seed": seed,
                          "deterministic": deterministic, "device": device, "amp": amp, "strict": strict,
-                         "compile": compile_mode})
+                         "compile": compile_mode, "save_every_s": save_every})
     # Explicit options > the preset's method settings > those following the training (ATSC's momentum).
     given = {"teacher_drop_limit": teacher_margin} if teacher_margin is not None else {}
     distill_cfg = DistillConfig.with_defaults(method, given | (settings or {}), training_defaults(cfg) | method_defaults)

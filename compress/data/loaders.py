@@ -28,6 +28,10 @@ class BatchLoader(Protocol):
 
     def set_epoch(self, epoch: int) -> None: ...
 
+    def start_at(self, step: int) -> None:
+        """The next pass begins after ``step`` batches of the epoch, with what an uninterrupted pass would
+        yield from there (a run resumed in the middle of an epoch)."""
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -48,22 +52,34 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
 
 
+def augmentation_draws(n: int, augment: Augment, generator: torch.Generator
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(crop rows, crop columns, flip) for ``n`` images: every random number a batch's augmentation takes, in
+    order, so skipping a batch (resuming mid-epoch) draws exactly what augmenting it would have."""
+    dy = dx = flip = None
+    if augment.pad:
+        dy = torch.randint(0, 2 * augment.pad + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * augment.pad + 1, (n,), generator=generator)
+    if augment.flip:
+        flip = torch.rand(n, generator=generator) < 0.5
+    return dy, dx, flip
+
+
 def random_crop_flip(batch: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
     """Per-image random crop (zero padding) and horizontal flip on a whole uint8/float batch."""
     n, _, h, w = batch.shape
-    if augment.pad:
+    dy, dx, flip = augmentation_draws(n, augment, generator)
+    if dy is not None and dx is not None:
         p = augment.pad
         padded = torch.nn.functional.pad(batch, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(batch.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(batch.device)
+        dy, dx = dy.to(batch.device), dx.to(batch.device)
         rows = (dy[:, None] + torch.arange(h, device=batch.device)[None, :])[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=batch.device)[None, :])[:, None, None, :]
         idx_n = torch.arange(n, device=batch.device)[:, None, None, None]
         idx_c = torch.arange(batch.shape[1], device=batch.device)[None, :, None, None]
         batch = padded[idx_n, idx_c, rows, cols]
-    if augment.flip:
-        flip = (torch.rand(n, generator=generator) < 0.5).to(batch.device)
-        batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+    if flip is not None:
+        batch = torch.where(flip.to(batch.device)[:, None, None, None], batch.flip(3), batch)
     return batch
 
 
@@ -100,6 +116,7 @@ class TensorLoader:
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.first_step = 0  # the next pass skips this many batches (resumed mid-epoch), then resets it
         self.num_samples = len(self.labels)
         self.channels = preprocessing.channels
         self._scale, self._shift = uint8_affine(preprocessing, self.device)
@@ -123,6 +140,9 @@ class TensorLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def start_at(self, step: int) -> None:
+        self.first_step = step
+
     def _order(self, generator: torch.Generator) -> torch.Tensor:
         """The epoch's image indices, batch after batch (moved to the device once, not per step)."""
         if self.partly_labeled:
@@ -140,8 +160,12 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = self._order(generator).to(self.device)
+        first, self.first_step = self.first_step, 0
         for step in range(len(self)):
             index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            if step < first:  # already trained on: only the random numbers its augmentation took
+                augmentation_draws(len(index), self.augment, generator)
+                continue
             batch = self.images[index]
             if self.augment.pad or self.augment.flip:
                 batch = random_crop_flip(batch, self.augment, generator)
@@ -178,6 +202,7 @@ class DataLoaderAdapter:
         self.num_samples = len(loader.dataset)  # type: ignore[arg-type]
         self._scale, self._shift = uint8_affine(preprocessing, self.device)
         self.labels_only_loader: DataLoaderAdapter | None = None  # partly labelled folders: labelled batches only
+        self.first_step = 0  # the next pass skips this many batches (resumed mid-epoch), then resets it
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.loader.batch_sampler, "set_epoch"):  # MixedBatchSampler (partly labelled)
@@ -192,9 +217,22 @@ class DataLoaderAdapter:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def start_at(self, step: int) -> None:
+        self.first_step = step
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        for images, labels in self.loader:
+        batches = iter(self.loader)
+        first, self.first_step = self.first_step, 0
+        if first:
+            # The batches already trained on are loaded again and dropped: worker processes draw their
+            # augmentation from seeds of their own, so only loading them draws what the first pass drew. Without
+            # workers the transforms draw from the global RNG, which the resume state restored: keep it.
+            rng = torch.get_rng_state()
+            for _ in range(first):
+                next(batches, None)
+            torch.set_rng_state(rng)
+        for images, labels in batches:
             images = images.to(self.device, non_blocking=True).float() * self._scale + self._shift
             yield images.contiguous(memory_format=memory_format), labels.to(self.device, non_blocking=True)
 

@@ -24,6 +24,7 @@ from compress.artifacts import (atomic_write_text, disk_full_error, new_temp_fol
 from compress.errors import ConfigError, ExportError
 from compress.export.backends import BACKENDS, artifact_files, with_sources
 from compress.export.base import ExportImages, ExportSource, StepResult
+from compress.export.memory import check_fits, images_bytes
 from compress.export.target import Selection, TargetOptions, choose_target, gated_options, target_backends
 from compress.logs import get_logger
 from compress.output_folder import check_output_path
@@ -185,6 +186,9 @@ def export_command(
     val, calibration = max(max(n[0] for n in needed), 1), max(max(n[1] for n in needed), 1)
     cfg = _data_config(record, data_dir, pre.channels, pre.image_size, val, calibration) if data is None else \
         replace(data.for_model(pre.to_dict()), val_limit=val, train_limit=calibration, augment=False)
+    check_fits(images_bytes(val + calibration, pre.channels, pre.image_size),
+               f"holding {val} validation and {calibration} calibration images at {pre.image_size} px",
+               "lower --calibration and the steps' eval_images")
     images = _LoadedImages(load_data(cfg), val, calibration)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": cfg.name}
 

@@ -15,6 +15,7 @@ from typing import Any
 from compress.bounds import MAX_IMAGES, check_range
 from compress.errors import ConfigError, ExportError
 from compress.export.base import ExportImages, ExportSource, StepResult
+from compress.export.memory import activation_bytes, calibration_batch, calibration_bytes, check_fits
 from compress.export.onnx import input_channels
 from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, compare_int8, quantize_int8
 from compress.export.sensitivity import FallbackOptions, float_layers_latency, quantize_with_fallback
@@ -58,12 +59,13 @@ def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepR
     # a quick latency look in the pipeline: its validate stage times every artifact properly, interleaved
     timing: dict[str, Any] = {} if source.full_checks else {"batch_sizes": (1,), "rounds": 2}
     path = folder / "model.int8.onnx"
+    config = _calibration_config(onnx_path, options)
     if options.max_top1_drop is None:
         source.log(f"quantizing to INT8 ({options.method}, {len(images.calibration)} calibration images) ...")
-        quantize_int8(onnx_path, path, images.calibration, QuantConfig(method=options.method))
+        quantize_int8(onnx_path, path, images.calibration, config)
         fallback: dict[str, Any] = {}
     else:
-        fallback = _quantize_within_gate(onnx_path, path, images, options, source, timing)
+        fallback = _quantize_within_gate(onnx_path, path, images, options, source, timing, config)
     report = compare_int8(onnx_path, path, images.val_x, images.val_y, **timing)
     source.log(f"int8: top-1 {report.int8_accuracy:.2%} vs fp32 {report.fp32_accuracy:.2%}; "
                + ", ".join(f"batch {b}: {speed_words(v['int8_over_fp32'], 'INT8', 'fp32')}"
@@ -74,8 +76,23 @@ def int8_step(source: ExportSource, options: Int8Options, folder: Path) -> StepR
                       f"{report.n} images{floats}")
 
 
+def _calibration_config(onnx_path: Path, options: Int8Options) -> QuantConfig:
+    """The calibration batch this model's activations allow (``compress.export.memory``); a model whose
+    calibration would not fit this machine even so is refused now rather than killed by the kernel later."""
+    methods = (options.method,) if options.max_top1_drop is None else CALIBRATION_METHODS
+    per_image = activation_bytes(onnx_path)
+    batch = calibration_batch(per_image, methods)
+    histogram = [m for m in methods if m != "minmax"]
+    check_fits(calibration_bytes(per_image, batch, methods),
+               f"INT8 calibration ({', '.join(methods)}; {per_image / 2**20:.0f} MB of activations per image, "
+               f"batches of {batch})",
+               "calibrate with --calib-method minmax and no --int8-max-drop (entropy and percentile hold 2 copies "
+               "of a batch's activations)" if histogram else "free memory or export on a larger machine")
+    return QuantConfig(method=options.method, batch_size=batch)
+
+
 def _quantize_within_gate(onnx_path: Path, path: Path, images: ExportImages, options: Int8Options,
-                          source: ExportSource, timing: dict[str, Any]) -> dict[str, Any]:
+                          source: ExportSource, timing: dict[str, Any], config: QuantConfig) -> dict[str, Any]:
     """INT8 within ``options.max_top1_drop``: calibration method by measurement, sensitive layers in float,
     and what those float layers cost in latency. The search and the step's check use the same validation
     images, so the reported drop is the one the search reached; ``compress validate`` measures on more."""
@@ -85,12 +102,12 @@ def _quantize_within_gate(onnx_path: Path, path: Path, images: ExportImages, opt
                f"{', '.join(methods)}, up to {options.max_float_layers} layers in float) ...")
     result = quantize_with_fallback(onnx_path, path, images.calibration, images.val_x, images.val_y,
                                     FallbackOptions(max_drop_points=options.max_top1_drop, methods=methods,
-                                                    max_float_layers=options.max_float_layers))
+                                                    max_float_layers=options.max_float_layers), config)
     if not result.passed:
         raise ExportError(f"INT8 loses {result.drop_points:.2f} points of top-1 against fp32 even with "
                           f"{len(result.float_layers)} layer(s) in float, over the {options.max_top1_drop:g}-point "
                           "gate: allow more (max_float_layers) or a larger drop (--int8-max-drop)")
-    cost = float_layers_latency(onnx_path, result, images.calibration, images.val_x, **timing)
+    cost = float_layers_latency(onnx_path, result, images.calibration, images.val_x, config, **timing)
     if cost:
         source.log(f"int8: kept {', '.join(result.float_layers)} in float; latency against all-INT8: "
                    + ", ".join(f"batch {b}: {v['ratio']:.2f}x" for b, v in cost.items()))

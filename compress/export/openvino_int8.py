@@ -25,6 +25,7 @@ from compress.export.onnx import input_channels, ort_session
 from compress.export.openvino import (INT8_ROUTES, OpenVinoOptions, build_int8_irs, compile_ir, convert_onnx,
                                       ir_predict, publish_ir, require_nncf, require_openvino, save_ir,
                                       write_ir_sidecar)
+from compress.export.memory import EVAL_BATCH
 from compress.export.quantize import onnx_predict
 
 INT8_FILE = "model.int8.xml"
@@ -102,7 +103,7 @@ def measure_routes(irs: Mapping[str, Path], images: np.ndarray, labels: np.ndarr
     from compress.export.timing import interleaved, ratio
 
     compiled = {route: compile_ir(path, "f32", threads) for route, path in irs.items()}
-    top1 = {route: float((ir_predict(c, images).argmax(1) == labels).mean()) for route, c in compiled.items()}
+    top1 = {route: float((ir_predict(c, images, EVAL_BATCH).argmax(1) == labels).mean()) for route, c in compiled.items()}
     requests = {route: c.create_infer_request() for route, c in compiled.items()}
     first = next(iter(irs))
     p50: dict[str, dict[int, float]] = {route: {} for route in irs}

@@ -25,12 +25,13 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from compress.artifacts import atomic_path, sha256_file, write_sidecar
 from compress.errors import ConfigError, ExportError, MissingDependency
+from compress.export.memory import EVAL_BATCH
 from compress.export.onnx import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session, set_metadata
 from compress.logs import get_logger
 
@@ -75,21 +76,78 @@ def _require_quantization() -> Any:
     return quantization
 
 
-class _ArrayReader:
-    """CalibrationDataReader over a float32 N x C x H x W array, in batches."""
+class ImageBatches(Protocol):
+    """Calibration images as a re-iterable stream of float32 N x C x H x W batches: every ``iter()`` starts
+    from the first batch again, ``len()`` is the number of batches and ``count`` the number of images.
+    Calibration holds one batch at a time."""
+
+    count: int
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+
+class ArrayBatches:
+    """An in-memory N x C x H x W array as ``ImageBatches``."""
 
     def __init__(self, images: np.ndarray, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"calibration batch size must be at least 1, got {batch_size}")
         self.images, self.batch_size = images, batch_size
-        self._it: Iterator[dict[str, np.ndarray]] | None = None
-        self.rewind()
+        self.count = len(images)
 
-    def rewind(self) -> None:
-        self._it = iter([{INPUT_NAME: self.images[i:i + self.batch_size]}
-                         for i in range(0, len(self.images), self.batch_size)])
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(0, len(self.images), self.batch_size):
+            yield np.ascontiguousarray(self.images[i:i + self.batch_size], np.float32)
+
+
+def as_batches(calibration: "np.ndarray | ImageBatches", batch_size: int) -> ImageBatches:
+    return ArrayBatches(calibration, batch_size) if isinstance(calibration, np.ndarray) else calibration
+
+
+class _BatchReader:
+    """ONNX Runtime ``CalibrationDataReader`` that hands the calibrator one batch per ``collect_data`` call.
+
+    ``quantize_static`` with ``extra_options={"CalibStridedMinMax": 1}`` asks ``len(reader)`` for the number
+    of items, then for every stride calls ``set_range(start, end)`` and ``collect_data``. Every calibrator
+    (despite the option's name) folds each call into running statistics: MinMax merges the min/max (the same
+    ranges as one call over everything), Entropy and Percentile merge histograms. Without it, ONNX Runtime
+    keeps every intermediate tensor of every calibration image before building a single histogram (and
+    copies them all once more): 21 GB for 512 images on a 224 px mobilenet_v2. Here it holds one batch's.
+    """
+
+    def __init__(self, batches: ImageBatches) -> None:
+        self.batches = batches
+        self._source: Iterator[np.ndarray] | None = None
+        self._position = 0  # index of the batch the source yields next
+        self._pending: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        if self._source is None or start_index < self._position:  # a new pass: start over
+            self._source, self._position = iter(self.batches), 0
+        while self._position < start_index:
+            next(self._source)
+            self._position += 1
+        self._pending = []
+        while self._position < end_index:
+            batch = next(self._source, None)
+            if batch is None:
+                break
+            self._pending.append(batch)
+            self._position += 1
+        self._pending.reverse()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        assert self._it is not None
-        return next(self._it, None)
+        if not self._pending:
+            return None
+        return {INPUT_NAME: np.ascontiguousarray(self._pending.pop(), np.float32)}
 
 
 def _optional_arguments(q: Any, nodes_to_exclude: Sequence[str], cache: Any) -> dict[str, Any]:
@@ -106,22 +164,26 @@ def _optional_arguments(q: Any, nodes_to_exclude: Sequence[str], cache: Any) -> 
 def quantize_int8(
     onnx_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
-    calibration: np.ndarray,
+    calibration: np.ndarray | ImageBatches,
     config: QuantConfig = QuantConfig(),
     *,
     nodes_to_exclude: Sequence[str] = (),
     calibration_cache: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write a static-INT8 copy of ``onnx_path`` calibrated on ``calibration`` (preprocessed float32).
+    """Write a static-INT8 copy of ``onnx_path`` calibrated on ``calibration`` (preprocessed float32 images:
+    an array, cut into ``config.batch_size`` batches, or a stream of batches). Memory grows with the batch,
+    not with the number of images: each batch is folded into running ranges/histograms before the next.
 
     ``nodes_to_exclude``: nodes of the pre-processed graph kept in float. ``calibration_cache``: a JSON
     file of tensor ranges, written by the first call and read by later ones (calibrate once, quantize often).
     """
     config.validate()
     q = _require_quantization()
-    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
-    if calibration.ndim != 4 or len(calibration) == 0:
+    if isinstance(calibration, np.ndarray) and (calibration.ndim != 4 or len(calibration) == 0):
         raise ConfigError(f"calibration images must be a non-empty N x C x H x W array, got {calibration.shape}")
+    batches = as_batches(calibration, config.batch_size)
+    if len(batches) == 0:
+        raise ConfigError("no calibration images: pass at least one batch")
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     source = load_onnx(onnx_path)
     metadata = {p.key: p.value for p in source.metadata_props}
@@ -141,14 +203,15 @@ def quantize_int8(
             # the entropy and percentile calibrators print their progress; an export command needs none of it
             with contextlib.redirect_stdout(io.StringIO()):
                 q.quantize_static(
-                    str(model_in), str(tmp), _ArrayReader(calibration, config.batch_size),
+                    str(model_in), str(tmp), _BatchReader(batches),
                     quant_format=q.QuantFormat.QDQ if config.quant_format == "qdq" else q.QuantFormat.QOperator,
                     per_channel=config.per_channel, reduce_range=config.reduce_range,
                     activation_type=qtype[config.activation_type], weight_type=qtype[config.weight_type],
                     calibrate_method=method,
                     calibration_providers=["CPUExecutionProvider"],
                     # signed weights default to symmetric already; activations only when asked (TensorRT)
-                    extra_options={"ActivationSymmetric": config.symmetric,
+                    # one batch per collect_data call: running statistics, not every activation kept
+                    extra_options={"CalibStridedMinMax": 1, "ActivationSymmetric": config.symmetric,
                                    **({"WeightSymmetric": True} if config.symmetric else {})},
                     **_optional_arguments(q, nodes_to_exclude, calibration_cache),
                 )
@@ -161,13 +224,13 @@ def quantize_int8(
         import onnx
 
         onnx.save(model, str(tmp))
-    meta = {"quantization": asdict(config), "calibration_images": len(calibration),
+    meta = {"quantization": asdict(config), "calibration_images": batches.count,
             **({"float_nodes": list(nodes_to_exclude)} if nodes_to_exclude else {})}
     write_sidecar(out_path, "onnx-int8", meta, {"onnx": sha256_file(onnx_path)})
     return out_path
 
 
-def onnx_predict(session: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def onnx_predict(session: Any, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Logits for preprocessed float32 images through an ONNX Runtime session."""
     outs = [session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images[i:i + batch_size], np.float32)})[0]
             for i in range(0, len(images), batch_size)]

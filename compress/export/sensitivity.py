@@ -29,7 +29,7 @@ from compress.artifacts import read_json, sidecar_path, write_json
 from compress.errors import ConfigError
 from compress.export.base import within_gate
 from compress.export.onnx import load_onnx, ort_session
-from compress.export.quantize import CALIBRATION_METHODS, QuantConfig, onnx_predict, quantize_int8
+from compress.export.quantize import CALIBRATION_METHODS, ImageBatches, QuantConfig, onnx_predict, quantize_int8
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -126,7 +126,9 @@ def quantized_layers(int8_path: str | os.PathLike[str]) -> list[tuple[str, str, 
 
 
 class _Evaluator:
-    """Top-1 of candidate INT8 models on the held-out split, and their logit error against fp32."""
+    """Top-1 of candidate INT8 models on the held-out split, and their logit error against fp32. A candidate is
+    scored batch by batch (``onnx_predict``) and dropped before the next is built: what the search holds is the
+    held-out images, their fp32 logits and one session, however many candidates it tries."""
 
     def __init__(self, fp32_path: Path, images: np.ndarray, labels: np.ndarray | None, threads: int | None):
         self.images, self.threads = images, threads
@@ -146,15 +148,17 @@ class _Evaluator:
         return 100.0 * (self.fp32_accuracy - accuracy)
 
 
-def _check_inputs(calibration: np.ndarray, held_out: np.ndarray, labels: np.ndarray | None) -> None:
-    for name, array in (("calibration", calibration), ("held-out", held_out)):
+def _check_inputs(calibration: np.ndarray | ImageBatches, held_out: np.ndarray, labels: np.ndarray | None) -> None:
+    arrays = (("calibration", calibration), ("held-out", held_out)) if isinstance(calibration, np.ndarray) else \
+        (("held-out", held_out),)
+    for name, array in arrays:
         if array.ndim != 4 or len(array) == 0:
             raise ConfigError(f"{name} images must be a non-empty N x C x H x W array, got shape {array.shape}")
     if labels is not None and labels.shape != (len(held_out),):
         raise ConfigError(f"labels must hold one class per held-out image ({len(held_out)}), got shape {labels.shape}")
 
 
-def _choose_method(onnx_path: Path, work: Path, calibration: np.ndarray, config: QuantConfig,
+def _choose_method(onnx_path: Path, work: Path, calibration: np.ndarray | ImageBatches, config: QuantConfig,
                    options: FallbackOptions, evaluate: _Evaluator) -> tuple[str, dict[str, float]]:
     accuracy = {}
     for method in options.methods:
@@ -165,7 +169,7 @@ def _choose_method(onnx_path: Path, work: Path, calibration: np.ndarray, config:
     return best, accuracy
 
 
-def _measure_sensitivity(onnx_path: Path, work: Path, calibration: np.ndarray, config: QuantConfig,
+def _measure_sensitivity(onnx_path: Path, work: Path, calibration: np.ndarray | ImageBatches, config: QuantConfig,
                          evaluate: _Evaluator) -> list[LayerSensitivity]:
     cache = work / f"{config.method}.calibration.json"
     layers = quantized_layers(work / f"{config.method}.onnx")
@@ -182,7 +186,7 @@ def _measure_sensitivity(onnx_path: Path, work: Path, calibration: np.ndarray, c
 def quantize_with_fallback(
     onnx_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
-    calibration: np.ndarray,
+    calibration: np.ndarray | ImageBatches,
     held_out: np.ndarray,
     labels: np.ndarray | None = None,
     options: FallbackOptions = FallbackOptions(),
@@ -197,7 +201,6 @@ def quantize_with_fallback(
     """
     options.validate()
     config.validate()
-    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     held_out = np.ascontiguousarray(held_out, dtype=np.float32)
     labels = None if labels is None else np.asarray(labels)
     _check_inputs(calibration, held_out, labels)
@@ -230,7 +233,8 @@ def quantize_with_fallback(
     return result
 
 
-def float_layers_latency(onnx_path: str | os.PathLike[str], result: Int8Fallback, calibration: np.ndarray,
+def float_layers_latency(onnx_path: str | os.PathLike[str], result: Int8Fallback,
+                         calibration: np.ndarray | ImageBatches,
                          images: np.ndarray, config: QuantConfig = QuantConfig(), *, threads: int = 2,
                          batch_sizes: tuple[int, ...] = (1, 32), rounds: int = 6) -> dict[str, dict[str, float]]:
     """What keeping ``result.float_layers`` in float costs: the chosen model against the all-INT8 one (same

@@ -25,6 +25,7 @@ from compress.bounds import MAX_BATCH, MAX_DURATION_S, MAX_IMAGES, MAX_THREADS, 
 from compress.errors import ConfigError, ExportError, MissingDependency
 from compress.export.backends import BACKENDS
 from compress.export.base import within_gate
+from compress.export.memory import EVAL_BATCH
 
 TARGETS = ("cpu",)
 BASELINE = "onnx"  # latency ratios are against the ONNX fp32 model, which every candidate is built from
@@ -189,7 +190,7 @@ class Selection:
         return "\n".join(lines) + "\n"
 
 
-def predict(runner: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(runner: Any, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     return np.concatenate([runner.predict_logits(np.ascontiguousarray(images[i:i + batch_size], np.float32))
                            for i in range(0, len(images), batch_size)])
 
@@ -225,10 +226,9 @@ def student_top1(module: Any, images: np.ndarray, labels: np.ndarray) -> float:
     import torch
 
     module = module.eval().cpu()
-    with torch.inference_mode():
-        batches = [torch.from_numpy(np.ascontiguousarray(images[i:i + 256], np.float32))
-                   for i in range(0, len(images), 256)]
-        logits = np.concatenate([module(batch).numpy() for batch in batches])
+    with torch.inference_mode():  # one batch at a time: a 224 px batch of 256 holds gigabytes of activations
+        logits = np.concatenate([module(torch.from_numpy(np.ascontiguousarray(images[i:i + EVAL_BATCH], np.float32)))
+                                 .numpy() for i in range(0, len(images), EVAL_BATCH)])
     return float((logits.argmax(1) == labels).mean())
 
 

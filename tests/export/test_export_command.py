@@ -102,3 +102,32 @@ def test_cli_openvino_ships_the_ir_with_its_weights(checkpoint, tmp_path, capsys
     assert record["parity"]["ok"] and record["parity"]["n"] == 256
     x = torch.zeros(2, 1, 28, 28).numpy()
     assert deploy.load(out / "model.xml").predict_logits(x).shape == (2, 10)
+
+
+def test_export_refuses_images_that_would_not_fit_before_any_work(checkpoint, tmp_path, monkeypatch):
+    """Issue 22: a run that would not fit the machine is refused in one line naming what bounds it."""
+    import compress.export.memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 550 * 2**20)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"holding 5000 validation and 9000 calibration images at 28 px needs "
+                                          r"about 0\.6 GB of memory but only 0\.5 GB is available: lower "
+                                          r"--calibration"):
+        export_command(checkpoint, out, ["int8"], {"int8": Int8Options(calibration=9000, eval_images=5000)},
+                       progress=False)
+    assert not out.exists()
+
+
+def test_int8_refuses_a_calibration_batch_that_would_not_fit(checkpoint, tmp_path, monkeypatch):
+    import compress.export.memory as memory
+
+    out = tmp_path / "out"
+    real = memory.available_bytes
+    # enough for the images (checked first), not for 32 images' activations held three times
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.MARGIN + 2**20)
+    monkeypatch.setattr("compress.export.command.images_bytes", lambda *args: 0)
+    with pytest.raises(ConfigError, match=r"INT8 calibration \(entropy; \d+ MB of activations per image, batches "
+                                          r"of 32\) needs about 0\.\d GB .* calibrate with --calib-method minmax"):
+        export_command(checkpoint, out, ["int8"], {"int8": Int8Options(calibration=16, eval_images=32,
+                                                                       method="entropy")}, progress=False)
+    assert not out.exists() and real() is not None
