@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deploy.errors import DeployError
 from deploy.images import read_image
-from deploy.integrity import read_sidecar
+from deploy.integrity import read_model_bytes, read_sidecar
 from deploy.openvino_runner import OpenVinoRunner
 from deploy.runners import OnnxRunner, Runner, TensorRTRunner
 
@@ -30,16 +30,20 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
         raise DeployError(f"model file '{path}' does not exist: check the path")
     if not path.is_file():  # a FIFO or device would block or never end the SHA-256 read
         raise DeployError(f"model file '{path}' is not a regular file: pass the .onnx/.plan file itself")
-    record = read_sidecar(path, trust)
+    # Each runtime gets the bytes whose hash was checked (read once), so no file can change in between
     if path.suffix in ENGINE_SUFFIXES:
-        return TensorRTRunner(path, record)
+        content = read_model_bytes(path)
+        return TensorRTRunner(path, read_sidecar(path, trust, content), content)
     if path.suffix == ".onnx":
-        return OnnxRunner(path, provider, threads)
+        content = None if trust else read_model_bytes(path)  # trusted: by path, external data allowed
+        read_sidecar(path, trust, content)
+        return OnnxRunner(path, provider, threads, content=content)
     if path.suffix == ".xml":
         if provider != "cpu":
             raise DeployError(f"provider '{provider}' applies to ONNX models; an OpenVINO .xml runs on the CPU: "
                               "use provider='cpu'")
-        return OpenVinoRunner(path, record, threads=threads, trust=trust)
+        content = None if trust else read_model_bytes(path)
+        return OpenVinoRunner(path, read_sidecar(path, trust, content), threads=threads, trust=trust, content=content)
     raise DeployError(f"unknown model file type '{path.suffix}': expected .onnx, an OpenVINO .xml "
                       "or a TensorRT .plan/.engine")
 

@@ -9,6 +9,7 @@ because an execution context and its buffers belong to one caller at a time.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,24 @@ def _static_dim(value: Any) -> int | None:
     return value if type(value) is int and value > 0 else None
 
 
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"  # onnxruntime >= 1.21
+MIN_ORT_FOR_BYTES = (1, 21)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
+
+
 class OnnxRunner(Runner):
-    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = None) -> None:
+    """ONNX Runtime on a model file, or on ``content``: the model's bytes as hashed by ``deploy.load``.
+
+    From bytes, ONNX Runtime would look for external data files in the working directory; it is pointed
+    at an empty private folder instead, so a model whose weights live outside the hashed file is refused
+    (compress writes one self-contained file; ``trust`` loads by path, external data from the model's folder).
+    """
+
+    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = None, *,
+                 content: bytes | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -119,11 +136,23 @@ class OnnxRunner(Runner):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=wanted)
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for broken files
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
+        if content is not None and _version(ort.__version__) < MIN_ORT_FOR_BYTES:
+            raise DeployError(f"onnxruntime {ort.__version__} cannot load a verified model without also reading "
+                              "files its hash does not cover: pip install 'onnxruntime>=1.21'")
+        with tempfile.TemporaryDirectory(prefix="deploy-no-external-data-") as empty:
+            if content is not None:
+                options.add_session_config_entry(EXTERNAL_DATA_FOLDER, empty)
+            try:
+                self.session = ort.InferenceSession(str(path) if content is None else content, options,
+                                                    providers=wanted)
+            except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for broken files
+                text = str(exc)
+                if content is not None and "xternal data" in text:
+                    raise DeployError(f"'{path}' keeps weights in external data files, which its sidecar's hash "
+                                      "does not cover: use the single-file model compress exports, or pass "
+                                      "trust=True (--trust) to load them from the model's folder") from None
+                first = (text.strip().splitlines() or [type(exc).__name__])[0]
+                raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
         self.path, self.provider = path, provider
         try:
             self._check_signature()
@@ -175,7 +204,8 @@ def _check_cuda(result: Any, what: str) -> Any:
 class TensorRTRunner(Runner):
     """Serialized TensorRT engine; device buffers and stream from cuda-python, ``execute_async_v3``."""
 
-    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+    def __init__(self, path: Path, record: dict[str, Any], content: bytes | None = None) -> None:
+        """``content``: the plan's bytes as hashed by ``deploy.load`` (read from ``path`` when not given)."""
         try:
             import tensorrt as trt
         except ImportError:
@@ -192,7 +222,7 @@ class TensorRTRunner(Runner):
             raise DeployError("no CUDA GPU is visible: a TensorRT engine needs the GPU it was built for")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes() if content is None else content)
         if self.engine is None:
             raise DeployError(f"TensorRT cannot load '{path}': built by another TensorRT version or for another "
                               "GPU; rebuild it on this machine (compress export --trt)")
