@@ -27,7 +27,7 @@ import numpy as np
 from deploy.errors import DeployError, one_line
 from deploy.integrity import read_model_bytes
 from deploy.metadata import check_preprocessing, parse_json
-from deploy.runners import Runner, check_threads
+from deploy.runners import Runner, check_classes, check_threads
 
 PRECISIONS = ("f32", "bf16", "f16")
 RT_INFO_SECTION = "compress"  # where compress.export.openvino writes the model's metadata
@@ -135,6 +135,7 @@ class OpenVinoRunner(Runner):
             raise DeployError(f"'{path}' is not an image classifier with one N x classes output")
         classes = model.output(0).get_partial_shape()[1]
         self.num_classes = classes.get_length() if classes.is_static else None
+        check_classes(self.num_classes, path)
         self.metadata = _metadata(model)
         self.preprocessing = None
         if "compress.preprocessing" in self.metadata:  # checked like the ONNX runner's: sizes drive allocations

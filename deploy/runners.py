@@ -28,6 +28,7 @@ PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 META_PREPROCESSING = "compress.preprocessing"  # the key compress.export.onnx writes
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; an output wider than this is a broken or hostile model
 # More intra-op threads than this only oversubscribe the CPU; a million makes ONNX Runtime crash.
 MAX_THREADS = max(64, os.cpu_count() or 1)
 
@@ -38,10 +39,17 @@ def check_threads(threads: int | None) -> None:
                           f"default), got {threads!r}")
 
 
+def check_classes(num_classes: int | None, path: Path) -> None:
+    """A declared class count is bounded before any output of that width is allocated."""
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise DeployError(f"'{path}' declares {num_classes} output classes, more than the {MAX_CLASSES} a classifier "
+                          "has; use a classifier exported by compress")
+
+
 def checked_logits(out: Any, batch: int) -> np.ndarray:
     """The model's output as float32 N x classes, or a one-line error: never print NaN as an answer."""
     out = np.asarray(out)
-    if out.ndim != 2 or out.shape[0] != batch or out.shape[1] < 1:
+    if out.ndim != 2 or out.shape[0] != batch or not 1 <= out.shape[1] <= MAX_CLASSES:
         raise DeployError(f"the model returned an output of shape {out.shape} for a batch of {batch}, not "
                           "N x classes logits; use a classifier exported by compress")
     if not np.issubdtype(out.dtype, np.floating):
@@ -184,6 +192,7 @@ class OnnxRunner(Runner):
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = tuple(_static_dim(v) for v in inputs[0].shape[1:])  # type: ignore[assignment]
         self.num_classes = _static_dim(outputs[0].shape[1])
+        check_classes(self.num_classes, self.path)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -241,6 +250,7 @@ class TensorRTRunner(Runner):
             raise DeployError(f"'{path}' returns {self.out_dtype} {out_shape}, not N x classes float logits; "
                               "rebuild it (compress export --trt)")
         self.num_classes = int(out_shape[-1])
+        check_classes(self.num_classes, path)  # it sizes the output buffer
         self.preprocessing = None
         if record.get("preprocessing") is not None:
             self.preprocessing = check_preprocessing(record["preprocessing"], self.input_shape, self.num_classes,

@@ -13,6 +13,8 @@ validate), ``run`` (run). Importing them registers their commands on ``app``.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import Optional
 
@@ -47,6 +49,25 @@ def _interrupted(command: str, stop: BaseException | None) -> str:
     return f"interrupted: {what}; {how}"
 
 
+_OUTPUT_ERRORS = {errno.ENOSPC: "no space left on the device written to: free some space or write elsewhere",
+                  errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
+                  errno.EPIPE: "the program reading the output closed it"}
+
+
+def _output_failed(exc: OSError) -> str | None:
+    """One line for a write that failed for lack of room or reader (``compress schema > /dev/full``,
+    ``| head``), else None. Standard output then points at /dev/null: the text still buffered in it
+    would otherwise fail again, with a traceback, when Python flushes it at exit."""
+    reason = _OUTPUT_ERRORS.get(exc.errno or 0)
+    if reason is None:
+        return None
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real descriptor (pytest's capture): nothing buffered to fail at exit
+        pass
+    return f"cannot write the output ({exc.strerror}): {reason}"
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """The ``compress`` command: run it, and turn what it raised into one line and an exit code (``EXIT_CODES``)."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -62,6 +83,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     except CompressError as exc:
         logger.error(str(exc))
         code = exc.exit_code
+    except OSError as exc:
+        message = _output_failed(exc)
+        if message is None:
+            raise
+        logger.error(message)
+        code = 1
     except (KeyboardInterrupt, typer.Abort):  # Ctrl-C before typer took over (while importing), or an aborted prompt
         logger.error(_interrupted(_command(args), None))
         code = 130
