@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
 from torch import nn
 
+from compress.api_arguments import check_distill, check_export, check_validate
 from compress.errors import ConfigError
 from compress.models.user import FactoryArg, allow_factories, user_model
 
@@ -109,6 +110,7 @@ def distill(student: ModelArg, teachers: Sequence[ModelArg] = (), data: DataArg 
     from compress.data import DataConfig
     from compress.workflows import distill_run
 
+    check_distill(student, teachers, method, out, teacher_weights, preset, settings)
     if train is None or config is None:
         train, config, data = _resolve(data, method, preset, dict(settings))
     elif settings or not isinstance(data, DataConfig):
@@ -140,6 +142,7 @@ def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequenc
     ``<checkpoint folder>/export``)."""
     from compress.export.command import export_command
 
+    check_export(checkpoint, out, build, options)
     checkpoint = Path(checkpoint)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     data = None
@@ -180,6 +183,7 @@ def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist
     ``ValidationResult``; ``compress.validate.check_gates(result.gates)`` raises on a failed gate."""
     from compress.validate import validate_artifacts
 
+    check_validate(artifacts, reference, batch_sizes, threads, duration_s)
     names = {name: str(path) for name, path in artifacts.items()}
     if not names:
         raise ConfigError("nothing to validate: pass at least one artifact")
