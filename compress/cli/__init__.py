@@ -68,10 +68,35 @@ def _output_failed(exc: OSError) -> str | None:
     return f"cannot write the output ({exc.strerror}): {reason}"
 
 
+MAX_WORD = 120  # characters of one word (a value, a path) an error line repeats
+
+
+def _short(message: str) -> str:
+    """``message`` with each overlong word cut (a 20,000-character value would otherwise be the line)."""
+    return " ".join(word if len(word) <= MAX_WORD else f"{word[:MAX_WORD - 20]}...({len(word)} characters)"
+                    for word in message.split(" "))
+
+
+def _not_utf8(args: list[str]) -> str | None:
+    """A usage error for an argument that is not UTF-8 text (Python keeps such bytes as surrogates, which no
+    file, log or JSON record of ours can hold), or None."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return f"argument '{_short(shown)}' is not UTF-8 text: rename the file or pass the value in UTF-8"
+    return None
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """The ``compress`` command: run it, and turn what it raised into one line and an exit code (``EXIT_CODES``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     logs.configure()  # the defaults until the common options are read: a usage error is logged like any other
+    not_utf8 = _not_utf8(args)
+    if not_utf8 is not None:
+        logger.error(not_utf8)
+        sys.exit(2)
     try:
         # typer returns 0 after --help and --version, and 130 for a Ctrl-C while it parses the command line
         code = app(args=args, prog_name="compress", standalone_mode=False)
@@ -81,13 +106,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         logger.error(_interrupted(_command(args), interrupt.stop))
         code = 130
     except CompressError as exc:
-        logger.error(str(exc))
+        logger.error(_short(str(exc)))
         code = exc.exit_code
     except OSError as exc:
         message = _output_failed(exc)
-        if message is None:
+        if message is None and exc.filename is None:
             raise
-        logger.error(message)
+        # a path the system refuses (too long, a loop, no permission) where no check of ours named it first
+        logger.error(message or _short(f"cannot use '{exc.filename}': {exc.strerror or exc}"))
         code = 1
     except (KeyboardInterrupt, typer.Abort):  # Ctrl-C before typer took over (while importing), or an aborted prompt
         logger.error(_interrupted(_command(args), None))
@@ -99,7 +125,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         command = _command(args)
         where = f"compress {command} --help" if command else "compress --help"
         one_line = " ".join(exc.format_message().split())  # click lists choices on lines of their own
-        logger.error(f"{one_line} (see `{where}`)")
+        logger.error(_short(f"{one_line} (see `{where}`)"))
         code = exc.exit_code
     if isinstance(code, int) and code != 0:  # success returns, as a console script's entry point may
         sys.exit(code)
