@@ -142,7 +142,7 @@ def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequenc
     ``<checkpoint folder>/export``)."""
     from compress.export.command import export_command
 
-    check_export(checkpoint, out, build, options)
+    check_export(checkpoint, out, build, options, target, model_factory)
     checkpoint = Path(checkpoint)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     data = None
@@ -183,7 +183,7 @@ def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist
     ``ValidationResult``; ``compress.validate.check_gates(result.gates)`` raises on a failed gate."""
     from compress.validate import validate_artifacts
 
-    check_validate(artifacts, reference, batch_sizes, threads, duration_s)
+    check_validate(artifacts, reference, batch_sizes, threads, duration_s, model_factory, gates, providers)
     names = {name: str(path) for name, path in artifacts.items()}
     if not names:
         raise ConfigError("nothing to validate: pass at least one artifact")

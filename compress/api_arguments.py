@@ -34,9 +34,20 @@ def _expect(name: str, value: Any, what: str, types: tuple[type, ...]) -> None:
         raise ConfigError(f"{name} must be {what}, got {_given(value)}")
 
 
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4096, 255  # Linux's PATH_MAX and NAME_MAX
+
+
 def _paths(name: str, value: Any, optional: bool = False) -> None:
-    if not (optional and value is None):
-        _expect(name, value, "a path (str or pathlib.Path)" + (" or None" if optional else ""), (str, os.PathLike))
+    if optional and value is None:
+        return
+    _expect(name, value, "a path (str or pathlib.Path)" + (" or None" if optional else ""), (str, os.PathLike))
+    try:
+        raw = os.fsencode(value)
+    except (TypeError, UnicodeEncodeError):
+        raise ConfigError(f"{name} must be a path, got {_given(value)}") from None
+    if len(raw) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in raw.split(b"/")):
+        raise ConfigError(f"{name} is a path of {len(raw)} bytes, longer than a file system allows: "
+                          f"{raw[:60].decode(errors='replace')}...")
 
 
 def _list(name: str, value: Any, items: str, item: str, types: tuple[type, ...]) -> None:
@@ -81,15 +92,40 @@ def check_distill(student: Any, teachers: Any, method: Any, out: Any, teacher_we
     _settings(settings, TrainConfig, DataConfig)
 
 
-def check_export(checkpoint: Any, out: Any, build: Any, options: Any) -> None:
+def check_factories(model_factory: Any) -> None:
+    """None, a factory (a callable or 'module:function') or a list of them; what each may be, model() checks."""
+    entries = model_factory if isinstance(model_factory, (list, tuple)) else [model_factory]
+    for entry in entries:
+        if entry is not None and not isinstance(entry, str) and not callable(entry):
+            raise ConfigError(f"model_factory must be a callable, a 'module:function' str or a list of them, "
+                              f"got {_given(entry)}")
+
+
+def check_export(checkpoint: Any, out: Any, build: Any, options: Any, target: Any = None,
+                 model_factory: Any = None) -> None:
+    from compress.export.target import TargetOptions
+
     _paths("checkpoint", checkpoint)
+    if target is not None and not isinstance(target, TargetOptions):
+        raise ConfigError(f"target must be a compress.export.target.TargetOptions or None, got {_given(target)}")
+    check_factories(model_factory)
     _paths("out", out, optional=True)
     _list("build", build, "backend names (str)", "a backend name (str)", (str,))
     if options is not None and not isinstance(options, Mapping):
         raise ConfigError(f"options must be a dict of backend options or None, got {_given(options)}")
 
 
-def check_validate(artifacts: Any, reference: Any, batch_sizes: Any, threads: Any, duration_s: Any) -> None:
+def check_validate(artifacts: Any, reference: Any, batch_sizes: Any, threads: Any, duration_s: Any,
+                   model_factory: Any = None, gates: Any = None, providers: Any = None) -> None:
+    from compress.validate.gates import GateSpec
+
+    check_factories(model_factory)
+    if gates is not None and not isinstance(gates, GateSpec) and not (
+            isinstance(gates, Mapping) and all(isinstance(v, GateSpec) for v in gates.values())):
+        raise ConfigError(f"gates must be a GateSpec, a dict of stage name -> GateSpec or None, got {_given(gates)}")
+    if providers is not None and not (isinstance(providers, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in providers.items())):
+        raise ConfigError(f"providers must be a dict of stage name -> provider (str) or None, got {_given(providers)}")
     if not isinstance(artifacts, Mapping):
         raise ConfigError(f"artifacts must be a dict of stage name -> path, got {_given(artifacts)}")
     for name, path in artifacts.items():
@@ -102,4 +138,4 @@ def check_validate(artifacts: Any, reference: Any, batch_sizes: Any, threads: An
     _expect("duration_s", duration_s, "a number", (int, float))
 
 
-__all__ = ["check_distill", "check_export", "check_validate"]
+__all__ = ["check_distill", "check_export", "check_factories", "check_validate"]
