@@ -21,6 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
+from compress.api_arguments import check_distill, check_export, check_validate
 from compress.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads with the first call, not with ``import compress``
@@ -116,6 +117,7 @@ def distill(student: ModelArg, teachers: Sequence[ModelArg] = (), data: DataArg 
     from compress.data import DataConfig
     from compress.workflows import distill_run
 
+    check_distill(student, teachers, method, out, teacher_weights, preset, settings)
     if train is None or config is None:
         train, config, data = _resolve(data, method, preset, dict(settings))
     elif settings or not isinstance(data, DataConfig):
@@ -147,6 +149,7 @@ def export(checkpoint: str | Path, out: str | Path | None = None, build: Sequenc
     ``<checkpoint folder>/export``)."""
     from compress.export.command import export_command
 
+    check_export(checkpoint, out, build, options, target, model_factory)
     checkpoint = Path(checkpoint)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     data = None
@@ -191,6 +194,7 @@ def validate(artifacts: Mapping[str, str | Path], data: DataArg = "fashion-mnist
 
     from compress.models.user import allow_factories
 
+    check_validate(artifacts, reference, batch_sizes, threads, duration_s, model_factory, gates, providers)
     names = {name: str(path) for name, path in artifacts.items()}
     if not names:
         raise ConfigError("nothing to validate: pass at least one artifact")

@@ -41,6 +41,43 @@ class _PlainFormatter(logging.Formatter):
         return _PREFIX.get(record.levelno, "") + super().format(record)
 
 
+class _LogFile(logging.FileHandler):
+    """``--log-file``: a file that stops accepting lines (a full disk, /dev/full) is reported once, on
+    stderr, and then left alone; logging's default would print a traceback for every line."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except (OSError, ValueError) as exc:  # called outside emit too: on close and at exit
+            self._give_up(exc)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._give_up(sys.exc_info()[1])
+
+    def _give_up(self, exc: BaseException | None) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        try:
+            sys.stderr.write(f"warning: cannot write the log file '{self.baseFilename}' ({reason}); "
+                             "logging to it stopped\n")
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except (OSError, ValueError) as exc:
+            self._give_up(exc)
+
+
 def _ours(handler: logging.Handler) -> bool:
     return getattr(handler, "_compress", False)
 
@@ -54,7 +91,7 @@ def configure(level: int = logging.INFO, log_file: str | os.PathLike[str] | None
     stderr.setFormatter(_PlainFormatter())
     handlers: list[logging.Handler] = [stderr]
     if log_file is not None:  # opened first: a file that cannot be written leaves the old set-up in place
-        file = logging.FileHandler(log_file, encoding="utf-8")
+        file = _LogFile(log_file, encoding="utf-8")
         file.setLevel(logging.DEBUG)
         file.setFormatter(logging.Formatter(FILE_FORMAT))
         handlers.append(file)

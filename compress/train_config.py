@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,9 +73,14 @@ class TrainConfig:
         return data
 
 
+_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
+
+
 def resolve_device(name: str) -> torch.device:
     import torch
 
+    if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):  # torch.device would raise a RuntimeError
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {str(name)[:60]!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

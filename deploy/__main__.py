@@ -1,5 +1,14 @@
+"""``python -m deploy``: the CLI, with a Ctrl-C that arrives while numpy and the runtimes are still
+being imported reported like one during the command (one line, exit status 130)."""
+
 import sys
 
-from deploy.cli import main
+INTERRUPTED = "error: interrupted (Ctrl-C)"
+
+try:
+    from deploy.cli import main
+except KeyboardInterrupt:
+    print(INTERRUPTED, file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -1,7 +1,8 @@
 """``python -m deploy`` / ``compress-deploy``: classify image files, or time a model. argparse only.
 
 Every error is one line on stderr starting with ``error:``, never a traceback. Exit status: 0 when all
-went well, 1 for a bad model or image file or a failed run, 2 for an option value out of range.
+went well, 1 for a bad model or image file or a failed run, 2 for an option value out of range, 130
+after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from deploy.runners import MAX_THREADS, Runner
 MAX_BATCH_SIZES = 16  # each one is timed for --seconds
 MAX_TOP = 100_000  # more than any classifier's classes; the model's own count is checked after loading
 
-EXIT_STATUS = "exit status: 0 all done, 1 a bad model or image file or a failed run, 2 a bad option value"
+EXIT_STATUS = ("exit status: 0 all done, 1 a bad model or image file or a failed run, 2 a bad option value, "
+               "130 interrupted (Ctrl-C)")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -149,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 must not crash the print
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         return int(args.func(args))
+    except KeyboardInterrupt:  # Ctrl-C while loading or timing: nothing is written, so nothing to finish
+        _report("interrupted (Ctrl-C)")
+        return 130
     except UsageError as exc:
         _report(exc)
         return 2

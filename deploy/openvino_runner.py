@@ -13,16 +13,21 @@ for f32; ``precision="bf16"`` opts into that trade.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import re
+import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from deploy.errors import DeployError
-from deploy.integrity import sha256_file
+from deploy.errors import DeployError, one_line
+from deploy.integrity import read_model_bytes
 from deploy.metadata import check_preprocessing, parse_json
-from deploy.runners import Runner, check_threads
+from deploy.runners import Runner, check_classes, check_threads
 
 PRECISIONS = ("f32", "bf16", "f16")
 RT_INFO_SECTION = "compress"  # where compress.export.openvino writes the model's metadata
@@ -36,24 +41,64 @@ def _require_openvino() -> Any:
     return openvino
 
 
+_SOURCE_LOCATION = re.compile(r"Exception from \S+:\d+:\s*")
+
+
 def _reason(exc: Exception) -> str:
-    """OpenVINO errors open with a C++ "Check '...' failed at file:line" line; the reason follows it."""
+    """OpenVINO errors open with C++ "Check '...' failed at file:line" and "Exception from file:line:"
+    context; the reason follows it."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("Check '")]
-    return " ".join(lines)[:200] or type(exc).__name__
+    return _SOURCE_LOCATION.sub("", " ".join(lines)).strip()[:200] or type(exc).__name__
 
 
-def _verify_weights(xml: Path, record: dict[str, Any]) -> None:
-    """The sidecar hashes the .xml; the weights live in the .bin, so check that one too."""
+def weights_path(xml: Path) -> Path:
+    """Where OpenVINO reads an IR's weights: beside the .xml, same stem, ``.bin`` (never what a sidecar names)."""
+    return xml.with_suffix(".bin")
+
+
+def _verified_files(xml: Path, record: dict[str, Any], content: bytes | None) -> tuple[bytes, bytes]:
+    """The .xml and .bin bytes, each matching the sidecar's hash; OpenVINO is then given these bytes."""
+    if content is None:  # a runner made without deploy.load: check the .xml here
+        content = read_model_bytes(xml)
+        if record.get("sha256") != hashlib.sha256(content).hexdigest():
+            raise DeployError(f"'{xml}' does not match the SHA-256 in '{xml.name}.json' (modified or partly copied); "
+                              "copy it again, or pass trust=True (--trust) to use it anyway")
     weights = record.get("weights")
-    if not isinstance(weights, dict) or "sha256" not in weights:
+    if not isinstance(weights, dict) or not isinstance(weights.get("sha256"), str):
         raise DeployError(f"sidecar of '{xml.name}' records no hash for its weights (.bin); "
                           "re-export it with compress, or pass trust=True (--trust)")
-    bin_path = xml.with_name(str(weights.get("file") or xml.with_suffix(".bin").name))
+    bin_path = weights_path(xml)
+    named = weights.get("file", bin_path.name)
+    if named != bin_path.name:  # the hash would cover another file than the one OpenVINO loads
+        raise DeployError(f"sidecar of '{xml.name}' names weights file {one_line(repr(named))[:80]}, but OpenVINO "
+                          f"reads '{bin_path.name}' beside the .xml: copy the sidecar written with the model, "
+                          "or pass trust=True (--trust)")
     if not bin_path.is_file():
         raise DeployError(f"weights file '{bin_path}' of '{xml.name}' does not exist: copy it along with the .xml")
-    if sha256_file(bin_path) != weights["sha256"]:
+    weights_bytes = read_model_bytes(bin_path)
+    if hashlib.sha256(weights_bytes).hexdigest() != weights["sha256"]:
         raise DeployError(f"'{bin_path}' does not match the SHA-256 in '{xml.name}.json' (modified or partly "
                           "copied); copy it again, or pass trust=True (--trust) to use it anyway")
+    return content, weights_bytes
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """OpenVINO's frontends print their own diagnostics to file descriptor 2 before raising; the error
+    that follows says what failed in one line, so that noise is dropped."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (an embedding application): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _metadata(model: Any) -> dict[str, str]:
@@ -65,16 +110,21 @@ def _metadata(model: Any) -> dict[str, str]:
 
 class OpenVinoRunner(Runner):
     def __init__(self, path: Path, record: dict[str, Any] | None = None, *, threads: int | None = None,
-                 precision: str = "f32", trust: bool = False) -> None:
+                 precision: str = "f32", trust: bool = False, content: bytes | None = None) -> None:
+        """``record``: the .xml's sidecar; ``content``: the .xml's bytes as hashed by ``deploy.load``."""
         ov = _require_openvino()
         if precision not in PRECISIONS:
             raise DeployError(f"unknown OpenVINO precision '{precision}': choose one of {', '.join(PRECISIONS)}")
         check_threads(threads)
-        if not trust:
-            _verify_weights(path, record or {})
         core = ov.Core()
         try:
-            model = core.read_model(str(path))
+            with _quiet_stderr():
+                if trust:
+                    model = core.read_model(str(path))
+                else:  # the verified bytes themselves: no file is read again or found by another name
+                    model = core.read_model(*_verified_files(path, record or {}, content))
+        except DeployError:
+            raise
         except Exception as exc:  # RuntimeError with pages of C++ context for a broken .xml/.bin
             raise DeployError(f"cannot load OpenVINO model '{path}': {_reason(exc)}; re-export it") from None
         if len(model.inputs) != 1 or model.input(0).get_partial_shape().rank.get_length() != 4:
@@ -85,6 +135,7 @@ class OpenVinoRunner(Runner):
             raise DeployError(f"'{path}' is not an image classifier with one N x classes output")
         classes = model.output(0).get_partial_shape()[1]
         self.num_classes = classes.get_length() if classes.is_static else None
+        check_classes(self.num_classes, path)
         self.metadata = _metadata(model)
         self.preprocessing = None
         if "compress.preprocessing" in self.metadata:  # checked like the ONNX runner's: sizes drive allocations

@@ -9,6 +9,7 @@ because an execution context and its buffers belong to one caller at a time.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 META_PREPROCESSING = "compress.preprocessing"  # the key compress.export.onnx writes
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; an output wider than this is a broken or hostile model
 # More intra-op threads than this only oversubscribe the CPU; a million makes ONNX Runtime crash.
 MAX_THREADS = max(64, os.cpu_count() or 1)
 
@@ -37,10 +39,17 @@ def check_threads(threads: int | None) -> None:
                           f"default), got {threads!r}")
 
 
+def check_classes(num_classes: int | None, path: Path) -> None:
+    """A declared class count is bounded before any output of that width is allocated."""
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise DeployError(f"'{path}' declares {num_classes} output classes, more than the {MAX_CLASSES} a classifier "
+                          "has; use a classifier exported by compress")
+
+
 def checked_logits(out: Any, batch: int) -> np.ndarray:
     """The model's output as float32 N x classes, or a one-line error: never print NaN as an answer."""
     out = np.asarray(out)
-    if out.ndim != 2 or out.shape[0] != batch or out.shape[1] < 1:
+    if out.ndim != 2 or out.shape[0] != batch or not 1 <= out.shape[1] <= MAX_CLASSES:
         raise DeployError(f"the model returned an output of shape {out.shape} for a batch of {batch}, not "
                           "N x classes logits; use a classifier exported by compress")
     if not np.issubdtype(out.dtype, np.floating):
@@ -100,8 +109,24 @@ def _static_dim(value: Any) -> int | None:
     return value if type(value) is int and value > 0 else None
 
 
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"  # onnxruntime >= 1.21
+MIN_ORT_FOR_BYTES = (1, 21)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
+
+
 class OnnxRunner(Runner):
-    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = None) -> None:
+    """ONNX Runtime on a model file, or on ``content``: the model's bytes as hashed by ``deploy.load``.
+
+    From bytes, ONNX Runtime would look for external data files in the working directory; it is pointed
+    at an empty private folder instead, so a model whose weights live outside the hashed file is refused
+    (compress writes one self-contained file; ``trust`` loads by path, external data from the model's folder).
+    """
+
+    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = None, *,
+                 content: bytes | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -119,11 +144,23 @@ class OnnxRunner(Runner):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=wanted)
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for broken files
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
+        if content is not None and _version(ort.__version__) < MIN_ORT_FOR_BYTES:
+            raise DeployError(f"onnxruntime {ort.__version__} cannot load a verified model without also reading "
+                              "files its hash does not cover: pip install 'onnxruntime>=1.21'")
+        with tempfile.TemporaryDirectory(prefix="deploy-no-external-data-") as empty:
+            if content is not None:
+                options.add_session_config_entry(EXTERNAL_DATA_FOLDER, empty)
+            try:
+                self.session = ort.InferenceSession(str(path) if content is None else content, options,
+                                                    providers=wanted)
+            except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types for broken files
+                text = str(exc)
+                if content is not None and "xternal data" in text:
+                    raise DeployError(f"'{path}' keeps weights in external data files, which its sidecar's hash "
+                                      "does not cover: use the single-file model compress exports, or pass "
+                                      "trust=True (--trust) to load them from the model's folder") from None
+                first = (text.strip().splitlines() or [type(exc).__name__])[0]
+                raise DeployError(f"cannot load ONNX model '{path}': {first[:160]}; re-export it") from None
         self.path, self.provider = path, provider
         try:
             self._check_signature()
@@ -155,6 +192,7 @@ class OnnxRunner(Runner):
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = tuple(_static_dim(v) for v in inputs[0].shape[1:])  # type: ignore[assignment]
         self.num_classes = _static_dim(outputs[0].shape[1])
+        check_classes(self.num_classes, self.path)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -175,7 +213,8 @@ def _check_cuda(result: Any, what: str) -> Any:
 class TensorRTRunner(Runner):
     """Serialized TensorRT engine; device buffers and stream from cuda-python, ``execute_async_v3``."""
 
-    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+    def __init__(self, path: Path, record: dict[str, Any], content: bytes | None = None) -> None:
+        """``content``: the plan's bytes as hashed by ``deploy.load`` (read from ``path`` when not given)."""
         try:
             import tensorrt as trt
         except ImportError:
@@ -192,7 +231,7 @@ class TensorRTRunner(Runner):
             raise DeployError("no CUDA GPU is visible: a TensorRT engine needs the GPU it was built for")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes() if content is None else content)
         if self.engine is None:
             raise DeployError(f"TensorRT cannot load '{path}': built by another TensorRT version or for another "
                               "GPU; rebuild it on this machine (compress export --trt)")
@@ -211,6 +250,7 @@ class TensorRTRunner(Runner):
             raise DeployError(f"'{path}' returns {self.out_dtype} {out_shape}, not N x classes float logits; "
                               "rebuild it (compress export --trt)")
         self.num_classes = int(out_shape[-1])
+        check_classes(self.num_classes, path)  # it sizes the output buffer
         self.preprocessing = None
         if record.get("preprocessing") is not None:
             self.preprocessing = check_preprocessing(record["preprocessing"], self.input_shape, self.num_classes,

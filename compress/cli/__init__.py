@@ -16,6 +16,8 @@ when it runs, so --help, completion and usage errors answer at once. The console
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import Optional
 
@@ -50,10 +52,54 @@ def _interrupted(command: str, stop: BaseException | None) -> str:
     return f"interrupted: {what}; {how}"
 
 
+_OUTPUT_ERRORS = {errno.ENOSPC: "no space left on the device written to: free some space or write elsewhere",
+                  errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
+                  errno.EPIPE: "the program reading the output closed it"}
+
+
+def _output_failed(exc: OSError) -> str | None:
+    """One line for a write that failed for lack of room or reader (``compress schema > /dev/full``,
+    ``| head``), else None. Standard output then points at /dev/null: the text still buffered in it
+    would otherwise fail again, with a traceback, when Python flushes it at exit."""
+    reason = _OUTPUT_ERRORS.get(exc.errno or 0)
+    if reason is None:
+        return None
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real descriptor (pytest's capture): nothing buffered to fail at exit
+        pass
+    return f"cannot write the output ({exc.strerror}): {reason}"
+
+
+MAX_WORD = 120  # characters of one word (a value, a path) an error line repeats
+
+
+def _short(message: str) -> str:
+    """``message`` with each overlong word cut (a 20,000-character value would otherwise be the line)."""
+    return " ".join(word if len(word) <= MAX_WORD else f"{word[:MAX_WORD - 20]}...({len(word)} characters)"
+                    for word in message.split(" "))
+
+
+def _not_utf8(args: list[str]) -> str | None:
+    """A usage error for an argument that is not UTF-8 text (Python keeps such bytes as surrogates, which no
+    file, log or JSON record of ours can hold), or None."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return f"argument '{_short(shown)}' is not UTF-8 text: rename the file or pass the value in UTF-8"
+    return None
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """The ``compress`` command: run it, and turn what it raised into one line and an exit code (``EXIT_CODES``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     logs.configure()  # the defaults until the common options are read: a usage error is logged like any other
+    not_utf8 = _not_utf8(args)
+    if not_utf8 is not None:
+        logger.error(not_utf8)
+        sys.exit(2)
     try:
         # typer returns 0 after --help and --version, and 130 for a Ctrl-C while it parses the command line
         code = app(args=args, prog_name="compress", standalone_mode=False)
@@ -63,8 +109,15 @@ def main(argv: Optional[list[str]] = None) -> None:
         logger.error(_interrupted(_command(args), interrupt.stop))
         code = 130
     except CompressError as exc:
-        logger.error(str(exc))
+        logger.error(_short(str(exc)))
         code = exc.exit_code
+    except OSError as exc:
+        message = _output_failed(exc)
+        if message is None and exc.filename is None:
+            raise
+        # a path the system refuses (too long, a loop, no permission) where no check of ours named it first
+        logger.error(message or _short(f"cannot use '{exc.filename}': {exc.strerror or exc}"))
+        code = 1
     except (KeyboardInterrupt, typer.Abort):  # Ctrl-C before typer took over (while importing), or an aborted prompt
         logger.error(_interrupted(_command(args), None))
         code = 130
@@ -75,7 +128,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         command = _command(args)
         where = f"compress {command} --help" if command else "compress --help"
         one_line = " ".join(exc.format_message().split())  # click lists choices on lines of their own
-        logger.error(f"{one_line} (see `{where}`)")
+        logger.error(_short(f"{one_line} (see `{where}`)"))
         code = exc.exit_code
     if isinstance(code, int) and code != 0:  # success returns, as a console script's entry point may
         sys.exit(code)

@@ -146,6 +146,9 @@ class UnlabeledFolder:
         from compress.data.images import check_images
         from compress.data.labels import UNLABELED
 
+        if root.exists() and not root.is_dir():
+            raise DataError(f"--unlabeled-dir '{root}' is a file, not a folder: pass the folder that holds the "
+                            "unlabelled images (any sub-folders)")
         if not root.is_dir():
             raise DataError(f"unlabelled image folder '{root}' does not exist: pass --unlabeled-dir DIR with images "
                             "in it (any sub-folders)")

@@ -44,8 +44,12 @@ def canonical_timm_name(name: str) -> str:
     timm = _timm()
     bare = name[len(PREFIX):].strip()
     if "." in bare:
-        raise ConfigError(f"'{name}': give the architecture as the model (timm:{bare.split('.')[0]}) and the "
-                          f"pretrained tag as the weights (--teacher-weights {bare.split('.', 1)[1]})")
+        arch, tag = bare.split(".", 1)
+        if not timm.is_model(arch) or bare not in timm.list_pretrained(f"{arch}.*"):  # timm:os.system is no tag
+            raise UnknownNameError(f"'{name[:80]}' is not a timm model name: give the architecture alone "
+                                   "(timm:resnet18; see timm.list_models()) and a pretrained tag as the weights")
+        raise ConfigError(f"'{name}': give the architecture as the model (timm:{arch}) and the "
+                          f"pretrained tag as the weights (--teacher-weights {tag})")
     if not timm.is_model(bare):
         close = difflib.get_close_matches(bare, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else ": see timm.list_models()"

@@ -20,6 +20,7 @@ from compress.artifacts import MAX_SIDECAR_BYTES, read_json, sidecar_path
 from compress.errors import CheckpointError, CompressError, ConfigError, DeviceError, MissingDependency
 from compress.export.backends import all_suffixes, artifact_files, backend_for_file
 from compress.record import resolve_checkpoint
+from deploy.errors import DeployError  # deploy's one-line errors (no heavy imports: the runtimes load lazily)
 
 TORCH_SUFFIXES = (".safetensors",)
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -118,7 +119,11 @@ class RuntimeBackend:
         self._runner(self._threads)  # open the session now, not inside a timed run
 
     def predict_logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        return np.asarray(self._runner(self._threads).predict_logits(as_numpy(x)), dtype=np.float32)
+        try:
+            logits = self._runner(self._threads).predict_logits(as_numpy(x))
+        except DeployError as exc:  # NaN logits, an output that is not N x classes, a failed run: the file's fault
+            raise CheckpointError(f"stage '{self.name}' ({self.path}): {exc}") from None
+        return np.asarray(logits, dtype=np.float32)
 
 
 @dataclass

@@ -230,8 +230,8 @@ class GateSpec:
                 raise ConfigError(f"{where}.{key}: unknown gate{hint}")
         try:
             return cls(**{k: (None if v is None else int(v) if k in _POINT_KEYS else float(v)) for k, v in data.items()})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: gate values must be numbers ({exc})") from None
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(.inf) for batch_size/threads
+            raise ConfigError(f"{where}: gate values must be finite numbers ({exc})") from None
 
 
 Gates = GateSpec | Mapping[str, GateSpec]
