@@ -291,7 +291,6 @@ def markdown(record: dict[str, Any]) -> str:
                   "|---:|---:|---:|" + ("---:|" if fp32 else "")]
         lines += [f"| {r['workers']} | {r['images_per_s']:.0f} | {r['first_pass_images_per_s']:.0f} |"
                   + (f" {100 * fp32[0] / r['images_per_s']:.1f} % |" if fp32 else "") for r in record["data"]]
-    lines += ["", "Reading: TODO(lead), from the numbers above."]
     return "\n".join(lines) + "\n"
 
 
