@@ -95,7 +95,7 @@ RECORD_ARMS = {
     "shift": ["none", "none-ls", "kd", "simkd", "atsc", "atsc-control", "atsc-frozen", "atsc-bn", "atsc-pseudo",
               "two-stage", "all-labels"],
 }
-COMPARED = ("none", "none-ls", "kd", "simkd", "atsc-control", "atsc-frozen", "two-stage", "all-labels")
+COMPARED = ("none", "none-ls", "kd", "simkd", "atsc", "atsc-control", "atsc-frozen", "atsc-bn", "two-stage", "all-labels")
 
 
 def grid_points(arm: str) -> list[dict[str, Any]]:
@@ -285,7 +285,7 @@ class Record:
 
     def write(self) -> None:
         args = self.args
-        references = [a for a in ("atsc", "atsc-frozen", "atsc-bn", "kd") if a in self.arms]
+        references = [a for a in ("atsc", "atsc-pseudo", "atsc-bn", "atsc-frozen") if a in self.arms]
         record = {"command": "python " + " ".join(sys.argv), "record": args.record,
                   "setup": {k: v for k, v in vars(args).items() if k not in ("out", "work")},
                   "grids": {a: GRIDS[a] for a in self.arms}, "chosen": self.chosen, "rows": self.rows,
