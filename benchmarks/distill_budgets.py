@@ -32,7 +32,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -43,10 +42,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# An arm: which labels it sees, its fixed settings, and its tuning grid (every arm gets GRID_SIZE trials).
+# An arm: which labels it sees and its fixed settings; GRIDS holds its tuning grid (the same size for every arm).
 # Grid keys are distill settings, or ``lr`` (the training schedule's learning rate).
 ARMS: dict[str, dict[str, Any]] = {
     "none": {"labels": "few", "settings": {"method": "none"}},
@@ -210,16 +212,6 @@ def run_job(args: argparse.Namespace, job: Job) -> dict[str, Any]:
             "test_epoch": summary.get("test_epoch"), "val_curve": [row["val_top1"] for row in history],
             "teacher_val_top1_after": chosen.get("teacher_top1"), "teacher_kept": chosen.get("teacher_kept"),
             "images_per_s": summary["train_images_per_s"], "wall_s": summary["wall_seconds"]}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

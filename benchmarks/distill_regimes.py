@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import sys
@@ -35,6 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import cpu_model  # noqa: E402
 
 from distill_fashion_mnist import finished_run  # noqa: E402
 
@@ -62,16 +63,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 REGIMES = ("full", "few-privileged", "few-fair")
 COMPARED = ("none", "kd", "simkd")  # what the deployed ATSC is compared with, seed by seed
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -36,6 +36,8 @@ MAX_LATENCY_MS = 3_600_000.0  # a latency threshold: an hour per image
 MAX_SPEEDUP = 1_000_000.0  # a speed-up threshold
 MAX_FACTOR = 1024  # SimKD's projector bottleneck factor (C_t / r channels)
 MAX_BLOCKS = 1000  # blocks of a network (ATSC's adapt_last)
+MAX_STEP_INTERVAL = 1_000_000  # training steps between two teacher steps (ATSC's teacher_every)
+MAX_SAVE_EVERY_S = 7 * 24 * 3600  # a week between mid-epoch saves
 
 
 def within(value: object, low: float, high: float, *, above: bool = False, below: bool = False) -> bool:
@@ -117,6 +119,7 @@ OPTION_BOUNDS: dict[str, Bound] = {
     "--warmup": Bound(0, MAX_EPOCHS, unit=" epochs"),
     "--label-smoothing": Bound(0, 1, below=True),
     "--seed": SEED,
+    "--save-every": Bound(0, MAX_SAVE_EVERY_S, unit=" s"),
     # data
     "--workers": Bound(0, MAX_WORKERS),
     "--train-limit": COUNT,
@@ -125,6 +128,8 @@ OPTION_BOUNDS: dict[str, Bound] = {
     "--label-fraction": Bound(0, 1, above=True),
     "--labeled-share": Bound(0, 1, above=True, below=True),
     "--label-seed": SEED,
+    "--holdout-per-class": COUNT,
+    "--shift-seed": SEED,
     "--image-size": Bound(8, MAX_IMAGE_SIZE, unit=" px"),
     "--channels": Bound(1, 3),
     # distillation method settings (compress distill)
@@ -137,6 +142,8 @@ OPTION_BOUNDS: dict[str, Bound] = {
     "--ce-weight": WEIGHT,
     "--kl-weight": WEIGHT,
     "--adapt-last": Bound(1, MAX_BLOCKS),
+    "--teacher-every": Bound(1, MAX_STEP_INTERVAL),
+    "--pseudo-threshold": Bound(0, 1, above=True),
     "--teacher-drop-limit": Bound(0, 1),
     "--teacher-margin": Bound(0, 1),
     "--temperature": Bound(0, MAX_TEMPERATURE, above=True),

@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from compress.bounds import MAX_EPOCHS, MAX_LR, MAX_SEED, check_range, shown, within
+from compress.bounds import MAX_EPOCHS, MAX_LR, MAX_SAVE_EVERY_S, MAX_SEED, check_range, shown, within
 from compress.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:  # the config is read without torch (the command line, recipes); the functions below load it
@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # the config is read without torch (the command line, recipes
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 MAX_LOG_EVERY = 1_000_000  # steps between log lines
-MAX_SAVE_EVERY_S = 7 * 24 * 3600  # a week between mid-epoch saves
 
 
 @dataclass

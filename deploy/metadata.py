@@ -31,10 +31,25 @@ def parse_json(text: str, what: str) -> Any:
         raise DeployError(f"{what} is {len(text)} characters, more than the {MAX_METADATA_CHARS} a model record "
                           f"needs; {FIX}")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise DeployError(f"{what} is not valid JSON ({reason}); {FIX}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: with a repeated key, which value counts would depend on
+    the reader (compress.structured refuses them too)."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        repeated = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"the key {repeated[:60]!r} appears twice")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> float:
+    """NaN, Infinity and -Infinity are not JSON numbers (Python's reader accepts them): refused."""
+    raise ValueError(f"{name} is not a finite number")
 
 
 def _int(pre: dict[str, Any], key: str, low: int, high: int, what: str) -> int:

@@ -278,7 +278,9 @@ def test_openvino_ir_on_a_full_disk_is_one_line(small_disk: Callable[[int], Path
                                        r"30\d\.\d KB \(.+ free there\); free up space"):
         export_openvino(onnx_model, disk / "ir")
     assert list((disk / "ir").iterdir()) == []  # nothing staged or half-written is left
-    monkeypatch.setattr("compress.export.openvino.quantize_nncf", _identity_quantizer)
+    from compress.export import openvino
+
+    monkeypatch.setattr(openvino, "quantize_nncf", _identity_quantizer)
     with pytest.raises(DiskFull, match=rf"^disk full: writing '{disk}/model\.int8-nncf\.xml' needs about 30\d\.\d KB"):
         build_int8_irs(convert_onnx(onnx_model), disk, OpenVinoOptions(int8=("nncf",)),
                        torch.zeros(1, 1, 28, 28).numpy(), None, "0" * 64)
@@ -299,7 +301,9 @@ def test_simulated_full_disk_in_the_openvino_writer(route: str, onnx_model: Path
     model = convert_onnx(onnx_model)
     monkeypatch.setattr(ov, "save_model", _failed_stream)
     monkeypatch.setattr("compress.artifacts.free_bytes", lambda path: 10_000)
-    monkeypatch.setattr("compress.export.openvino.quantize_nncf", _identity_quantizer)
+    from compress.export import openvino
+
+    monkeypatch.setattr(openvino, "quantize_nncf", _identity_quantizer)
     size = r"1[45]\d\.\d KB" if route == "fp16" else r"30\d\.\d KB"
     with pytest.raises(DiskFull, match=rf"^disk full: writing '.+/model(\.int8-nncf)?\.xml' needs about {size} "
                                        r"\(9\.8 KB free there\)") as caught:

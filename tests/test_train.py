@@ -182,6 +182,20 @@ class _StopAt(Exception):
     pass
 
 
+def _stop_at(method: torch.nn.Module, step: int, error: type[BaseException]) -> None:
+    """Make ``method``'s ``step``-th forward call (counting from 1) raise ``error``."""
+    calls = {"n": 0}
+    forward = method.forward
+
+    def counting(images: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise error
+        return forward(images, labels)
+
+    method.forward = counting  # type: ignore[method-assign]
+
+
 def _kd_run(out: Path, stop_at_step: int | None = None, resume: bool = False) -> torch.nn.Module:
     """KD on partly labelled data (mixed batches); optionally stopped in the middle of epoch 2."""
     from compress.distill import DistillConfig, build_method
@@ -189,17 +203,8 @@ def _kd_run(out: Path, stop_at_step: int | None = None, resume: bool = False) ->
     torch.manual_seed(7 if not resume else 999)  # a resumed run must take everything from the checkpoint
     method = build_method(DistillConfig(method="kd"), create_model("resnet8", 10, 1), [create_model("resnet8", 10, 1)])
     data = load_data(DataConfig(batch_size=64, train_limit=1024, val_limit=500, labels_per_class=10, seed=3))
-    if stop_at_step is not None:
-        calls = {"n": 0}
-        forward = method.forward
-
-        def counting(images: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
-            calls["n"] += 1
-            if calls["n"] == stop_at_step:
-                raise _StopAt  # as if the process died mid-epoch, after the last epoch's checkpoint
-            return forward(images, labels)
-
-        method.forward = counting  # type: ignore[method-assign]
+    if stop_at_step is not None:  # as if the process died mid-epoch, after the last epoch's checkpoint
+        _stop_at(method, stop_at_step, _StopAt)
     cfg = TrainConfig(epochs=2, lr=0.05, seed=3, deterministic=True)
     fit(method, data, cfg, out, resume=resume, **QUIET)
     return method
@@ -236,17 +241,8 @@ def _supervised_run(out: Path, stop_at_step: int | None = None, resume: bool = F
     torch.manual_seed(5 if not resume else 999)  # a resumed run must take everything from the state file
     method = Supervised(create_model("resnet8", 10, 1))
     data = load_data(DataConfig(batch_size=64, train_limit=640, val_limit=200, augment=True, seed=2))
-    if stop_at_step is not None:
-        calls = {"n": 0}
-        forward = method.forward
-
-        def counting(images: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
-            calls["n"] += 1
-            if calls["n"] == stop_at_step:
-                raise KeyboardInterrupt  # Ctrl-C in the middle of a step
-            return forward(images, labels)
-
-        method.forward = counting  # type: ignore[method-assign]
+    if stop_at_step is not None:  # Ctrl-C in the middle of a step
+        _stop_at(method, stop_at_step, KeyboardInterrupt)
     cfg = TrainConfig(epochs=2, lr=0.05, seed=2, deterministic=True, warmup_epochs=0.5, save_every_s=save_every_s)
     fit(method, data, cfg, out, resume=resume, **QUIET)
     return method

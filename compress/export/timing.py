@@ -136,16 +136,6 @@ def speed_words(latency_ratio: float, variant: str, baseline: str) -> str:
     return f"{variant} is {how} {baseline} (latency {variant}/{baseline} {latency_ratio:.2f})"
 
 
-def speed_words(latency_ratio: float, variant: str, baseline: str) -> str:
-    """A latency ratio (variant / baseline) in words that say which way it divides:
-    0.67 -> "INT8 is 1.49x faster than fp32 (latency INT8/fp32 0.67)"."""
-    if not math.isfinite(latency_ratio) or latency_ratio <= 0:
-        return f"latency {variant}/{baseline} not measured"
-    how = (f"{1 / latency_ratio:.2f}x faster than" if latency_ratio < 1 else
-           f"{latency_ratio:.2f}x slower than" if latency_ratio > 1 else "as fast as")
-    return f"{variant} is {how} {baseline} (latency {variant}/{baseline} {latency_ratio:.2f})"
-
-
 def ratio(round_p50: dict[str, list[float]], variant: str, baseline: str) -> float:
     """Median over rounds of p50(variant) / p50(baseline): both measured seconds apart each round."""
     return float(np.median(np.asarray(round_p50[variant]) / np.asarray(round_p50[baseline])))

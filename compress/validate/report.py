@@ -62,19 +62,15 @@ class ReportPaths:
 
 def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Per-epoch metrics, one JSON object per line (blank lines ignored)."""
+    from compress.structured import parse_json, read_text
+
     path = Path(path)
-    rows = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise CheckpointError(f"metrics file '{path}' does not exist") from None
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"'{path}' line {number} is not JSON ({exc.msg})") from None
-    return rows
+    if not path.exists():
+        raise CheckpointError(f"metrics file '{path}' does not exist")
+    # through the one reader: regular file, size, depth, digits, finite numbers, unique keys
+    lines = read_text(path, "metrics file").splitlines()
+    return [parse_json(line, f"metrics file '{path}' line {number}") for number, line in enumerate(lines, 1)
+            if line.strip()]
 
 
 # ---------------------------------------------------------------- markdown

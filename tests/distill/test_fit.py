@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,14 +15,19 @@ from compress.models import create_model
 from compress.train import TrainConfig, fit
 
 
-def test_atsc_fits_logs_the_teacher_and_saves_student_and_teacher(tmp_path: Path) -> None:
+def _tiny_fashion_mnist() -> Any:
+    """128 training and 64 validation images of Fashion-MNIST (the test is skipped without the package)."""
     from compress.data import DataConfig, load_data
 
     try:
-        data = load_data(DataConfig(name="fashion-mnist", train_limit=128, val_limit=64, batch_size=32,
+        return load_data(DataConfig(name="fashion-mnist", train_limit=128, val_limit=64, batch_size=32,
                                     eval_batch_size=64))
     except DataError as exc:
         pytest.skip(f"Fashion-MNIST not installed: {exc}")
+
+
+def test_atsc_fits_logs_the_teacher_and_saves_student_and_teacher(tmp_path: Path) -> None:
+    data = _tiny_fashion_mnist()
     torch.manual_seed(0)
     student = create_model("resnet8", 10, 1, data.image_size)
     teacher = create_model("resnet8", 10, 1, data.image_size)
@@ -45,13 +51,7 @@ def test_atsc_fits_logs_the_teacher_and_saves_student_and_teacher(tmp_path: Path
 @pytest.mark.parametrize("settings, saves_teacher", [({"teacher_adapt": "none"}, False), ({"teacher_adapt": "bn"}, True),
                                                      ({"teacher_every": 3}, True)])
 def test_adaptation_variants_fit_and_monitor_the_teacher(tmp_path: Path, settings: dict, saves_teacher: bool) -> None:
-    from compress.data import DataConfig, load_data
-
-    try:
-        data = load_data(DataConfig(name="fashion-mnist", train_limit=128, val_limit=64, batch_size=32,
-                                    eval_batch_size=64))
-    except DataError as exc:
-        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+    data = _tiny_fashion_mnist()
     torch.manual_seed(0)
     student, teacher = (create_model("resnet8", 10, 1, data.image_size) for _ in range(2))
     method = build_method(DistillConfig(**settings), student, [teacher], image_size=data.image_size)

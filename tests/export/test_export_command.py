@@ -106,7 +106,7 @@ def test_cli_openvino_ships_the_ir_with_its_weights(checkpoint, tmp_path, capsys
 
 def test_export_refuses_images_that_would_not_fit_before_any_work(checkpoint, tmp_path, monkeypatch):
     """Issue 22: a run that would not fit the machine is refused in one line naming what bounds it."""
-    import compress.export.memory as memory
+    from compress.export import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 550 * 2**20)
     out = tmp_path / "out"
@@ -119,13 +119,15 @@ def test_export_refuses_images_that_would_not_fit_before_any_work(checkpoint, tm
 
 
 def test_int8_refuses_a_calibration_batch_that_would_not_fit(checkpoint, tmp_path, monkeypatch):
-    import compress.export.memory as memory
+    from compress.export import memory
 
     out = tmp_path / "out"
     real = memory.available_bytes
     # enough for the images (checked first), not for 32 images' activations held three times
     monkeypatch.setattr(memory, "available_bytes", lambda: memory.MARGIN + 2**20)
-    monkeypatch.setattr("compress.export.command.images_bytes", lambda *args: 0)
+    from compress.export import command
+
+    monkeypatch.setattr(command, "images_bytes", lambda *args: 0)
     with pytest.raises(ConfigError, match=r"INT8 calibration \(entropy; \d+ MB of activations per image, batches "
                                           r"of 32\) needs about 0\.\d GB .* calibrate with --calib-method minmax"):
         export_command(checkpoint, out, ["int8"], {"int8": Int8Options(calibration=16, eval_images=32,

@@ -138,7 +138,8 @@ SMALL_RUN = ["data.image_size=32", "data.eval_batch_size=8", "teachers[0].train.
              "teachers[0].train.epochs=1", "distill.train.batch_size=8", "export.onnx.exporter=torchscript",
              "validate.duration_s=0.05", "validate.batch_sizes=[1]", "validate.threads=[1]", "report.png=false",
              # 8 validation images of a barely trained student: chance-level accuracy and INT8 flips are expected
-             "validate.gates.student.min_top1=0", "validate.gates.int8.max_top1_drop=100"]
+             "validate.gates.student.min_top1=0", "validate.gates.int8.max_top1_drop=100",
+             *(f"validate.gates.{stage}.min_above_chance=0" for stage in ("student", "onnx", "int8"))]
 
 
 def test_the_recipe_runs_end_to_end_on_a_small_folder(folder: Path, tmp_path: Path,

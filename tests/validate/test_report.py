@@ -63,7 +63,10 @@ def test_metrics_jsonl(tmp_path):
     assert read_metrics_jsonl(path) == [{"epoch": 1, "train_loss": 1.5, "val_top1": 70.0},
                                         {"epoch": 2, "train_loss": 1.0}]
     path.write_text('{"epoch": 1}\n{oops\n')
-    with pytest.raises(CheckpointError, match="line 2 is not JSON"):
+    with pytest.raises(CheckpointError, match="line 2 is not valid JSON"):
+        read_metrics_jsonl(path)
+    path.write_text('{"epoch": 1, "val_top1": NaN}\n')  # through the one reader: finite numbers only
+    with pytest.raises(CheckpointError, match="line 1 at val_top1: NaN is not a finite number"):
         read_metrics_jsonl(path)
 
 
