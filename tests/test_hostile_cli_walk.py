@@ -7,7 +7,8 @@ kinds that broke earlier checks: empty, huge, negative, NaN/inf, non-UTF-8 bytes
 a folder and a missing file. The invariants, for every case (``test_fuzz_cli.problem``): exit 0 (the
 command got as far as its real work, where a sentinel stops it), or 1, 2 or 3 with exactly one
 ``error:`` line, printed last; no traceback; a refused command leaves no output folder; nothing hangs
-(a case has ``CASE_SECONDS``). Every option gets at least one value; the rest of the budget is a
+(a case has ``CASE_SECONDS``); memory stays bounded (the walk's peak RSS grows by less than ``MAX_GROWTH``).
+Every option gets at least one value; the rest of the budget is a
 seeded sample, so a failure reproduces from its printed seed and arguments.
 
 COMPRESS_WALK_CASES sets the number of cases (default 320: under a minute on a 2-core CI machine).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import resource
 import signal
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +32,7 @@ from compress.cli import app
 
 CASES = int(os.environ.get("COMPRESS_WALK_CASES", "320"))
 CASE_SECONDS = 30  # a case still running after this hangs (a FIFO read, an unbounded loop)
+MAX_GROWTH = 2 * 2**30  # bytes of peak RSS the whole walk may add: a value that sizes an allocation would show
 SEED = 23
 
 # The smallest command line that gets each command to its real work, as (positional, options); the walked
@@ -126,6 +129,7 @@ def test_every_option_with_hostile_values_keeps_the_invariants(sentinels: None, 
     assert len({(c, o) for c, o, _, _ in cases}) >= 100 and len(cases) >= min(CASES, 100)
     failures: list[str] = []
     codes: dict[int, int] = {}
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     previous = signal.signal(signal.SIGALRM, _alarm)
     try:
         for number, (command, option, positional, value) in enumerate(cases):
@@ -147,5 +151,7 @@ def test_every_option_with_hostile_values_keeps_the_invariants(sentinels: None, 
                 failures.append(f"case {number}: compress {' '.join(map(repr, shown))}\n  {last}")
     finally:
         signal.signal(signal.SIGALRM, previous)
+    growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak_before
+    assert growth < MAX_GROWTH, f"the walk's peak RSS grew by {growth / 2**30:.1f} GiB: a hostile value sized memory"
     assert not failures, f"{len(failures)} of {len(cases)} cases broke the invariant:\n" + "\n".join(failures[:int(os.environ.get("COMPRESS_WALK_SHOW", "12"))])
     assert codes.get(0, 0) > 0 and codes.get(1, 0) + codes.get(2, 0) > len(cases) // 2, codes
