@@ -100,6 +100,8 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 def cpu_bf16_native() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles). ``amp: bf16`` runs on any
     CPU, but without these oneDNN emulates it and the step is slower than fp32."""
+    import torch
+
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check() for check in checks if check is not None)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import nn
 
-from compress.artifacts import sha256_file
+from compress.artifacts import check_folder_free, sha256_file
 from compress.data import DataBundle, DataConfig, load_data
 from compress.distill import METHODS, DistillConfig, build_method
 from compress.models.cost import deployed_cost, format_cost
@@ -55,6 +55,8 @@ def prepare(data_cfg: DataConfig, train_cfg: TrainConfig, out: Path, dist: DistC
     train_cfg.validate()
     check_output_path(out, [*inputs, data_cfg.data_dir, data_cfg.unlabeled_dir])
     dist = dist or DistContext.single()
+    if dist.is_main:  # a folder another run holds is the one line, before the data is read and described
+        check_folder_free(out)
     # seed before any model is built, so --seed fixes the initial weights too (same on every rank)
     seed_everything(train_cfg.seed, train_cfg.deterministic)
     device = resolve_device(dist.device(train_cfg.device))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEACHER = ROOT / "pipelines" / "weights" / "fashion-mnist-resnet20.safetensors"
+TEACHER = ROOT / "compress" / "weights" / "fashion-mnist-resnet20.safetensors"  # the shipped teacher
 DEPLOY_DELAYS = (0.0, 0.05, 0.3, 1.0, 2.5)  # seconds after the start: Python's start, imports, loading, timing
 COMPRESS_DELAYS = (0.0, 0.5, 2.0)  # seconds after the command started: loading data, the model, evaluating
 
