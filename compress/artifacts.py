@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compress import structured
+import compress.structured as structured
 from compress.errors import CheckpointError, CompressError, ConfigError, DiskFull, IntegrityError
 
 FORMAT = "compress/1"

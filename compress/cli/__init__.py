@@ -71,7 +71,7 @@ def _output_failed(exc: OSError) -> str | None:
     return f"cannot write the output ({exc.strerror}): {reason}"
 
 
-MAX_WORD = 1024  # characters of one word an error line repeats: any real path fits (PATH_MAX is 4096, rarely
+MAX_WORD = 300  # characters of one word an error line repeats: real paths fit (PATH_MAX is 4096, rarely
 # used), a 20,000-character hostile value does not
 
 
