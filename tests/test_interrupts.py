@@ -42,7 +42,9 @@ def saved_epochs(folder: Path) -> list[dict[str, float]]:
 
 
 def kept(saved: int) -> str:
-    return "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+    """What the interrupt line says was saved, and where --resume goes on (epochs too short for a mid-epoch save)."""
+    done = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+    return f"{done}; --resume goes on from epoch {saved + 1}"
 
 
 def test_deferred_interrupt_finishes_the_block_then_raises() -> None:

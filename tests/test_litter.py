@@ -166,7 +166,7 @@ def test_a_failed_export_leaves_no_folder_it_created(checkpoint: Path, tmp_path:
 
 def test_a_failed_training_leaves_no_folder_it_created(data: Any, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    def diverge(*args: Any) -> Any:
+    def diverge(*args: Any, **kwargs: Any) -> Any:
         raise TrainingDiverged("loss became nan at epoch 1 step 1 (made up for this test)")
 
     monkeypatch.setattr("compress.train.train_one_epoch", diverge)
