@@ -21,8 +21,9 @@ Our additions, each an option measured on real data (benchmarks/results/distill_
   Hinton's soft targets through the shared classifier g, on every image (labelled or not), moving only
   the student and its projector. The authors' code has a KL term at weight 0; on short schedules the
   feature MSE alone leaves the shared head's outputs far from the teacher's, and this term closes that.
-- ``teacher_feedback=False``: the MSE's gradient stops at the teacher, which keeps learning from its
-  own cross-entropy only: the control that tells whether adapting *to the student* matters.
+- ``teacher_feedback=False`` (the project default; True with ``reference``, as published): the MSE's
+  gradient stops at the teacher, which keeps learning from its own cross-entropy only: the control that
+  tells whether adapting *to the student* matters. It won in every regime of issue 21's records.
 - ``adapt_last=N``: only the teacher body's last N blocks adapt; backward stops there (a cheaper step).
 - ``teacher_adapt``: what of the teacher adapts. ``all`` (default): its weights, as above. ``none``: the
   frozen-teacher arm; the teacher is frozen like SimKD's (no gradient, no optimizer group, eval mode, its
@@ -30,8 +31,8 @@ Our additions, each an option measured on real data (benchmarks/results/distill_
   original classifier: no teacher CE, bias refinement or anchor. ``bn``: the same, except that the
   teacher's BN layers run in train mode during training, so their running statistics follow the training
   images, labelled and unlabelled (AdaBN, Li et al. 2016); evaluation uses the adapted statistics.
-- ``teacher_every=k``: the teacher takes its step (MSE feedback, its CE, bias refinement, anchor) on steps
-  k, 2k, ... only; on the others its forward runs without autograd (still in train mode: its BN
+- ``teacher_every=k`` (default 4; 1 with ``reference``): the teacher takes its step (MSE feedback, its CE,
+  bias refinement, anchor) on steps k, 2k, ... only; on the others its forward runs without autograd (still in train mode: its BN
   statistics move every step) and the student learns from the detached features (the teacher terms are
   still computed, for the log, without a graph). The count of
   steps taken is a buffer of the method, so a resumed run keeps the same teacher steps.

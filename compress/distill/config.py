@@ -85,9 +85,13 @@ def refuse_foreign(method: str, names: Iterable[str]) -> None:
 # The methods whose settings every record lists (see ``DistillConfig.to_dict``); a method added later
 # records only its own, so adding one does not change the records of the others.
 RECORD_LAYOUT = ("atsc", "kd", "none")
-# Settings added after that layout: recorded only when set away from their default, so the records of
-# runs that do not use them stay byte-identical too (``from_dict`` gives a missing one its default).
-LATER_SETTINGS = ("teacher_adapt", "teacher_every", "pseudo_threshold")
+# Settings added after that layout, with the value every run had before they existed: recorded only when
+# set away from it, so the records of runs that do not use them stay byte-identical too (``from_dict``
+# gives a missing one that value, whatever the default is now).
+LATER_SETTINGS: dict[str, Any] = {"teacher_adapt": "all", "teacher_every": 1, "pseudo_threshold": None}
+# Settings of the layout whose default changed since: the layout keeps the value it had, so the records of
+# other methods' runs stay byte-identical; a run of the method that takes it records its own value.
+LAYOUT_VALUES: dict[str, Any] = {"teacher_feedback": True}
 
 
 class DistillConfig:
@@ -134,11 +138,10 @@ class DistillConfig:
         hashes, benchmark resumption); ``from_dict`` reads back only the method's own settings."""
         record: dict[str, Any] = {"method": self.method}
         for method in RECORD_LAYOUT:
-            record |= {k: v for k, v in METHODS.get(method).config_class().to_dict().items()
+            record |= {k: LAYOUT_VALUES.get(k, v) for k, v in METHODS.get(method).config_class().to_dict().items()
                        if k not in record and k not in LATER_SETTINGS}
-        defaults = {name: default for name, (_, _, default) in setting_fields(type(self.settings)).items()}
         return record | {k: v for k, v in self.settings.to_dict().items()
-                         if k not in LATER_SETTINGS or v != defaults[k]}
+                         if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DistillConfig":
@@ -148,7 +151,8 @@ class DistillConfig:
         unknown = sorted(k for k in data if k != "method" and k not in table)
         if unknown:
             raise ConfigError(f"unknown distill setting(s) {', '.join(unknown)}; known: {', '.join(sorted(table))}")
-        return cls(method, **{k: v for k, v in data.items() if k != "method" and takes(method, k)})
+        absent = {k: v for k, v in LATER_SETTINGS.items() if k not in data and takes(method, k)}
+        return cls(method, **absent, **{k: v for k, v in data.items() if k != "method" and takes(method, k)})
 
 
 # ---------------------------------------------------------------------------------------------- presets

@@ -47,13 +47,22 @@ GUARD_DEFAULTS: dict[str, Any] = {"teacher_ce": 1.0, "teacher_lr_scale": 0.1, "a
                                   "shared_kl": 1.0}
 REFERENCE_GUARDS: dict[str, Any] = {"teacher_ce": 0.0, "teacher_lr_scale": 1.0, "anchor_scope": "reference",
                                     "bn_mode": "train", "shared_kl": 0.0}
+# What an adapting teacher learns from, and how often. The project default comes from issue 21's records
+# (benchmarks/results/distill_budgets_cpu.md, distill_shift_cpu.md): the student's feedback into the teacher
+# lost to the control in every regime, and a teacher stepping on its own labels every 4th step was as good
+# or better than every step, at 1.5x a KD step instead of 2.3x (benchmarks/results/train_step_cpu-adapt-cost.md).
+ADAPT_DEFAULTS: dict[str, Any] = {"teacher_feedback": False, "teacher_every": 4}
+# The method as published (and the reference path): the feature MSE reaches the teacher on every step. Also
+# the neutral values a teacher that does not adapt its weights (teacher_adapt 'bn' or 'none') takes.
+ADAPT_PUBLISHED: dict[str, Any] = {"teacher_feedback": True, "teacher_every": 1}
 
 
 @dataclass
 class ATSCConfig(SharedHeadConfig):
     """ATSC's settings. Guards left unset (None) resolve by mode: ``reference=True`` gives the authors'
     semantics (``REFERENCE_GUARDS``), otherwise the project defaults (``GUARD_DEFAULTS``); set one
-    explicitly to layer a guard on either path."""
+    explicitly to layer a guard on either path. ``teacher_feedback`` and ``teacher_every`` resolve the same
+    way: ``ADAPT_DEFAULTS`` for an adapting teacher on the fast path, ``ADAPT_PUBLISHED`` otherwise."""
 
     reference: bool = setting(False, "the authors' path: autograd anchor, second teacher pass + separate bias SGD, "
                                      "no guards")
@@ -69,15 +78,17 @@ class ATSCConfig(SharedHeadConfig):
     shared_kl: float | None = setting(None, "weight of T^2 KL between the teacher's and the student's outputs through "
                                             "the shared classifier, on every image (default 1; 0 with reference)",
                                       low=0.0)
-    teacher_feedback: bool = setting(True, "let the feature MSE reach the teacher; without it (the control for "
-                                           "ATSC's claim) the teacher learns from its own cross-entropy only")
+    teacher_feedback: bool | None = setting(None, "let the feature MSE reach the teacher, as published (the default "
+                                                  "with reference); without it (the project default) the teacher "
+                                                  "learns from its own cross-entropy only")
     adapt_last: int | None = setting(None, "only the teacher body's last N blocks adapt (a cheaper step); default all",
                                      low=1)
     teacher_adapt: str = setting("all", "what of the teacher adapts: all (its weights; the method), bn (only its BN "
                                         "running statistics, to the training images: AdaBN) or none (frozen teacher, "
                                         "no teacher training: the shared-classifier arm)", choices=TEACHER_ADAPT)
-    teacher_every: int = setting(1, "the teacher takes a gradient step every N-th training step only; in between its "
-                                    "forward runs without autograd (a cheaper step)", low=1)
+    teacher_every: int | None = setting(None, "the teacher takes a gradient step every N-th training step only; in "
+                                              "between its forward runs without autograd (a cheaper step); default "
+                                              "4 (1 with reference, as published)", low=1)
     pseudo_threshold: float | None = setting(None, "the teacher's cross-entropy also learns from unlabelled images it "
                                                    "classifies with at least this confidence (max softmax), its argmax "
                                                    "as the label; default off", low=0.0, above=True, high=1.0)
@@ -90,7 +101,8 @@ class ATSCConfig(SharedHeadConfig):
     temperature: float = setting(4.0, "temperature T of the shared-classifier KL", low=0.0, above=True)
 
     def __post_init__(self) -> None:
-        for key, value in (REFERENCE_GUARDS if self.reference else GUARD_DEFAULTS).items():
+        adapt = ADAPT_DEFAULTS if not self.reference and self.teacher_adapt == "all" else ADAPT_PUBLISHED
+        for key, value in ((REFERENCE_GUARDS if self.reference else GUARD_DEFAULTS) | adapt).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         super().__post_init__()
@@ -120,5 +132,5 @@ class ATSCConfig(SharedHeadConfig):
                               "(teacher_ce=0): set teacher_ce > 0 or drop pseudo_threshold")
 
 
-__all__ = ["ANCHOR_SCOPES", "ATSCConfig", "BN_MODES", "GUARD_DEFAULTS", "KDConfig", "REFERENCE_GUARDS", "STABILITY",
+__all__ = ["ADAPT_DEFAULTS", "ADAPT_PUBLISHED", "ANCHOR_SCOPES", "ATSCConfig", "BN_MODES", "GUARD_DEFAULTS", "KDConfig", "REFERENCE_GUARDS", "STABILITY",
            "SharedHeadConfig", "SupervisedConfig", "TEACHER_ADAPT"]

@@ -70,7 +70,7 @@ def test_anchor_set_is_exactly_atsc_md() -> None:
 @pytest.mark.parametrize("scope", ["reference", "all"])
 def test_fast_path_penalty_gradient_equals_autograd(scope: str) -> None:
     w = 3.0
-    method = build_method(DistillConfig(w=w, teacher_ce=0.0, anchor_scope=scope), tiny("resnet8"), [tiny("resnet14", seed=1)])
+    method = build_method(DistillConfig(w=w, teacher_ce=0.0, anchor_scope=scope, teacher_every=1), tiny("resnet8"), [tiny("resnet14", seed=1)])
     with torch.no_grad():  # move the teacher away from theta0 so the penalty is not zero
         for p in method.teachers[0].parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -155,7 +155,7 @@ def test_monitoring_reports_start_accuracy_drift_and_collapse() -> None:
     teacher = tiny("resnet14", seed=1)
     original = copy.deepcopy(teacher).eval()
     val = [batch(16, seed=s) for s in (10, 11)]
-    method = build_method(DistillConfig(teacher_lr_scale=1.0), tiny("resnet8"), [teacher])
+    method = build_method(DistillConfig(teacher_lr_scale=1.0, teacher_every=1), tiny("resnet8"), [teacher])
     opt = optimizer(method, lr=0.5)
     for s in range(2):
         train_step(method, opt, *batch(seed=s), lr=0.5)
@@ -260,7 +260,7 @@ def test_shared_kl_moves_the_student_and_projector_only() -> None:
 
 def test_without_feedback_the_teacher_learns_from_its_own_cross_entropy_only() -> None:
     x, y = batch()
-    method = build_method(DistillConfig(teacher_feedback=False, shared_kl=0.0, w=0.0), tiny("resnet8"),
+    method = build_method(DistillConfig(teacher_feedback=False, teacher_every=1, shared_kl=0.0, w=0.0), tiny("resnet8"),
                           [tiny("resnet14", seed=1)])
     method.train()
     out = method(x, y)

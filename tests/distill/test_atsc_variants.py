@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from compress.data.labels import UNLABELED
 from compress.distill import DistillConfig, build_method
+from compress.distill.configs import ADAPT_PUBLISHED
 from compress.distill.atsc import ATSC
 from compress.distill.losses import pseudo_labels
 from compress.errors import ConfigError
@@ -29,7 +30,8 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
 
 
 def build(**settings) -> ATSC:
-    method = build_method(DistillConfig(**settings), tiny("resnet8"), [tiny("resnet14", seed=1)])
+    """ATSC as published (the student's feedback reaches the teacher on every step) unless told otherwise."""
+    method = build_method(DistillConfig(**(ADAPT_PUBLISHED | settings)), tiny("resnet8"), [tiny("resnet14", seed=1)])
     assert isinstance(method, ATSC)
     return method
 
@@ -129,14 +131,35 @@ def test_settings_that_cannot_act_together_are_refused(settings: dict, message: 
 
 
 def test_records_name_the_new_settings_only_when_they_are_used() -> None:
-    default = DistillConfig().to_dict()
-    assert not {"teacher_adapt", "teacher_every", "pseudo_threshold"} & set(default)  # old records unchanged
+    published = DistillConfig(**ADAPT_PUBLISHED).to_dict()
+    assert not {"teacher_adapt", "teacher_every", "pseudo_threshold"} & set(published)  # old records unchanged
     frozen = DistillConfig(teacher_adapt="none").to_dict()
-    assert frozen == default | {"teacher_adapt": "none"}
+    assert frozen == published | {"teacher_adapt": "none"}
     assert DistillConfig.from_dict(frozen) == DistillConfig(teacher_adapt="none")
-    assert DistillConfig.from_dict(default) == DistillConfig()
+    assert DistillConfig.from_dict(published) == DistillConfig(**ADAPT_PUBLISHED)
     every = DistillConfig(teacher_every=4, pseudo_threshold=0.95)
     assert DistillConfig.from_dict(every.to_dict()) == every
+
+
+def test_the_default_teacher_learns_from_its_labels_every_fourth_step_and_old_records_keep_their_meaning() -> None:
+    default = DistillConfig()
+    assert (default.teacher_feedback, default.teacher_every) == (False, 4)  # the records' winner (issue 21)
+    reference = DistillConfig(reference=True)
+    assert (reference.teacher_feedback, reference.teacher_every) == (True, 1)  # the authors' semantics
+    for adapt in ("none", "bn"):  # no teacher weights adapt: the neutral values, and no refusal
+        fixed = DistillConfig(teacher_adapt=adapt)
+        assert (fixed.teacher_feedback, fixed.teacher_every) == (True, 1)
+    record = default.to_dict()
+    assert record["teacher_feedback"] is False and record["teacher_every"] == 4
+    assert DistillConfig.from_dict(record) == default
+    # A record written before the default changed has no teacher_every and feedback on: read back as it ran.
+    old = DistillConfig("kd").to_dict() | {"method": "atsc"}
+    assert old["teacher_feedback"] is True and "teacher_every" not in old
+    assert DistillConfig.from_dict(old) == DistillConfig(**ADAPT_PUBLISHED)
+    # Other methods' records keep the layout they had: feedback on, whatever ATSC's default is.
+    assert DistillConfig("kd").to_dict()["teacher_feedback"] is True
+    explicit = DistillConfig(teacher_feedback=False, teacher_every=1)
+    assert DistillConfig.from_dict(explicit.to_dict()) == explicit
 
 
 def test_teacher_steps_only_every_kth_step_and_the_student_learns_in_between() -> None:
@@ -155,7 +178,7 @@ def test_teacher_steps_only_every_kth_step_and_the_student_learns_in_between() -
     assert moved == [False, False, True, False, False, True]
     assert grads == [False, False, True, False, False, True]  # autograd through the teacher on its steps only
     assert int(method.get_buffer("steps_taken")) == 6 and method.ddp_find_unused_parameters
-    assert "steps_taken" not in build().state_dict()  # every step (the default): the state is unchanged
+    assert "steps_taken" not in build().state_dict()  # every step (as published): the state is unchanged
 
 
 def test_between_teacher_steps_the_student_update_is_the_one_of_an_every_step_teacher() -> None:
