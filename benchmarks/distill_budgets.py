@@ -160,7 +160,8 @@ def data_config(args: argparse.Namespace, labels: str, seed: int) -> Any:
                       shift=args.shift if args.record == "shift" else None, shift_seed=0, workers=0)
 
 
-def summary_of(out: Path, settings: dict[str, Any], passes: int, seed: int, lr: float) -> dict[str, Any] | None:
+def summary_of(out: Path, settings: dict[str, Any], passes: int, seed: int, lr: float,
+               amp: str = "auto") -> dict[str, Any] | None:
     """The summary of a run finished in ``out`` with exactly these settings, else None."""
     path = out / "summary.json"
     if not path.exists():
@@ -172,7 +173,8 @@ def summary_of(out: Path, settings: dict[str, Any], passes: int, seed: int, lr: 
 
     same = (all(method.get(k, LATER_SETTINGS.get(k)) == v for k, v in settings.items() if k != "method")
             and method.get("name", method.get("method")) in (None, settings["method"])
-            and summary.get("epochs") == passes and cfg.get("seed") == seed and abs(cfg.get("lr", lr) - lr) < 1e-12)
+            and summary.get("epochs") == passes and cfg.get("seed") == seed and abs(cfg.get("lr", lr) - lr) < 1e-12
+            and cfg.get("amp", "auto") == amp)
     return summary if same and summary.get("test_top1") is not None else None
 
 
@@ -201,7 +203,7 @@ def run_job(args: argparse.Namespace, job: Job) -> dict[str, Any]:
 
     out = Path(job.out)
     lr = float(job.point.get("lr", args.lr))
-    summary = summary_of(out, job.settings, job.passes, job.seed, lr)
+    summary = summary_of(out, job.settings, job.passes, job.seed, lr, args.amp)
     teacher = args.teacher
     if summary is None:
         if ARMS[job.arm].get("teacher") == "fine-tuned":
@@ -211,9 +213,10 @@ def run_job(args: argparse.Namespace, job: Job) -> dict[str, Any]:
         method = settings.pop("method")
         distill_run(args.student, [teacher], [], DistillConfig(method, **settings),
                     data_config(args, ARMS[job.arm]["labels"], job.seed),
-                    TrainConfig(epochs=job.passes, lr=lr, seed=job.seed, device="cpu"), out, log=lambda _: None,
+                    TrainConfig(epochs=job.passes, lr=lr, seed=job.seed, device="cpu", amp=args.amp), out,
+                    log=lambda _: None,
                     progress=False)
-        summary = summary_of(out, job.settings, job.passes, job.seed, lr)
+        summary = summary_of(out, job.settings, job.passes, job.seed, lr, args.amp)
         if summary is None:
             raise RuntimeError(f"{out}: finished without a matching summary with test_top1")
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -378,6 +381,8 @@ def main() -> None:
     parser.add_argument("--tune-passes", type=int, default=1)
     parser.add_argument("--tune-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                        help="mixed precision of every run (bf16: autocast, for the accuracy check of issue 22)")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--fine-tune-epochs", type=int, default=4)
     parser.add_argument("--fine-tune-lr", type=float, default=0.01)

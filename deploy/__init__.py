@@ -14,12 +14,21 @@ used, when present, to read image files and resize. Never imports torch or compr
 
 from __future__ import annotations
 
-import importlib
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from deploy.errors import DeployError
+try:
+    import importlib
+    from pathlib import Path
+    from typing import TYPE_CHECKING, Any
+
+    from deploy.errors import DeployError
+except KeyboardInterrupt:
+    # `python -m deploy` imports this package before its __main__ can catch anything (sys.argv[0] is "-m"
+    # while it does): a Ctrl-C this early is the CLI's one line and 130 too, not a traceback.
+    if sys.argv[:1] == ["-m"]:
+        sys.stderr.write("error: interrupted (Ctrl-C)\n")
+        raise SystemExit(130) from None
+    raise
 
 if TYPE_CHECKING:
     from deploy.images import read_image
