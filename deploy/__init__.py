@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sys
 
+INTERRUPTED = "error: interrupted (Ctrl-C)"  # the CLI's line for a Ctrl-C before its command runs (__main__ too)
+
 try:
     import importlib
     from pathlib import Path
@@ -26,7 +28,7 @@ except KeyboardInterrupt:
     # `python -m deploy` imports this package before its __main__ can catch anything (sys.argv[0] is "-m"
     # while it does): a Ctrl-C this early is the CLI's one line and 130 too, not a traceback.
     if sys.argv[:1] == ["-m"]:
-        sys.stderr.write("error: interrupted (Ctrl-C)\n")
+        sys.stderr.write(INTERRUPTED + "\n")
         raise SystemExit(130) from None
     raise
 

@@ -3,7 +3,7 @@ being imported reported like one during the command (one line, exit status 130).
 
 import sys
 
-INTERRUPTED = "error: interrupted (Ctrl-C)"
+from deploy import INTERRUPTED  # already imported: `python -m deploy` loads the package first
 
 try:
     from deploy.cli import main
