@@ -172,7 +172,8 @@ GATES: dict[str, Gate] = {gate.name: gate for gate in (
          help="p90 latency at batch 1, ms."),
     Gate("min_speedup", "x", at_least=True, percent=False, read=_speedup, relative=True, latency=True,
          trust=_speedup_trust, help="speed-up vs the reference at batch 1, measured in the same run; fails when "
-                                    "either side's p50 moved more than 2x between timing blocks."),
+                                    "either side's p50 moved more than 2x between timing blocks (in each attempt: a drifted point "
+                                    "is timed again up to twice)."),
     Gate("max_top1_drop_vs_baseline", "pt", at_least=False, percent=True, read=_top1_drop_vs_baseline,
          baseline=True, help="top-1 drop vs the same stage in the --baseline report, points (default 1.0 "
                              "with --baseline)."),

@@ -20,7 +20,7 @@ import numpy as np
 
 from compress.bounds import MAX_BATCH, MAX_DURATION_S, MAX_SEED, MAX_THREADS, check_range, shown, within
 from compress.errors import ConfigError
-from compress.export.timing import MAX_DRIFT, LatencyStats, latency_stats, unreliable  # noqa: F401 (re-exported)
+from compress.export.timing import MAX_DRIFT, LatencyStats, block_drift, latency_stats, unreliable  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from compress.validate.backends import Backend
@@ -30,6 +30,7 @@ Timer = Callable[[], float]
 MAX_RUNS = 10_000_000  # timed or warm-up runs per block
 MAX_BLOCKS = 1000
 MAX_PAUSE_S = 60.0
+MAX_RETRIES = 100
 MAX_INPUT_BYTES = 2 * 2**30  # the random input batch each point is timed on
 
 
@@ -44,6 +45,10 @@ class LatencyConfig:
     min_runs: int = 5  # per block, however long a run takes
     pause_s: float = 0.1  # between engines
     seed: int = 0
+    # a (batch, threads) point where any engine's block p50s moved more than MAX_DRIFT is timed again, all
+    # engines together, up to this many more times; the steadiest attempt is kept, so one disturbed block
+    # on a shared machine does not fail a speed-up gate, and a machine that stays disturbed still does
+    retries: int = 2
 
     def validate(self) -> None:
         if not self.batch_sizes or not all(within(b, 1, MAX_BATCH) for b in self.batch_sizes):
@@ -61,6 +66,7 @@ class LatencyConfig:
         check_range("latency min_runs", self.min_runs, 1, MAX_RUNS)
         check_range("latency pause_s", self.pause_s, 0, MAX_PAUSE_S, hint=" s")
         check_range("latency seed", self.seed, 0, MAX_SEED)
+        check_range("latency retries", self.retries, 0, MAX_RETRIES)
 
     def check_input(self, input_shape: tuple[int, ...]) -> None:
         """The largest batch's random input must fit in memory: refuse it before allocating."""
@@ -116,26 +122,43 @@ def benchmark(backends: Sequence[Backend], input_shape: tuple[int, ...], cfg: La
                       and batch >= (getattr(b, "min_batch", None) or 1)]
             if not active:
                 continue
-            times: dict[str, list[float]] = {b.name: [] for b in active}
-            blocks: dict[str, list[float]] = {b.name: [] for b in active}  # each block's p50, ms: the drift
-            runs = _split(cfg.runs, cfg.blocks) if cfg.runs is not None else [None] * cfg.blocks
-            for block in range(cfg.blocks):
-                for backend in active:  # the reference is one of them: timed in the same blocks as the others
-                    backend.set_threads(threads if backend.uses_threads else None)
-                    n = runs[block]
-                    if n == 0:
-                        continue
-                    timed = time_runs(lambda: backend.predict_logits(x), warmup=cfg.warmup, runs=n,
-                                      duration_s=cfg.duration_s / cfg.blocks, min_runs=cfg.min_runs, timer=timer)
-                    times[backend.name] += timed
-                    blocks[backend.name].append(1000.0 * float(np.median(timed)))
-                    if cfg.pause_s > 0 and len(active) > 1:
-                        sleep(cfg.pause_s)
+            best: tuple[float, dict[str, list[float]], dict[str, list[float]]] | None = None
+            for attempt in range(1, cfg.retries + 2):
+                times, blocks = _time_point(active, x, threads, cfg, timer, sleep)
+                worst = max(block_drift(b) or 1.0 for b in blocks.values())
+                if best is None or worst < best[0]:
+                    best = (worst, times, blocks)
+                if worst <= MAX_DRIFT:
+                    break
+            assert best is not None  # the loop runs at least once
+            _, times, blocks = best
             for backend in active:
                 results[backend.name].append(latency_stats(times[backend.name], batch,
                                                            threads if backend.uses_threads else None,
-                                                           blocks[backend.name]))
+                                                           blocks[backend.name], attempt))
     return results
+
+
+def _time_point(active: Sequence[Backend], x: np.ndarray, threads: int, cfg: LatencyConfig, timer: Timer,
+                sleep: Callable[[float], None]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One attempt at a (batch, threads) point: every engine in turn, ``cfg.blocks`` times. Returns each
+    engine's run times (s) and each block's p50 (ms)."""
+    times: dict[str, list[float]] = {b.name: [] for b in active}
+    blocks: dict[str, list[float]] = {b.name: [] for b in active}
+    runs = _split(cfg.runs, cfg.blocks) if cfg.runs is not None else [None] * cfg.blocks
+    for block in range(cfg.blocks):
+        for backend in active:  # the reference is one of them: timed in the same blocks as the others
+            backend.set_threads(threads if backend.uses_threads else None)
+            n = runs[block]
+            if n == 0:
+                continue
+            timed = time_runs(lambda: backend.predict_logits(x), warmup=cfg.warmup, runs=n,
+                              duration_s=cfg.duration_s / cfg.blocks, min_runs=cfg.min_runs, timer=timer)
+            times[backend.name] += timed
+            blocks[backend.name].append(1000.0 * float(np.median(timed)))
+            if cfg.pause_s > 0 and len(active) > 1:
+                sleep(cfg.pause_s)
+    return times, blocks
 
 
 def find_stats(stats: Sequence[LatencyStats], batch_size: int, threads: int | None) -> LatencyStats | None:

@@ -105,6 +105,71 @@ def test_the_benchmark_records_every_blocks_p50_and_the_spread():
     assert latency_stats([0.001, 0.002], 1, 2, [1.0, 2.0]).to_dict()["block_p50_ms"] == [1.0, 2.0]
 
 
+class _Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _ScriptedEngine:
+    """An engine whose n-th run costs ``cost(n)`` seconds of the fake clock."""
+
+    uses_threads = True
+
+    def __init__(self, name: str, clock: _Clock, cost) -> None:
+        self.name, self.clock, self.cost, self.calls = name, clock, cost, 0
+
+    def set_threads(self, threads):
+        pass
+
+    def predict_logits(self, x):
+        self.clock.now += self.cost(self.calls)
+        self.calls += 1
+
+
+def test_a_point_that_drifted_is_timed_again_and_the_steady_attempt_is_kept():
+    """CI on 2026-12-07: PyTorch's p50 at batch 1 moved 2.2x across its three blocks and the gate failed on
+    a 6.6x speed-up. The first attempt's third block here runs 3x slower; the second attempt is steady."""
+    clock = _Clock()
+    reference = _ScriptedEngine("student", clock, lambda n: 0.003 if 20 <= n < 30 else 0.001)
+    onnx = _ScriptedEngine("onnx", clock, lambda n: 0.0005)
+    cfg = LatencyConfig(batch_sizes=(1,), threads=(2,), runs=30, blocks=3, warmup=0, pause_s=0.0)
+    stats = benchmark([reference, onnx], (1, 2, 2), cfg, timer=clock, sleep=lambda s: None)
+    student, fast = stats["student"][0], stats["onnx"][0]
+    assert student.attempts == fast.attempts == 2 and reference.calls == onnx.calls == 60
+    assert student.block_p50_ms == pytest.approx([1.0, 1.0, 1.0]) and student.runs == 30
+    assert student.p50_ms == pytest.approx(1.0) and fast.p50_ms == pytest.approx(0.5)
+    result = timed([student], [fast])
+    got = by_key(evaluate_gates(result, {"onnx": GateSpec(min_speedup=1.0)}))["onnx", "min_speedup"]
+    assert got.status == "pass" and got.value == pytest.approx(2.0)
+
+
+def test_a_point_that_keeps_drifting_fails_after_its_retries_with_the_steadiest_attempt():
+    clock = _Clock()
+    # every attempt's last block is slower, less so each attempt: 4x, 3x, 2.5x
+    slow = {0: 0.004, 1: 0.003, 2: 0.0025}
+    reference = _ScriptedEngine("student", clock, lambda n: slow[n // 30] if n % 30 >= 20 else 0.001)
+    onnx = _ScriptedEngine("onnx", clock, lambda n: 0.0005)
+    cfg = LatencyConfig(batch_sizes=(1,), threads=(2,), runs=30, blocks=3, warmup=0, pause_s=0.0, retries=2)
+    stats = benchmark([reference, onnx], (1, 2, 2), cfg, timer=clock, sleep=lambda s: None)
+    student = stats["student"][0]
+    assert reference.calls == 90 and student.attempts == 3
+    assert student.block_p50_ms == pytest.approx([1.0, 1.0, 2.5])  # the steadiest of the three
+    got = by_key(evaluate_gates(timed([student], [stats["onnx"][0]]),
+                                {"onnx": GateSpec(min_speedup=1.0)}))["onnx", "min_speedup"]
+    assert got.status == "fail" and got.reason == (
+        "not meaningful: student's p50 at batch 1 moved 2.5x between timing blocks (more than 2x, in each of 3 "
+        "attempts); rerun on a quieter machine or with a longer duration")
+    clock = _Clock()
+    no_retry = LatencyConfig(batch_sizes=(1,), threads=(2,), runs=30, blocks=3, warmup=0, pause_s=0.0, retries=0)
+    reference = _ScriptedEngine("student", clock, lambda n: 0.004 if n % 30 >= 20 else 0.001)
+    assert benchmark([reference], (1, 2, 2), no_retry, timer=clock, sleep=lambda s: None)["student"][0].attempts == 1
+    assert reference.calls == 30
+    with pytest.raises(ConfigError, match="latency retries"):
+        LatencyConfig(retries=-1).validate()
+
+
 # --------------------------------------------------------------------------------------- beat chance
 
 def test_a_student_at_chance_fails_the_sanity_gate_on_by_default():
