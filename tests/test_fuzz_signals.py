@@ -30,7 +30,7 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
-def _check(process: subprocess.Popen[bytes], what: str) -> None:
+def assert_interrupted_in_one_line(process: subprocess.Popen[bytes], what: str) -> None:
     try:
         out, err = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -66,7 +66,7 @@ def test_ctrl_c_in_deploy_bench(onnx_model: Path, delay: float) -> None:
                                 "--batch", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_env())
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
-    _check(process, f"deploy bench, SIGINT after {delay} s")
+    assert_interrupted_in_one_line(process, f"deploy bench, SIGINT after {delay} s")
 
 
 @pytest.mark.parametrize("delay", COMPRESS_DELAYS)
@@ -79,4 +79,4 @@ def test_ctrl_c_in_compress_validate(onnx_model: Path, delay: float, fmnist_avai
     assert b"compress " in first and b"command validate" in first, first
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
-    _check(process, f"compress validate, SIGINT {delay} s after it started")
+    assert_interrupted_in_one_line(process, f"compress validate, SIGINT {delay} s after it started")

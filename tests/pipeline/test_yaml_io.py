@@ -22,7 +22,7 @@ def write(tmp_path: Path, content: str | bytes, name: str = "recipe.yaml") -> Pa
     return path
 
 
-def refused(path: Path, pattern: str) -> str:
+def assert_refused(path: Path, pattern: str) -> str:
     with pytest.raises(ConfigError, match=pattern) as info:
         load_recipe(path)
     message = str(info.value)
@@ -45,7 +45,7 @@ def test_a_recipe_with_a_byte_order_mark_reads_as_its_utf8_twin(tmp_path: Path, 
      r"recipe\.yaml: not valid YAML \(unacceptable character #x0007: special characters are not allowed\)$"),
 ])
 def test_text_that_is_not_utf8_or_marked_is_refused(tmp_path: Path, content: bytes, pattern: str) -> None:
-    refused(write(tmp_path, content), pattern)
+    assert_refused(write(tmp_path, content), pattern)
 
 
 @pytest.mark.parametrize("nested", [
@@ -54,17 +54,18 @@ def test_text_that_is_not_utf8_or_marked_is_refused(tmp_path: Path, content: byt
     "".join("\n" + "  " * depth + "a:" for depth in range(1, 201)) + " 1",
 ], ids=["flow lists", "flow mappings", "block mappings"])
 def test_deep_nesting_is_refused_in_one_line(tmp_path: Path, nested: str) -> None:
-    refused(write(tmp_path, "name: t\ndata:" + nested + "\n"), r"recipe\.yaml: line \d+: values nested deeper than 32 "
-                                                              r"levels: a recipe needs a handful$")
+    assert_refused(write(tmp_path, "name: t\ndata:" + nested + "\n"),
+                   r"recipe\.yaml: line \d+: values nested deeper than 32 levels: a recipe needs a handful$")
 
 
 def test_aliases_may_not_contain_themselves_or_expand_without_limit(tmp_path: Path) -> None:
-    refused(write(tmp_path, "name: t\ndata: &a {x: [*a]}\n"), r"line 2: alias \*a sits inside the value it names")
+    assert_refused(write(tmp_path, "name: t\ndata: &a {x: [*a]}\n"),
+                   r"line 2: alias \*a sits inside the value it names")
     laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
-    refused(write(tmp_path, laughs), r"aliases expand to more than 100,000 values")
+    assert_refused(write(tmp_path, laughs), r"aliases expand to more than 100,000 values")
     chain = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 40))
-    refused(write(tmp_path, chain), r"aliases expand to values nested deeper than 32 levels")
+    assert_refused(write(tmp_path, chain), r"aliases expand to values nested deeper than 32 levels")
 
 
 def test_merge_keys_still_override_as_yaml_says(tmp_path: Path) -> None:
@@ -79,26 +80,29 @@ def test_merge_keys_still_override_as_yaml_says(tmp_path: Path) -> None:
     ("name: t\ndata: {name: cifar10, name: cifar100}\n", r"line 2: key 'name' appears twice"),
 ])
 def test_duplicate_keys_are_refused(tmp_path: Path, recipe: str, pattern: str) -> None:
-    refused(write(tmp_path, recipe), pattern)
+    assert_refused(write(tmp_path, recipe), pattern)
 
 
 def test_numbers_too_long_or_not_whole_give_one_line(tmp_path: Path) -> None:
     long_int = CI_RECIPE.replace("train_limit: 10000", "train_limit: " + "9" * 5001)
-    refused(write(tmp_path, long_int), r"line 9: a whole number of 5001 digits: no recipe value needs more than 30$")
+    assert_refused(write(tmp_path, long_int),
+                   r"line 9: a whole number of 5001 digits: no recipe value needs more than 30$")
     big_int = CI_RECIPE.replace("train_limit: 10000", "train_limit: " + "9" * 25)
-    refused(write(tmp_path, big_int), r"data\.train_limit: expected whole number or null, got a 25-digit number$")
+    assert_refused(write(tmp_path, big_int),
+                   r"data\.train_limit: expected whole number or null, got a 25-digit number$")
     big_epochs = CI_RECIPE.replace("epochs: 2", "epochs: " + "9" * 25)
-    refused(write(tmp_path, big_epochs), r"distill\.train\.epochs: a 25-digit number is far too large for any setting$")
+    assert_refused(write(tmp_path, big_epochs),
+                   r"distill\.train\.epochs: a 25-digit number is far too large for any setting$")
     for where in ("train_limit: 10000", "epochs: 2", "calibration: 512"):
         inf = CI_RECIPE.replace(where, where.split(":")[0] + ": .inf")
-        refused(write(tmp_path, inf), r"expected whole number( or null)?, got a number inf$")
+        assert_refused(write(tmp_path, inf), r"expected whole number( or null)?, got a number inf$")
 
 
 def test_a_huge_file_is_refused_unread_and_a_long_value_is_not_echoed(tmp_path: Path) -> None:
     huge = write(tmp_path, CI_RECIPE.replace("name: fashion-mnist", "name: " + "x" * (50 * 2**20)))
-    refused(huge, r"recipe '.*recipe\.yaml' is larger than 1 MiB: a recipe is a few KB of settings")
+    assert_refused(huge, r"recipe '.*recipe\.yaml' is larger than 1 MiB: a recipe is a few KB of settings")
     long_value = CI_RECIPE.replace("name: fashion-mnist", "name: " + "x" * (MAX_BYTES // 2))
-    message = refused(write(tmp_path, long_value), r"^.*recipe\.yaml: data\.name: unknown dataset 'xxx")
+    message = assert_refused(write(tmp_path, long_value), r"^.*recipe\.yaml: data\.name: unknown dataset 'xxx")
     assert "characters left out" in message
 
 
