@@ -303,10 +303,10 @@ class _Clock:
 @pytest.mark.parametrize("enabled", [True, False])
 def test_progress_on_a_pipe_is_a_line_every_30_seconds(enabled: bool) -> None:
     """Issue 22: progress refreshes by time, not by step count; on a pipe it is a plain line; -q hides it."""
-    from compress.train import _ProgressBar
+    from compress.progress import ProgressBar
 
     clock, lines = _Clock(), []
-    bar = _ProgressBar(100, 2, 4, enabled, 32.0, lines.append, terminal=False, clock=clock)
+    bar = ProgressBar(100, 2, 4, enabled, 32.0, lines.append, terminal=False, clock=clock)
     sums = torch.tensor([2.0, 1.0, 1.0, 1.0], dtype=torch.float64)
     for step in range(1, 101):
         clock.now += 0.5  # 2 steps a second, 64 images a second
@@ -322,9 +322,9 @@ def test_progress_on_a_pipe_is_a_line_every_30_seconds(enabled: bool) -> None:
 
 def test_progress_lines_appear_during_training_on_a_pipe(tmp_path: Path, fmnist_available: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import compress.train as train
+    import compress.progress as progress_module
 
-    monkeypatch.setattr(train, "LINE_EVERY_S", 0.0)  # every step is due
+    monkeypatch.setattr(progress_module, "LINE_EVERY_S", 0.0)  # every step is due
     for progress in (True, False):
         lines: list[str] = []
         torch.manual_seed(0)
