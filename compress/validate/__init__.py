@@ -19,19 +19,21 @@ if TYPE_CHECKING:
     from compress.validate.accuracy import AccuracyResult, agreement, evaluate_backends, max_abs_diff, topk_accuracy
     from compress.validate.backends import Backend, RuntimeBackend, StageSkipped, TorchBackend, open_backend
     from compress.validate.ci_report import publish_gates
-    from compress.validate.gates import GATES, GateSpec, check_gates, evaluate_gates, gate_table, parse_gates
+    from compress.validate.gates import GATES, GateSpec, parse_gates
     from compress.validate.latency import LatencyConfig, LatencyStats, benchmark, environment_record, latency_stats
     from compress.validate.measure import artifact_names, validate_artifacts
     from compress.validate.report import ReportPaths, read_metrics_jsonl, render_markdown, render_png, write_report
     from compress.validate.results import GateResult, StageResult, ValidationResult, read_result
+    from compress.validate.verdicts import check_gates, evaluate_gates, gate_table
 
 __getattr__, __all__ = lazy_names(__name__, {
     "accuracy": ("AccuracyResult", "agreement", "evaluate_backends", "max_abs_diff", "topk_accuracy"),
     "ci_report": ("publish_gates",),
     "backends": ("Backend", "RuntimeBackend", "StageSkipped", "TorchBackend", "open_backend"),
-    "gates": ("GATES", "GateSpec", "check_gates", "evaluate_gates", "gate_table", "parse_gates"),
+    "gates": ("GATES", "GateSpec", "parse_gates"),
     "latency": ("LatencyConfig", "LatencyStats", "benchmark", "environment_record", "latency_stats"),
     "measure": ("artifact_names", "validate_artifacts"),
     "report": ("ReportPaths", "read_metrics_jsonl", "render_markdown", "render_png", "write_report"),
     "results": ("GateResult", "StageResult", "ValidationResult", "read_result"),
+    "verdicts": ("check_gates", "evaluate_gates", "gate_table"),
 })

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from typing import Mapping, Sequence
 
 from compress.artifacts import atomic_write_text, check_output_file, writing
-from compress.validate.gates import describe
+from compress.validate.verdicts import describe
 from compress.validate.results import GateResult
 
 Suites = Mapping[str, Sequence[GateResult]]

@@ -22,7 +22,8 @@ from compress.errors import ConfigError, DeviceError
 from compress.export.backends import backend_for_file
 from compress.validate.accuracy import evaluate_backends
 from compress.validate.backends import Backend, RunnerFactory, StageSkipped, deploy_load, open_backend
-from compress.validate.gates import Gates, check_requested, evaluate_gates, gates_by_stage
+from compress.validate.gates import Gates, check_requested, gates_by_stage
+from compress.validate.verdicts import evaluate_gates
 from compress.validate.latency import LatencyConfig, benchmark, environment_record, speedups
 from compress.validate.results import StageResult, ValidationResult
 
@@ -137,7 +138,7 @@ def validate_artifacts(
 
     ``providers`` picks the ONNX Runtime execution provider per ONNX stage ("cpu" by default).
     ``latency`` overrides the timing settings (``batch_sizes``/``threads``/``duration_s`` fill it otherwise).
-    ``baseline``: a stored result that the baseline gates compare with (``gates.evaluate_gates``).
+    ``baseline``: a stored result that the baseline gates compare with (``verdicts.evaluate_gates``).
     """
     providers = dict(providers or {})
     _check_names(artifacts, reference, providers, gates)

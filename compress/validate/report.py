@@ -10,7 +10,6 @@ optional and is imported only here, with the Agg backend (no display on a server
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from compress.artifacts import atomic_path, json_text, output_folder, sweep_litter
 from compress.errors import CheckpointError, MissingDependency
-from compress.validate.gates import describe, format_value
+from compress.validate.verdicts import describe, format_value
 from compress.validate.latency import MAX_DRIFT, LatencyStats
 from compress.validate.regime import LabelCounts, TeacherFacts, describe_regime, label_counts  # noqa: F401 (re-exported)
 from compress.validate.results import StageResult, ValidationResult

@@ -89,7 +89,7 @@ class ValidationResult:
 
     @property
     def passed(self) -> bool:
-        """No gate failed. Skipped gates are not passes; see ``gates.check_gates(strict=True)``."""
+        """No gate failed. Skipped gates are not passes; see ``verdicts.check_gates(strict=True)``."""
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:

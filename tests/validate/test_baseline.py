@@ -11,7 +11,8 @@ import pytest
 
 from compress.cli import main
 from compress.errors import ConfigError
-from compress.validate.gates import BASELINE_DEFAULTS, GateSpec, evaluate_gates
+from compress.validate.gates import BASELINE_DEFAULTS, GateSpec
+from compress.validate.verdicts import evaluate_gates
 from compress.validate.results import ValidationResult, read_result
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from compress.errors import ConfigError, GateFailed
-from compress.validate.gates import GateSpec, check_gates, evaluate_gates, gate_table
+from compress.validate.gates import GateSpec
+from compress.validate.verdicts import check_gates, evaluate_gates, gate_table
 
 
 def by_key(results):
@@ -114,7 +115,8 @@ def test_parse_gates_from_a_recipe():
 def test_a_new_gate_is_one_table_entry(fixed_result, monkeypatch):
     """A size budget, added the way a contributor would: one Gate in GATES; recipes, GateSpec, judging,
     descriptions and the failure table pick it up."""
-    from compress.validate.gates import GATES, Gate, describe, parse_gates
+    from compress.validate.gates import GATES, Gate, parse_gates
+    from compress.validate.verdicts import describe
     from compress.validate.report import render_markdown
 
     def size_mb(x):  # x: GateInputs (the stage, the reference, the latency point, the baseline stage)

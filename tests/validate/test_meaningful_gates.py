@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,8 @@ from compress.cli import main
 from compress.errors import ConfigError, UsageError
 from compress.export.timing import LatencyStats, latency_stats, unreliable
 from compress.validate.accuracy import AccuracyResult
-from compress.validate.gates import GateSpec, check_gates, check_requested, describe, evaluate_gates
+from compress.validate.gates import GateSpec, check_requested
+from compress.validate.verdicts import check_gates, describe, evaluate_gates
 from compress.validate.latency import LatencyConfig, benchmark
 from compress.validate.results import StageResult, ValidationResult
 

@@ -10,7 +10,8 @@ import pytest
 
 from compress.data import DataConfig
 from compress.errors import CheckpointError
-from compress.validate.gates import GateSpec, evaluate_gates
+from compress.validate.gates import GateSpec
+from compress.validate.verdicts import evaluate_gates
 from compress.validate.report import (TeacherFacts, accuracy_limits, describe_regime, read_metrics_jsonl,
                                       render_markdown, render_png, report_figure, write_report)
 from compress.validate.results import ValidationResult
