@@ -32,10 +32,10 @@ Our additions, each an option measured on real data (benchmarks/results/distill_
   teacher's BN layers run in train mode during training, so their running statistics follow the training
   images, labelled and unlabelled (AdaBN, Li et al. 2016); evaluation uses the adapted statistics.
 - ``teacher_every=k`` (default 4; 1 with ``reference``): the teacher takes its step (MSE feedback, its CE,
-  bias refinement, anchor) on steps k, 2k, ... only; on the others its forward runs without autograd (still in train mode: its BN
-  statistics move every step) and the student learns from the detached features (the teacher terms are
-  still computed, for the log, without a graph). The count of
-  steps taken is a buffer of the method, so a resumed run keeps the same teacher steps.
+  bias refinement, anchor) on steps k, 2k, ... only; on the others its forward runs without autograd
+  (still in train mode: its BN statistics move every step) and the student learns from the detached
+  features (the teacher terms are still computed, for the log, without a graph). The count of steps
+  taken is a buffer of the method, so a resumed run keeps the same teacher steps.
 - ``pseudo_threshold=t``: the teacher CE also counts unlabelled images whose teacher confidence (max
   softmax) is at least t, the teacher's argmax as their label (self-training, as Noisy Student; the
   confidence filter of FixMatch). The bias refinement keeps the real labels.

@@ -132,5 +132,5 @@ class ATSCConfig(SharedHeadConfig):
                               "(teacher_ce=0): set teacher_ce > 0 or drop pseudo_threshold")
 
 
-__all__ = ["ADAPT_DEFAULTS", "ADAPT_PUBLISHED", "ANCHOR_SCOPES", "ATSCConfig", "BN_MODES", "GUARD_DEFAULTS", "KDConfig", "REFERENCE_GUARDS", "STABILITY",
-           "SharedHeadConfig", "SupervisedConfig", "TEACHER_ADAPT"]
+__all__ = ["ADAPT_DEFAULTS", "ADAPT_PUBLISHED", "ANCHOR_SCOPES", "ATSCConfig", "BN_MODES", "GUARD_DEFAULTS", "KDConfig",
+           "REFERENCE_GUARDS", "STABILITY", "SharedHeadConfig", "SupervisedConfig", "TEACHER_ADAPT"]
